@@ -1,0 +1,125 @@
+"""API keys with scopes for the HTTP routes; only SHA-256 hashes are kept at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader
+
+KEY_PREFIX = "gdn_"
+
+
+class Scope(StrEnum):
+    INTAKE_WRITE = "intake:write"
+    INTAKE_READ = "intake:read"
+    AUDIT_READ = "audit:read"
+    WEBHOOKS_ADMIN = "webhooks:admin"
+    ADMIN = "admin"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """One key as kept at rest: its name, hash and scopes, never the key itself."""
+
+    key_id: str
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+
+
+class KeyStore:
+    """Keys in a JSON file, re-read when the file changes so new keys need no restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: float | None = None
+        self._keys: dict[str, StoredKey] = {}
+
+    def _load(self) -> None:
+        try:
+            stamp = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self._keys, self._stamp = {}, None
+            return
+        if stamp == self._stamp:
+            return
+        raw = json.loads(self.path.read_text() or "{}")
+        self._keys = {
+            k["id"]: StoredKey(k["id"], k["name"], k["sha256"], frozenset(k["scopes"]))
+            for k in raw.get("keys", [])
+        }
+        self._stamp = stamp
+
+    def authenticate(self, presented: str) -> StoredKey | None:
+        """The stored key matching ``presented``, compared in constant time."""
+        self._load()
+        key_id = presented.removeprefix(KEY_PREFIX).split("_", 1)[0]
+        stored = self._keys.get(key_id)
+        if stored is None or not hmac.compare_digest(stored.sha256, _digest(presented)):
+            return None
+        return stored
+
+    def create(self, name: str, scopes: list[str]) -> str:
+        """Add a key and return it; this is the only time it is ever shown."""
+        unknown = set(scopes) - {s.value for s in Scope}
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+        key_id = secrets.token_hex(4)
+        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        raw = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+        raw.setdefault("keys", []).append(
+            {
+                "id": key_id,
+                "name": name,
+                "sha256": _digest(key),
+                "scopes": sorted(scopes),
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(raw, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.path)
+        return key
+
+    def is_empty(self) -> bool:
+        self._load()
+        return not self._keys
+
+
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def require(scope: Scope) -> Any:
+    """FastAPI dependency: a valid key holding ``scope`` (or ``admin``), else 401/403."""
+
+    async def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> StoredKey:
+        if not key:
+            auth = request.headers.get("authorization", "")
+            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if not key:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (X-API-Key)")
+        store: KeyStore = request.app.state.keys
+        stored = store.authenticate(key)
+        if stored is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
+        if scope.value not in stored.scopes and Scope.ADMIN.value not in stored.scopes:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key lacks scope {scope.value}")
+        return stored
+
+    return Depends(check)

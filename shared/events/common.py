@@ -1,0 +1,67 @@
+"""Field types shared by the event data models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+Category = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+]
+Instant = AwareDatetime
+Categories = Annotated[list[Category], Field(max_length=64)]
+
+
+class Data(BaseModel):
+    """Base of event data: unknown fields are ignored so producers can add fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class SubjectKind(StrEnum):
+    CUSTOMER = "customer"
+    PROSPECT = "prospect"
+    CANDIDATE = "candidate"
+    EMPLOYEE = "employee"
+    VISITOR = "visitor"
+
+
+class Identifiers(BaseModel):
+    """How connected systems know the subject; at least one identifier is required."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+
+    email: (
+        Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
+    customer_id: Id | None = None
+    phone: (
+        Annotated[str, StringConstraints(max_length=32, pattern=r"^\+?[0-9 .()-]{4,}$")] | None
+    ) = None
+
+    def present(self) -> dict[str, str]:
+        """The identifiers that are set, by name (extra identifiers included)."""
+        values = {k: v for k, v in self.model_dump().items() if v is not None}
+        return {k: str(v)[:256] for k, v in values.items()}
+
+
+class Subject(BaseModel):
+    """The data subject an event is about."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: SubjectKind
+    identifiers: Identifiers
+
+    @model_validator(mode="after")
+    def _has_identifier(self) -> Subject:
+        if not self.identifiers.present():
+            raise ValueError("subject.identifiers needs at least one identifier")
+        return self

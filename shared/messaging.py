@@ -1,0 +1,226 @@
+"""Kafka wiring: broker factory, subscribers with an explicit ack policy, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from pymongo.errors import ConnectionFailure, OperationFailure
+
+from shared import topics
+from shared.errors import EventRejected, PermanentError, TransientError
+from shared.events import CloudEvent, parse_event, topic_for_type
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CloudEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Kafka record as received: where it came from, its headers and raw body."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: dict[str, str]
+    body: bytes
+    timestamp_ms: int
+
+
+RawHandler = Callable[[Delivery], Awaitable[None]]
+
+# Errors that say "try again later": the message is not committed and comes back.
+TRANSIENT = (TransientError, ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
+# Unexpected errors are retried this many times, then dead-lettered with their type.
+MAX_UNEXPECTED_ATTEMPTS = 5
+
+DLQ_REASON = "x-gardien-dlq-reason"
+DLQ_TOPIC = "x-gardien-dlq-topic"
+DLQ_PARTITION = "x-gardien-dlq-partition"
+DLQ_OFFSET = "x-gardien-dlq-offset"
+DLQ_SERVICE = "x-gardien-dlq-service"
+DLQ_AT = "x-gardien-dlq-at"
+
+
+def create_broker(settings: Settings, service: str, provider: TracerProvider) -> KafkaBroker:
+    """A broker whose messages carry trace context; per-message logs only at DEBUG."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"gardien-{service}",
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
+        log_level=logging.DEBUG,
+        request_timeout_ms=10_000,
+    )
+
+
+async def publish_event(broker: KafkaBroker, event: CloudEvent, key: str) -> None:
+    """Publish ``event`` to the topic of its type, keyed by its aggregate id."""
+    await broker.publish(
+        event.to_json(),
+        topic=topic_for_type(event.type),
+        key=key.encode(),
+        headers={"content-type": "application/cloudevents+json", "ce_type": event.type},
+    )
+
+
+class Consumer:
+    """Registers subscribers that commit only after the handler's durable write."""
+
+    def __init__(
+        self, broker: KafkaBroker, settings: Settings, service: str, metrics: Metrics | None = None
+    ) -> None:
+        self.metrics = metrics or Metrics(service)
+        self.broker = broker
+        self.settings = settings
+        self.service = service
+        self._attempts: dict[tuple[str, int, int], int] = {}
+        self._routes: dict[str, Callable[[KafkaMessage], Awaitable[None]]] = {}
+
+    def events(self, topic: str, handler: Handler, *, dead_letters: bool = True) -> None:
+        """Validate each record of ``topic`` as a CloudEvent, then call ``handler``.
+
+        Only the topic's owner dead-letters invalid records (``dead_letters``); other
+        consumers of the same topic skip them, so a poison event is dead-lettered once.
+        """
+
+        async def on_record(msg: KafkaMessage) -> None:
+            await self._process(msg, topic, handler, dead_letters)
+
+        self._routes[topic] = on_record
+
+    def raw(self, topic: str, handler: RawHandler) -> None:
+        """Call ``handler`` with each record of ``topic`` as received, unvalidated."""
+
+        async def on_record(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            delivery = Delivery(
+                topic=topic,
+                partition=_partition(msg),
+                offset=_offset(msg),
+                key=getattr(raw, "key", None),
+                body=msg.body,
+                headers={k: str(v) for k, v in msg.headers.items()},
+                timestamp_ms=int(getattr(raw, "timestamp", 0) or 0),
+            )
+            await self._guard(msg, topic, lambda: handler(delivery))
+
+        self._routes[topic] = on_record
+
+    def subscribe(self) -> None:
+        """One consumer-group member for every routed topic (one group per service)."""
+        if not self._routes:
+            return
+        routes = dict(self._routes)
+
+        async def on_record(msg: KafkaMessage) -> None:
+            topic = str(getattr(msg.raw_message, "topic", ""))
+            route = routes.get(topic)
+            if route is None:  # pragma: no cover - the consumer only subscribes to routes
+                raise PermanentError(f"no route for topic {topic}")
+            await route(msg)
+
+        self.broker.subscriber(
+            *sorted(routes),
+            group_id=f"gardien-{self.service}",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.gardien_fetch_max_wait_ms,
+            title=f"{self.service}",
+        )(on_record)
+
+    async def _process(
+        self, msg: KafkaMessage, topic: str, handler: Handler, dead_letters: bool
+    ) -> None:
+        try:
+            event = parse_event(msg.body)
+            expected = topic_for_type(event.type)
+            if expected != topic:
+                raise EventRejected(f"event type {event.type} belongs on {expected}, not {topic}")
+        except EventRejected as exc:
+            if dead_letters:
+                await self.dead_letter(msg, topic, exc.reason)
+            return
+        await self._guard(msg, topic, lambda: handler(event))
+
+    async def _guard(
+        self, msg: KafkaMessage, topic: str, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        where = (topic, _partition(msg), _offset(msg))
+        try:
+            await call()
+        except PermanentError as exc:
+            await self.dead_letter(msg, topic, exc.reason)
+        except TRANSIENT as exc:
+            await self._back_off(where, exc, unexpected=False)
+            raise
+        except OperationFailure as exc:
+            if not await self._back_off(where, exc, unexpected=True):
+                await self.dead_letter(msg, topic, f"store refused the write: code {exc.code}")
+                return
+            raise
+        except Exception as exc:
+            if not await self._back_off(where, exc, unexpected=True):
+                reason = f"handler failed {MAX_UNEXPECTED_ATTEMPTS} times: {type(exc).__name__}"
+                await self.dead_letter(msg, topic, reason)
+                return
+            raise
+        else:
+            self._attempts.pop(where, None)
+            self.metrics.inc("events_processed", topic)
+
+    async def _back_off(
+        self, where: tuple[str, int, int], exc: Exception, *, unexpected: bool
+    ) -> bool:
+        """Sleep before redelivery; False once an unexpected error has used its attempts."""
+        attempt = self._attempts.get(where, 0) + 1
+        if unexpected and attempt >= MAX_UNEXPECTED_ATTEMPTS:
+            self._attempts.pop(where, None)
+            log.exception("giving up on %s[%d]@%d", *where, exc_info=exc)
+            return False
+        self._attempts[where] = attempt
+        delay = min(0.2 * 2 ** (attempt - 1), 30.0)
+        log.warning(
+            "retrying %s[%d]@%d in %.1fs after %s (attempt %d)",
+            *where,
+            delay,
+            type(exc).__name__,
+            attempt,
+        )
+        await asyncio.sleep(delay)
+        return True
+
+    async def dead_letter(self, msg: KafkaMessage, topic: str, reason: str) -> None:
+        """Send the record as received to ``<topic>.dlq`` with the reason in headers."""
+        headers = {
+            DLQ_REASON: reason[:1000],
+            DLQ_TOPIC: topic,
+            DLQ_PARTITION: str(_partition(msg)),
+            DLQ_OFFSET: str(_offset(msg)),
+            DLQ_SERVICE: self.service,
+            DLQ_AT: datetime.now(UTC).isoformat(),
+        }
+        key = getattr(msg.raw_message, "key", None)
+        await self.broker.publish(msg.body, topic=topics.dlq(topic), key=key, headers=headers)
+        self.metrics.inc("events_dead_lettered", topic)
+        log.warning("dead-lettered %s[%d]@%d: %s", topic, _partition(msg), _offset(msg), reason)
+
+
+def _partition(msg: KafkaMessage) -> int:
+    return int(getattr(msg.raw_message, "partition", -1))
+
+
+def _offset(msg: KafkaMessage) -> int:
+    return int(getattr(msg.raw_message, "offset", -1))

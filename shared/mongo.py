@@ -1,0 +1,43 @@
+"""MongoDB access: one AsyncMongoClient per process, one database per service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.settings import Settings
+
+Document = dict[str, object]
+
+
+def create_client(settings: Settings) -> AsyncMongoClient[Document]:
+    """A client that returns timezone-aware UTC datetimes and fails fast when unreachable."""
+    return AsyncMongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5_000,
+        connectTimeoutMS=5_000,
+        appname="gardien",
+    )
+
+
+def service_database(
+    client: AsyncMongoClient[Document], settings: Settings, service: str
+) -> AsyncDatabase[Document]:
+    """The database owned by ``service``; no service opens another's."""
+    return client[settings.database_name(service)]
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """The indexes a service needs, by collection; applied at start-up, idempotently."""
+
+    indexes: dict[str, list[IndexModel]] = field(default_factory=dict)
+
+    async def apply(self, db: AsyncDatabase[Document]) -> None:
+        """Create every index (a no-op for those that already exist)."""
+        for collection, models in self.indexes.items():
+            if models:
+                await db[collection].create_indexes(models)

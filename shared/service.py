@@ -1,0 +1,133 @@
+"""The common frame of a Gardien service: broker, database, telemetry, health, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Span
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.auth import KeyStore
+from shared.messaging import Consumer, create_broker
+from shared.metrics import Metrics
+from shared.mongo import Document, IndexPlan, create_client, service_database
+from shared.settings import Settings
+from shared.telemetry import instrument_fastapi, setup_tracing
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; clients are built in the lifespan, not at import."""
+
+    service: str
+    settings: Settings
+    provider: TracerProvider
+    broker: KafkaBroker
+    consumer: Consumer
+    metrics: Metrics
+    client: AsyncMongoClient[Document] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def span(self, name: str) -> AbstractContextManager[Span]:
+        """Start a span of this service's tracer (attributes: ids only, never personal data)."""
+        return self.provider.get_tracer(f"gardien.{self.service}").start_as_current_span(name)
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        """The service's own database (available once the lifespan has started)."""
+        if self.client is None:
+            raise RuntimeError("the database is available only while the service runs")
+        return service_database(self.client, self.settings, self.service)
+
+
+@dataclass
+class ServiceSpec:
+    """How one service is wired: its subscribers, indexes, routes and background work."""
+
+    name: str
+    wire: Callable[[Runtime], None]
+    indexes: IndexPlan = field(default_factory=IndexPlan)
+    routers: list[APIRouter] = field(default_factory=list)
+    after_start: list[Hook] = field(default_factory=list)
+
+
+def create_service_app(
+    spec: ServiceSpec, settings: Settings, exporter: SpanExporter | None = None
+) -> FastAPI:
+    """A FastAPI app whose lifespan runs the service's FastStream broker and database."""
+    provider = setup_tracing(spec.name, settings, exporter)
+    broker = create_broker(settings, spec.name, provider)
+    metrics = Metrics(spec.name)
+    runtime = Runtime(
+        spec.name,
+        settings,
+        provider,
+        broker,
+        Consumer(broker, settings, spec.name, metrics),
+        metrics,
+    )
+    spec.wire(runtime)
+    runtime.consumer.subscribe()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.client = create_client(settings)
+        await spec.indexes.apply(runtime.db)
+        await broker.start()
+        for hook in spec.after_start:
+            await hook(runtime)
+        log.info("%s started", spec.name)
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await broker.stop()
+            await runtime.client.close()
+            provider.shutdown()
+
+    app = FastAPI(title=f"Gardien {spec.name}", lifespan=lifespan, version="0.1.0")
+    app.state.runtime = runtime
+    app.state.keys = KeyStore(settings.gardien_api_keys_file)
+    _health_routes(app, runtime)
+    for router in spec.routers:
+        app.include_router(router)
+    instrument_fastapi(app, provider)
+    return app
+
+
+def _health_routes(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = {"kafka": await runtime.broker.ping(timeout=2.0), "mongodb": False}
+        try:
+            if runtime.client is not None:
+                await runtime.client.admin.command("ping")
+                checks["mongodb"] = True
+        except Exception:
+            log.warning("mongodb ping failed")
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(runtime.metrics.exposition())

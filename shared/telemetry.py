@@ -1,0 +1,43 @@
+"""Tracing setup: one tracer provider per process, OTLP export when an endpoint is set."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def setup_tracing(
+    service: str, settings: Settings, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """Tracer provider for ``service``; exports to ``exporter`` or to the OTLP endpoint."""
+    name = settings.otel_service_name or f"gardien-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    if exporter is None and settings.otel_exporter_otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        exporter = OTLPSpanExporter(endpoint=endpoint)
+        log.info("exporting traces over OTLP/HTTP")
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def instrument_fastapi(app: FastAPI, provider: TracerProvider) -> None:
+    """Trace every HTTP request of ``app`` (health probes excluded)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics"
+    )
