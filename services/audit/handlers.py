@@ -1,0 +1,13 @@
+"""Audit's subscribers: every Gardien topic, dead-letter topics included."""
+
+from __future__ import annotations
+
+from services.audit.usecases import Auditor
+from shared import topics
+from shared.service import Runtime
+
+
+def register(runtime: Runtime, auditor: Auditor) -> None:
+    """Subscribe the auditor to every topic, as raw records."""
+    for topic in sorted(topics.all_topics()):
+        runtime.consumer.raw(topic, auditor.record)
