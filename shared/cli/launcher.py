@@ -1,0 +1,210 @@
+"""`gardien up`: run the embedded stack, the four services and the HTTP API, supervised.
+
+Every child runs in its own process group and is stopped on Ctrl-C or SIGTERM. A service
+that exits is restarted with backoff. The embedded broker keeps everything in memory, so
+when it restarts every topic, record and committed offset is gone and running consumers
+stall silently: the launcher then recreates the topics and restarts every service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from shared import stack
+from shared.kafka_admin import ensure_topics
+from shared.topics import all_topics
+
+SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
+STATE_FILE = "up.json"
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+
+@dataclass
+class Launcher:
+    """Owns every process `gardien up` starts; nothing outlives it."""
+
+    home: Path
+    http_host: str
+    http_port: int
+    own_broker: bool
+    own_mongo: bool
+    bootstrap: str
+    mongodb_uri: str
+    base_port: int = 8100
+    extra_env: dict[str, str] = field(default_factory=dict)
+    broker: subprocess.Popen[bytes] | None = None
+    mongo: subprocess.Popen[bytes] | None = None
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+
+    def start_servers(self) -> None:
+        if self.own_broker:
+            port = int(self.bootstrap.rsplit(":", 1)[1])
+            self.broker = stack.start_broker(self.home, port)
+        if self.own_mongo:
+            port = int(self.mongodb_uri.rsplit(":", 1)[1])
+            self.mongo = stack.start_mongo(self.home, port)
+        asyncio.run(ensure_topics(self.bootstrap, all_topics()))
+
+    def service_env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "MONGODB_URI": self.mongodb_uri,
+            "GARDIEN_API_KEYS_FILE": str(self.home / "api-keys.json"),
+        }
+        for name, port in self.ports().items():
+            env[f"GARDIEN_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        return env
+
+    def ports(self) -> dict[str, int]:
+        return {name: self.base_port + offset for name, offset in SERVICE_OFFSETS.items()}
+
+    def save_state(self) -> None:
+        """Record every pid and address, for `gardien stack status` and for operators."""
+        state = {
+            "launcher_pid": os.getpid(),
+            "bootstrap": self.bootstrap,
+            "mongodb_uri": self.mongodb_uri,
+            "broker_pid": self.broker.pid if self.broker else None,
+            "mongo_pid": self.mongo.pid if self.mongo else None,
+            "children": {c.name: c.proc.pid for c in self.children if c.proc},
+            "http": f"http://{self.http_host}:{self.http_port}",
+        }
+        (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def start_children(self) -> None:
+        base = self.service_env()
+        gardien = [sys.executable, "-m", "shared.cli.main"]
+        for name, port in self.ports().items():
+            env = {**base, "GARDIEN_SERVICE_PORT": str(port)}
+            self.children.append(
+                Child(name, [*gardien, "service", name], env, self.home / f"{name}.log")
+            )
+        api_env = {
+            **base,
+            "GARDIEN_HTTP_HOST": self.http_host,
+            "GARDIEN_HTTP_PORT": str(self.http_port),
+        }
+        self.children.append(
+            Child("api", [*gardien, "service", "api"], api_env, self.home / "api.log")
+        )
+        for child in self.children:
+            child.start()
+
+    def restart_all(self, why: str) -> None:
+        typer.echo(f"gardien: {why}; restarting every service", err=True)
+        stack.terminate_all([c.proc for c in self.children if c.proc is not None])
+        if self.own_broker:
+            port = int(self.bootstrap.rsplit(":", 1)[1])
+            self.broker = stack.start_broker(self.home, port)
+            asyncio.run(ensure_topics(self.bootstrap, all_topics()))
+        for child in self.children:
+            child.restarts += 1
+            child.start()
+        self.save_state()
+
+    def supervise_once(self) -> None:
+        if self.own_broker and self.broker is not None and self.broker.poll() is not None:
+            self.restart_all("the embedded broker exited (it keeps no data across restarts)")
+            return
+        if self.own_mongo and self.mongo is not None and self.mongo.poll() is not None:
+            port = int(self.mongodb_uri.rsplit(":", 1)[1])
+            typer.echo("gardien: the MongoDB server exited; restarting it", err=True)
+            self.mongo = stack.start_mongo(self.home, port)
+            self.save_state()
+        for child in self.children:
+            if child.exited():
+                delay = min(2 ** min(child.restarts, 5), 30)
+                if time.monotonic() - child.started_at >= delay:
+                    code = child.proc.returncode if child.proc else "?"
+                    typer.echo(
+                        f"gardien: {child.name} exited ({code}); restarting (see {child.log})",
+                        err=True,
+                    )
+                    child.restarts += 1
+                    child.start()
+                    self.save_state()
+
+    def shutdown(self) -> None:
+        """Stop the services together, then the servers; SIGKILL whatever lingers."""
+        self.stopping = True
+        stack.terminate_all([c.proc for c in self.children if c.proc is not None])
+        stack.terminate_all([p for p in (self.broker, self.mongo) if p is not None])
+
+
+def run(launcher: Launcher) -> None:
+    """Start everything, print where it listens, supervise until a signal arrives."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        launcher.start_servers()
+        launcher.start_children()
+        launcher.save_state()
+        _print_endpoints(launcher)
+        while True:
+            time.sleep(0.5)
+            launcher.supervise_once()
+    except KeyboardInterrupt:
+        typer.echo("gardien: stopping…", err=True)
+    finally:
+        launcher.shutdown()
+        (launcher.home / STATE_FILE).unlink(missing_ok=True)
+        typer.echo("gardien: stopped; no process left running", err=True)
+
+
+def _print_endpoints(launcher: Launcher) -> None:
+    typer.echo(
+        f"Kafka bootstrap   {launcher.bootstrap}" + (" (embedded)" if launcher.own_broker else "")
+    )
+    typer.echo(
+        f"MongoDB           {launcher.mongodb_uri}" + (" (embedded)" if launcher.own_mongo else "")
+    )
+    for name, port in launcher.ports().items():
+        typer.echo(f"{name:<17} http://127.0.0.1:{port}/healthz")
+    typer.echo(
+        f"HTTP API          http://{launcher.http_host}:{launcher.http_port}  (docs at /docs)"
+    )
+    typer.echo(f"Logs              {launcher.home}/")
+    typer.echo("Press Ctrl-C to stop everything.")
