@@ -1,0 +1,65 @@
+"""Session fixtures: the embedded stack on free loopback ports, settings per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import stack
+from shared.kafka_admin import ensure_topics
+from shared.settings import Settings
+from shared.topics import all_topics
+from tests.support import StackInfo
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """A real Kafka-protocol broker and MongoDB wire server, shared by the session.
+
+    Set GARDIEN_TEST_KAFKA and GARDIEN_TEST_MONGODB to run against servers you started.
+    """
+    kafka, mongo = os.environ.get("GARDIEN_TEST_KAFKA"), os.environ.get("GARDIEN_TEST_MONGODB")
+    if kafka and mongo:
+        asyncio.run(ensure_topics(kafka, all_topics()))
+        yield StackInfo(kafka, mongo, None, None)
+        return
+    home = tmp_path_factory.mktemp("stack")
+    broker = stack.start_broker(home, stack.free_port())
+    mongo_proc = stack.start_mongo(home, stack.free_port())
+    kport = int(broker.args[-1].rsplit(":", 1)[1])
+    mport = int(mongo_proc.args[mongo_proc.args.index("-p") + 1])
+    info = StackInfo(f"127.0.0.1:{kport}", f"mongodb://127.0.0.1:{mport}", broker, mongo_proc, home)
+    asyncio.run(ensure_topics(info.bootstrap, all_topics()))
+    try:
+        yield info
+    finally:
+        stack.terminate_all([broker, mongo_proc])
+
+
+@pytest.fixture
+def settings(embedded_stack: StackInfo, tmp_path: Path) -> Settings:
+    """Settings on the embedded stack with databases private to this test."""
+    return Settings(
+        kafka_bootstrap_servers=embedded_stack.bootstrap,
+        mongodb_uri=embedded_stack.mongodb_uri,
+        gardien_db_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        gardien_api_keys_file=tmp_path / "api-keys.json",
+        gardien_fetch_max_wait_ms=20,
+    )
+
+
+@pytest.fixture
+async def mongo_client(settings: Settings) -> AsyncIterator[object]:
+    """A MongoDB client on the embedded server."""
+    from shared.mongo import create_client
+
+    client = create_client(settings)
+    try:
+        yield client
+    finally:
+        await client.close()
