@@ -138,6 +138,8 @@ class Consumer:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.gardien_fetch_max_wait_ms,
+            session_timeout_ms=self.settings.gardien_kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(300, self.settings.gardien_kafka_session_timeout_ms // 3),
             title=f"{self.service}",
         )(on_record)
 

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         default=50, ge=1, le=5000, description="Consumer fetch wait; lower means lower latency."
     )
 
+    gardien_kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        le=300_000,
+        description="Consumer-group session timeout. Apache Kafka refuses < 6000 by default;"
+        " the embedded broker delays each group join by half of it.",
+    )
     gardien_intake_url: str = Field(
         default="http://127.0.0.1:8101", description="Base URL of intake's HTTP face."
     )

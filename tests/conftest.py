@@ -50,6 +50,7 @@ def settings(embedded_stack: StackInfo, tmp_path: Path) -> Settings:
         gardien_db_prefix=f"t{uuid.uuid4().hex[:10]}_",
         gardien_api_keys_file=tmp_path / "api-keys.json",
         gardien_fetch_max_wait_ms=20,
+        gardien_kafka_session_timeout_ms=3_000,
     )
 
 
