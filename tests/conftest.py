@@ -23,6 +23,13 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackIn
 
     Set GARDIEN_TEST_KAFKA and GARDIEN_TEST_MONGODB to run against servers you started.
     """
+    if os.environ.get("GARDIEN_TEST_TIER") == "containers":
+        from tests.containers.servers import container_stack
+
+        with container_stack() as info:
+            asyncio.run(ensure_topics(info.bootstrap, all_topics()))
+            yield info
+        return
     kafka, mongo = os.environ.get("GARDIEN_TEST_KAFKA"), os.environ.get("GARDIEN_TEST_MONGODB")
     if kafka and mongo:
         asyncio.run(ensure_topics(kafka, all_topics()))

@@ -113,3 +113,22 @@ async def read_until(
                 if match(record):
                     return record
     raise AssertionError(f"no matching record within {timeout}s")
+
+
+async def read_all(
+    consumer: AIOKafkaConsumer, wanted: dict[str, Callable[[Any], bool]], timeout: float = 15.0
+) -> dict[str, Any]:
+    """One record per name in ``wanted`` (whatever their order); fail after ``timeout``."""
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(wanted) and time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=200)
+        for records in batch.values():
+            for record in records:
+                for name, match in wanted.items():
+                    if name not in found and match(record):
+                        found[name] = record
+    missing = set(wanted) - set(found)
+    if missing:
+        raise AssertionError(f"no record for {sorted(missing)} within {timeout}s")
+    return found

@@ -1,0 +1,35 @@
+# Gardien: `make run` starts everything on the embedded stack; `make test` runs the suite.
+# Both build the environment from nothing: a private uv in .tools/, then .venv from uv.lock.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.synced
+
+.PHONY: run test lint check env clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+run: env
+	$(VENV)/bin/gardien up
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services tests/support.py
+
+test: lint
+	$(VENV)/bin/pytest -ra
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .gardien .pytest_cache .mypy_cache .ruff_cache

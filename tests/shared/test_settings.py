@@ -1,0 +1,26 @@
+"""Settings come from the environment and refuse nonsense."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("GARDIEN_HTTP_PORT", "9000")
+    settings = Settings()
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.gardien_http_port == 9000
+    assert settings.database_name("audit") == "gardien_audit"
+
+
+@pytest.mark.parametrize(("name", "value"), [("GARDIEN_HTTP_PORT", "70000"),
+                                             ("MONGODB_URI", "  "),
+                                             ("GARDIEN_KAFKA_SESSION_TIMEOUT_MS", "10")])
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
