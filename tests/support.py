@@ -65,14 +65,18 @@ def api_key(settings: Settings, *scopes: str) -> dict[str, str]:
 
 def example(name: str, **data_overrides: Any) -> dict[str, Any]:
     """An example event from examples/events with a fresh id and ``data`` overrides."""
-    event = json.loads((EXAMPLES / name).read_text())
+    event: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
     event["id"] = f"test-{uuid.uuid4().hex}"
     event["data"].update(data_overrides)
     return event
 
 
-async def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]],
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    items: list[tuple[bytes | None, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """Send raw records with a plain aiokafka producer (no Gardien code involved)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -91,8 +95,12 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 async def topic_reader(bootstrap: str, *topics: str) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer reading ``topics`` from the beginning, outside any Gardien group."""
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50,
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
     )
     await consumer.start()
     try:

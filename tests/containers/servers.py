@@ -17,7 +17,7 @@ def docker_unavailable_reason() -> str | None:
         import docker
 
         docker.from_env(timeout=5).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no usable engine
+    except Exception as exc:
         return f"no reachable Docker engine ({type(exc).__name__}: {str(exc)[:120]})"
     return None
 

@@ -22,6 +22,8 @@ def test_integration_suite_on_apache_kafka_and_mongodb() -> None:
     env = {**os.environ, "GARDIEN_TEST_TIER": "containers"}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "tests/integration", "-p", "no:cacheprovider"],
-        cwd=REPO, env=env, timeout=1800,
+        cwd=REPO,
+        env=env,
+        timeout=1800,
     )
     assert done.returncode == 0

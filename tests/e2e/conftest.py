@@ -36,34 +36,58 @@ class System:
 
     def gardien(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run the `gardien` command against this system."""
-        return subprocess.run([sys.executable, "-m", "shared.cli.main", *args], env=self.env,
-                              input=stdin, capture_output=True, timeout=60, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "shared.cli.main", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+            cwd=REPO,
+        )
 
 
 def up_env(bootstrap: str | None, mongodb_uri: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI"}
+    }
     if bootstrap:
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     if mongodb_uri:
         env["MONGODB_URI"] = mongodb_uri
-    env.update({
-        "GARDIEN_DB_PREFIX": f"e2e{uuid.uuid4().hex[:8]}_",
-        "GARDIEN_KAFKA_SESSION_TIMEOUT_MS": "3000",
-        "GARDIEN_FETCH_MAX_WAIT_MS": "20",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        **extra,
-    })
+    env.update(
+        {
+            "GARDIEN_DB_PREFIX": f"e2e{uuid.uuid4().hex[:8]}_",
+            "GARDIEN_KAFKA_SESSION_TIMEOUT_MS": "3000",
+            "GARDIEN_FETCH_MAX_WAIT_MS": "20",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            **extra,
+        }
+    )
     return env
 
 
-def start_up(home: Path, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+def start_up(
+    home: Path, env: dict[str, str], timeout: float = 60
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start `gardien up` and wait until its API reports every service ready."""
     port, base = stack.free_port(), 20000 + (os.getpid() % 2000) * 10
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli.main", "up", "--home", str(home),
-         "--http-port", str(port), "--base-port", str(base)],
-        env=env, cwd=REPO, stdout=(home / "up.out").open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "shared.cli.main",
+            "up",
+            "--home",
+            str(home),
+            "--http-port",
+            str(port),
+            "--base-port",
+            str(base),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=(home / "up.out").open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     api = f"http://127.0.0.1:{port}"
@@ -96,8 +120,11 @@ def stop_up(proc: subprocess.Popen[bytes]) -> None:
 def system(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     home = tmp_path_factory.mktemp("gardien-home")
     with Receiver() as traces:
-        env = up_env(embedded_stack.bootstrap, embedded_stack.mongodb_uri,
-                     OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{traces.port}")
+        env = up_env(
+            embedded_stack.bootstrap,
+            embedded_stack.mongodb_uri,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{traces.port}",
+        )
         proc, api = start_up(home, env)
         key = (home / "admin-api-key").read_text().strip()
         try:

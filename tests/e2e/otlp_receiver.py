@@ -37,16 +37,26 @@ class Receiver:
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         for resource_spans in request.resource_spans:
-            service = next((a.value.string_value for a in resource_spans.resource.attributes
-                            if a.key == "service.name"), "")
+            service = next(
+                (
+                    a.value.string_value
+                    for a in resource_spans.resource.attributes
+                    if a.key == "service.name"
+                ),
+                "",
+            )
             for scope in resource_spans.scope_spans:
                 for span in scope.spans:
-                    self.spans.append({
-                        "service": service, "name": span.name,
-                        "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                        "parent": span.parent_span_id.hex(),
-                        "attributes": {a.key: a.value for a in span.attributes},
-                    })
+                    self.spans.append(
+                        {
+                            "service": service,
+                            "name": span.name,
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent": span.parent_span_id.hex(),
+                            "attributes": {a.key: a.value for a in span.attributes},
+                        }
+                    )
 
     def __enter__(self) -> Receiver:
         self.thread.start()

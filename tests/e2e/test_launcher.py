@@ -25,7 +25,9 @@ def _pids(state: dict[str, object]) -> set[int]:
     children = state["children"]
     assert isinstance(children, dict)
     return {int(p) for p in children.values()} | {
-        int(state[k]) for k in ("broker_pid", "mongo_pid") if state.get(k)  # type: ignore[call-overload]
+        int(state[k])
+        for k in ("broker_pid", "mongo_pid")
+        if state.get(k)  # type: ignore[call-overload]
     }
 
 
@@ -37,13 +39,21 @@ def _publish_and_find(home: Path, api: str, env: dict[str, str], key: str) -> No
     path = home / f"{event['id']}.json"
     path.write_text(json.dumps(event))
     env = {**env, "KAFKA_BOOTSTRAP_SERVERS": str(_state(home)["bootstrap"])}
-    done = subprocess.run([sys.executable, "-m", "shared.cli.main", "publish", str(path)],
-                          env=env, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "publish", str(path)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr.decode()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        r = httpx.get(f"{api}/v1/audit/events", params={"request_id": event["data"]["request_id"]},
-                      headers={"X-API-Key": key}, timeout=5)
+        r = httpx.get(
+            f"{api}/v1/audit/events",
+            params={"request_id": event["data"]["request_id"]},
+            headers={"X-API-Key": key},
+            timeout=5,
+        )
         if r.status_code == 200 and r.json()["items"]:
             return
         time.sleep(0.1)

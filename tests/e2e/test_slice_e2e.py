@@ -26,11 +26,17 @@ from tests.support import example
 pytestmark = pytest.mark.e2e
 
 
-def audited(system: System, request_id: str, want: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+def audited(
+    system: System, request_id: str, want: int = 1, timeout: float = 20
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = httpx.get(f"{system.api}/v1/audit/events", params={"request_id": request_id},
-                      headers=system.headers(), timeout=5)
+        r = httpx.get(
+            f"{system.api}/v1/audit/events",
+            params={"request_id": request_id},
+            headers=system.headers(),
+            timeout=5,
+        )
         if r.status_code == 200 and len(r.json()["items"]) >= want:
             return list(r.json()["items"])
         time.sleep(0.05)
@@ -48,22 +54,28 @@ def test_event_published_with_gardien_publish_is_audited(system: System, tmp_pat
     print(f"publish -> audited in {time.monotonic() - started:.2f}s (includes CLI start-up)")
     assert items[0]["event_id"] == event["id"]
     assert "alice" not in json.dumps(items).lower()  # identifiers are never stored in clear
-    req = httpx.get(f"{system.api}/v1/requests/{event['data']['request_id']}",
-                    headers=system.headers(), timeout=5)
+    req = httpx.get(
+        f"{system.api}/v1/requests/{event['data']['request_id']}",
+        headers=system.headers(),
+        timeout=5,
+    )
     assert req.status_code == 200 and req.json()["right"] == "access"
 
 
 def test_event_from_a_plain_kafka_client_is_audited(system: System) -> None:
     event = example("request-received.json", request_id=f"REQ-KP-{uuid.uuid4().hex[:6]}")
     producer = KafkaProducer(bootstrap_servers=system.env["KAFKA_BOOTSTRAP_SERVERS"])
-    producer.send(topics.REQUESTS, key=event["data"]["request_id"].encode(),
-                  value=json.dumps(event).encode())
+    producer.send(
+        topics.REQUESTS, key=event["data"]["request_id"].encode(), value=json.dumps(event).encode()
+    )
     producer.flush()
     producer.close()
     assert audited(system, event["data"]["request_id"])[0]["event_id"] == event["id"]
 
 
-def test_malformed_event_is_dead_lettered_and_the_flow_continues(system: System, tmp_path: Path) -> None:
+def test_malformed_event_is_dead_lettered_and_the_flow_continues(
+    system: System, tmp_path: Path
+) -> None:
     bad = example("malformed.json")
     good = example("request-received.json", request_id=f"REQ-AFTER-{uuid.uuid4().hex[:6]}")
     (tmp_path / "bad.json").write_text(json.dumps(bad))
@@ -73,16 +85,25 @@ def test_malformed_event_is_dead_lettered_and_the_flow_continues(system: System,
     assert system.gardien("publish", str(tmp_path / "good.json")).returncode == 0
     audited(system, good["data"]["request_id"])
 
-    consumer = KafkaConsumer(bootstrap_servers=system.env["KAFKA_BOOTSTRAP_SERVERS"],
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=system.env["KAFKA_BOOTSTRAP_SERVERS"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
     consumer.assign([TopicPartition(topics.dlq(topics.REQUESTS), 0)])
-    reasons = [dict(rec.headers)[DLQ_REASON].decode() for rec in consumer
-               if json.loads(rec.value).get("id") == bad["id"]][:1]
+    reasons = [
+        dict(rec.headers)[DLQ_REASON].decode()
+        for rec in consumer
+        if json.loads(rec.value).get("id") == bad["id"]
+    ][:1]
     consumer.close()
     assert reasons and "right" in reasons[0]
-    rejections = httpx.get(f"{system.api}/v1/audit/events",
-                           params={"type": "gardien.event.rejected", "limit": 500},
-                           headers=system.headers(), timeout=5).json()["items"]
+    rejections = httpx.get(
+        f"{system.api}/v1/audit/events",
+        params={"type": "gardien.event.rejected", "limit": 500},
+        headers=system.headers(),
+        timeout=5,
+    ).json()["items"]
     assert any(r["data"]["reason"] == reasons[0] for r in rejections)
 
 
@@ -103,11 +124,16 @@ def test_one_trace_links_publish_intake_and_audit(system: System) -> None:
     event = example("request-received.json", request_id=f"REQ-TRACE-{uuid.uuid4().hex[:6]}")
 
     async def publish() -> None:
-        broker = KafkaBroker(system.env["KAFKA_BOOTSTRAP_SERVERS"],
-                             middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)])
+        broker = KafkaBroker(
+            system.env["KAFKA_BOOTSTRAP_SERVERS"],
+            middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
+        )
         await broker.connect()
-        await broker.publish(json.dumps(event).encode(), topic=topics.REQUESTS,
-                             key=event["data"]["request_id"].encode())
+        await broker.publish(
+            json.dumps(event).encode(),
+            topic=topics.REQUESTS,
+            key=event["data"]["request_id"].encode(),
+        )
         await broker.stop()
 
     asyncio.run(publish())
@@ -118,12 +144,17 @@ def test_one_trace_links_publish_intake_and_audit(system: System) -> None:
     while time.monotonic() < deadline:
         in_trace = [s for s in system.traces.spans if s["trace_id"] == trace_id]
         services = {s["service"] for s in in_trace}
-        audit_of_intake_output = [s for s in in_trace if s["service"] == "gardien-audit"
-                                  and "gardien.requests.v1" in s["name"]]
+        audit_of_intake_output = [
+            s
+            for s in in_trace
+            if s["service"] == "gardien-audit" and "gardien.requests.v1" in s["name"]
+        ]
         if {"gardien-intake", "gardien-audit"} <= services and audit_of_intake_output:
             break
         time.sleep(0.2)
     else:
-        raise AssertionError(f"trace incomplete: {sorted({(s['service'], s['name']) for s in in_trace})}")
+        raise AssertionError(
+            f"trace incomplete: {sorted({(s['service'], s['name']) for s in in_trace})}"
+        )
     spans = json.dumps([s["attributes"].__repr__() for s in system.traces.spans])
     assert "alice.martin" not in spans  # no personal data in span attributes

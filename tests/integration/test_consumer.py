@@ -41,21 +41,33 @@ async def test_transient_failure_is_retried_and_a_bug_is_dead_lettered(settings:
     after = example("request-received.json", channel="web", request_id="R-AFTER")
     misplaced = example("breach-detected.json")
     async with running(probe_app(settings, calls, handled)):
-        async with topic_reader(settings.kafka_bootstrap_servers, topics.dlq(topics.REQUESTS)) as dlq:
-            await produce(settings.kafka_bootstrap_servers, topics.REQUESTS, [
-                (b"R-FLAKY", event_bytes(flaky)), (b"R-BROKEN", event_bytes(broken)),
-                (b"R-AFTER", event_bytes(after)), (b"BR", event_bytes(misplaced)),
-            ])
+        async with topic_reader(
+            settings.kafka_bootstrap_servers, topics.dlq(topics.REQUESTS)
+        ) as dlq:
+            await produce(
+                settings.kafka_bootstrap_servers,
+                topics.REQUESTS,
+                [
+                    (b"R-FLAKY", event_bytes(flaky)),
+                    (b"R-BROKEN", event_bytes(broken)),
+                    (b"R-AFTER", event_bytes(after)),
+                    (b"BR", event_bytes(misplaced)),
+                ],
+            )
 
             async def all_done() -> bool:
                 return {flaky["id"], after["id"]} <= set(handled)
 
             await wait_for(all_done, timeout=30)
             assert calls[flaky["id"]] == 3 and handled.count(flaky["id"]) == 1
-            dead = await read_all(dlq, {
-                "broken": lambda r: r.value == event_bytes(broken),
-                "misplaced": lambda r: r.value == event_bytes(misplaced),
-            }, timeout=30)
+            dead = await read_all(
+                dlq,
+                {
+                    "broken": lambda r: r.value == event_bytes(broken),
+                    "misplaced": lambda r: r.value == event_bytes(misplaced),
+                },
+                timeout=30,
+            )
             reason = dict(dead["broken"].headers)[DLQ_REASON].decode()
             assert f"failed {MAX_UNEXPECTED_ATTEMPTS} times: KeyError" in reason
             assert calls[broken["id"]] == MAX_UNEXPECTED_ATTEMPTS

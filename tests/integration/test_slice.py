@@ -10,20 +10,34 @@ from shared import topics
 from shared.messaging import DLQ_REASON
 from shared.settings import Settings
 from tests.support import (
-    api_key, event_bytes, example, produce, read_until, running, topic_reader, wait_for,
+    api_key,
+    event_bytes,
+    example,
+    produce,
+    read_until,
+    running,
+    topic_reader,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
 
 
-async def test_request_is_stored_and_audited_and_poison_is_dead_lettered(settings: Settings) -> None:
+async def test_request_is_stored_and_audited_and_poison_is_dead_lettered(
+    settings: Settings,
+) -> None:
     good = example("request-received.json", request_id="REQ-SLICE-1")
     bad = example("malformed.json")
     headers = api_key(settings)
     async with running(intake_app(settings)) as intake, running(audit_app(settings)) as audit:
-        async with topic_reader(settings.kafka_bootstrap_servers, topics.dlq(topics.REQUESTS)) as dlq:
-            await produce(settings.kafka_bootstrap_servers, topics.REQUESTS,
-                          [(b"REQ-BAD", event_bytes(bad)), (b"REQ-SLICE-1", event_bytes(good))])
+        async with topic_reader(
+            settings.kafka_bootstrap_servers, topics.dlq(topics.REQUESTS)
+        ) as dlq:
+            await produce(
+                settings.kafka_bootstrap_servers,
+                topics.REQUESTS,
+                [(b"REQ-BAD", event_bytes(bad)), (b"REQ-SLICE-1", event_bytes(good))],
+            )
 
             async def stored() -> dict[str, object] | None:
                 r = await intake.get("/v1/requests/REQ-SLICE-1", headers=headers)
@@ -32,8 +46,9 @@ async def test_request_is_stored_and_audited_and_poison_is_dead_lettered(setting
             assert (await wait_for(stored))["status"] == "received"
 
             async def audited() -> list[dict[str, object]] | None:
-                r = await audit.get("/v1/audit/events", params={"request_id": "REQ-SLICE-1"},
-                                    headers=headers)
+                r = await audit.get(
+                    "/v1/audit/events", params={"request_id": "REQ-SLICE-1"}, headers=headers
+                )
                 items = r.json()["items"]
                 return items if len(items) >= 2 else None
 
@@ -49,28 +64,39 @@ async def test_redelivered_event_creates_no_second_request_or_record(settings: S
     event = example("request-received.json", request_id="REQ-DUP-1")
     headers = api_key(settings)
     async with running(intake_app(settings)) as intake, running(audit_app(settings)) as audit:
-        await produce(settings.kafka_bootstrap_servers, topics.REQUESTS,
-                      [(b"REQ-DUP-1", event_bytes(event))] * 3)
+        await produce(
+            settings.kafka_bootstrap_servers,
+            topics.REQUESTS,
+            [(b"REQ-DUP-1", event_bytes(event))] * 3,
+        )
 
         async def audited() -> list[dict[str, object]] | None:
-            r = await audit.get("/v1/audit/events", params={"request_id": "REQ-DUP-1"},
-                                headers=headers)
+            r = await audit.get(
+                "/v1/audit/events", params={"request_id": "REQ-DUP-1"}, headers=headers
+            )
             items = r.json()["items"]
             return items if len(items) >= 2 else None
 
         await wait_for(audited)
         # A later marker event proves the duplicates were consumed before we count.
         marker = example("request-received.json", request_id="REQ-DUP-MARK")
-        await produce(settings.kafka_bootstrap_servers, topics.REQUESTS,
-                      [(b"REQ-DUP-MARK", event_bytes(marker))])
+        await produce(
+            settings.kafka_bootstrap_servers,
+            topics.REQUESTS,
+            [(b"REQ-DUP-MARK", event_bytes(marker))],
+        )
 
         async def marked() -> bool:
             r = await intake.get("/v1/requests/REQ-DUP-MARK", headers=headers)
             return r.status_code == 200
 
         await wait_for(marked)
-        items = (await audit.get("/v1/audit/events", params={"request_id": "REQ-DUP-1"},
-                                 headers=headers)).json()["items"]
-        assert sorted(i["type"] for i in items) == ["gardien.request.accepted", "gdpr.request.received"]
+        items = (
+            await audit.get("/v1/audit/events", params={"request_id": "REQ-DUP-1"}, headers=headers)
+        ).json()["items"]
+        assert sorted(i["type"] for i in items) == [
+            "gardien.request.accepted",
+            "gdpr.request.received",
+        ]
         doc = (await intake.get("/v1/requests/REQ-DUP-1", headers=headers)).json()
         assert len(doc["history"]) == 1

@@ -45,8 +45,10 @@ def test_unknown_scope_is_refused(tmp_path: Path) -> None:
 
 async def test_scopes_are_enforced(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.json")
-    reader, writer, admin = (store.create(n, s) for n, s in
-                             (("r", ["audit:read"]), ("w", ["intake:write"]), ("a", ["admin"])))
+    reader, writer, admin = (
+        store.create(n, s)
+        for n, s in (("r", ["audit:read"]), ("w", ["intake:write"]), ("a", ["admin"]))
+    )
     app = app_with(store)
     assert (await call(app, {"X-API-Key": reader})).status_code == 200
     assert (await call(app, {"Authorization": f"Bearer {admin}"})).status_code == 200

@@ -17,9 +17,14 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_name("audit") == "gardien_audit"
 
 
-@pytest.mark.parametrize(("name", "value"), [("GARDIEN_HTTP_PORT", "70000"),
-                                             ("MONGODB_URI", "  "),
-                                             ("GARDIEN_KAFKA_SESSION_TIMEOUT_MS", "10")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GARDIEN_HTTP_PORT", "70000"),
+        ("MONGODB_URI", "  "),
+        ("GARDIEN_KAFKA_SESSION_TIMEOUT_MS", "10"),
+    ],
+)
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
