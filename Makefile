@@ -25,7 +25,7 @@ run: env
 
 lint: env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check shared services tests examples
 	$(VENV)/bin/mypy shared services tests/support.py
 
 test: lint
