@@ -23,6 +23,7 @@ class Scope(StrEnum):
     INTAKE_WRITE = "intake:write"
     INTAKE_READ = "intake:read"
     AUDIT_READ = "audit:read"
+    AUDIT_REVEAL = "audit:reveal"
     WEBHOOKS_ADMIN = "webhooks:admin"
     ADMIN = "admin"
 
