@@ -1,4 +1,4 @@
-"""The intake service: validates and records data-subject requests."""
+"""The intake service: records data-subject requests, runs their lifecycle and decides."""
 
 from __future__ import annotations
 
@@ -9,16 +9,27 @@ from services.intake import handlers
 from services.intake.http import router
 from services.intake.repository import INDEXES
 from services.intake.usecases import Intake
+from shared import rules
+from shared.clock import Clock, SystemClock
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
 
 
-def create_app(settings: Settings, exporter: SpanExporter | None = None) -> FastAPI:
+def active_policy(settings: Settings) -> rules.Policy:
+    """The policy profile named by the settings, or the built-in default."""
+    path = settings.gardien_policy_file
+    return rules.load_policy(path) if path is not None else rules.default_policy()
+
+
+def create_app(
+    settings: Settings, exporter: SpanExporter | None = None, clock: Clock | None = None
+) -> FastAPI:
     """The intake app: subscribers, routes, and a start-up relay of pending events."""
+    policy = active_policy(settings)
     uses: dict[str, Intake] = {}
 
     def wire(runtime: Runtime) -> None:
-        uses["intake"] = Intake(runtime)
+        uses["intake"] = Intake(runtime, policy, clock or SystemClock())
         handlers.register(runtime, uses["intake"])
 
     async def relay_pending(_: Runtime) -> None:

@@ -9,7 +9,7 @@ from shared.service import Runtime
 
 
 def register(runtime: Runtime, intake: Intake) -> None:
-    """Subscribe intake to the requests topic; intake owns its dead letters."""
+    """Intake owns the requests topic (and its dead letters) and reads erasure case reports."""
 
     async def on_request_event(event: CloudEvent) -> None:
         if event.type == "gdpr.request.received":
@@ -17,4 +17,8 @@ def register(runtime: Runtime, intake: Intake) -> None:
         else:
             await intake.follow_up(event)
 
+    async def on_case_event(event: CloudEvent) -> None:
+        await intake.case_reported(event)
+
     runtime.consumer.events(topics.REQUESTS, on_request_event)
+    runtime.consumer.events(topics.ERASURE_CASES, on_case_event, dead_letters=False)

@@ -1,16 +1,21 @@
-"""Storage of requests: a Protocol and its MongoDB implementation."""
+"""Storage of requests and subject request history: Protocols and MongoDB implementations."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import secrets
+from datetime import date
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.mongo import IndexPlan
 
-REQUESTS = "requests"
+REQUESTS, HISTORY, VAULT = "requests", "subject_requests", "vault"
 
 INDEXES = IndexPlan(
     {
@@ -18,7 +23,9 @@ INDEXES = IndexPlan(
             IndexModel([("source_event_id", ASCENDING)], unique=True, name="source_event_id"),
             IndexModel([("status", ASCENDING)], name="status"),
             IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
-        ]
+        ],
+        # One document per (identifier hash, request): single-field index, queried with $in.
+        HISTORY: [IndexModel([("subject_hash", ASCENDING)], name="subject_hash")],
     }
 )
 
@@ -27,13 +34,23 @@ class RequestRepository(Protocol):
     async def add(self, doc: dict[str, Any]) -> bool: ...
     async def get(self, request_id: str) -> dict[str, Any] | None: ...
     async def update(self, request_id: str, version: int, update: dict[str, Any]) -> bool: ...
+    async def page(
+        self, status: str | None, after: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+
+class SubjectHistory(Protocol):
+    async def record(
+        self, hashes: list[str], request_id: str, right: str, receipt: date
+    ) -> None: ...
+    async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]: ...
 
 
 class MongoRequests:
     """Requests in the intake database, one document per request (its id as ``_id``)."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self.collection = db[REQUESTS]
+        self.collection: AsyncCollection[dict[str, Any]] = db[REQUESTS]
 
     async def add(self, doc: dict[str, Any]) -> bool:
         """Insert a new request; False when its id or its source event id exists already."""
@@ -51,3 +68,54 @@ class MongoRequests:
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
         result = await self.collection.update_one({"_id": request_id, "version": version}, update)
         return result.matched_count == 1
+
+    async def page(self, status: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` requests by id after ``after``, optionally of one status."""
+        query: dict[str, Any] = {}
+        if status:
+            query["status"] = status
+        if after:
+            query["_id"] = {"$gt": after}
+        cursor = self.collection.find(query, {"outbox": 0, "applied_events": 0})
+        return await cursor.sort("_id", ASCENDING).limit(limit).to_list(limit)
+
+
+class MongoSubjectHistory:
+    """Each subject's requests, keyed by a keyed hash of each identifier (no raw values)."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection: AsyncCollection[dict[str, Any]] = db[HISTORY]
+
+    async def record(self, hashes: list[str], request_id: str, right: str, receipt: date) -> None:
+        """Remember the request under every identifier hash (idempotent)."""
+        for subject_hash in hashes:
+            doc = {
+                "_id": f"{subject_hash}:{request_id}",
+                "subject_hash": subject_hash,
+                "request_id": request_id,
+                "right": right,
+                "receipt_date": receipt.isoformat(),
+            }
+            with contextlib.suppress(DuplicateKeyError):
+                await self.collection.insert_one(doc)
+
+    async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]:
+        """Receipt dates of this subject's other requests of ``right`` (once per request)."""
+        seen: dict[str, date] = {}
+        async for doc in self.collection.find({"subject_hash": {"$in": hashes}}):
+            if doc["right"] == right and doc["request_id"] != exclude:
+                seen[doc["request_id"]] = date.fromisoformat(doc["receipt_date"])
+        return list(seen.values())
+
+
+async def vault_secret(db: AsyncDatabase[dict[str, Any]], name: str) -> bytes:
+    """A named random secret, created once in intake's vault and shared by its replicas."""
+    vault = db[VAULT]
+    doc = await vault.find_one({"_id": name})
+    if doc is None:
+        value = base64.b64encode(secrets.token_bytes(32)).decode()
+        with contextlib.suppress(DuplicateKeyError):  # another replica created it first
+            await vault.insert_one({"_id": name, "key": value})
+        doc = await vault.find_one({"_id": name})
+    assert doc is not None
+    return base64.b64decode(str(doc["key"]))

@@ -1,24 +1,34 @@
-"""Intake use cases: load -> decide (domain) -> save with outbox -> relay."""
+"""Intake use cases: load -> decide (domain, rules engine) -> save with outbox -> relay."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.intake import domain
-from services.intake.domain import Status
-from services.intake.repository import MongoRequests
+from services.intake import domain, messages, state, updates
+from services.intake.decisions import Decided, decide
+from services.intake.details import parse_details
+from services.intake.domain import Lifecycle, Status
+from services.intake.repository import MongoRequests, MongoSubjectHistory, vault_secret
+from shared import rules
+from shared.clock import Clock, SystemClock
 from shared.errors import TransientError, TransitionRefused
-from shared.events import CloudEvent, new_event
-from shared.events.inbound import RequestReceived, RequestResponded, RequestStep
-from shared.outbox import outbox_entry, outbox_push, relay, relay_all
+from shared.events import CloudEvent
+from shared.events.inbound import RequestExtended, RequestReceived, RequestResponded, RequestStep
+from shared.outbox import outbox_entry, relay, relay_all
 from shared.service import Runtime
 
-SOURCE = "gardien/intake"
+Update = updates.Update
+STEP_MODELS: dict[str, type[RequestStep]] = {
+    "extended": RequestExtended,
+    "responded": RequestResponded,
+}
 
 
 @dataclass
@@ -26,10 +36,17 @@ class Intake:
     """The intake use cases; storage is resolved from the runtime once it has started."""
 
     runtime: Runtime
+    policy: rules.Policy = field(default_factory=rules.default_policy)
+    clock: Clock = field(default_factory=SystemClock)
+    _hash_key: bytes | None = None
 
     @property
     def requests(self) -> MongoRequests:
         return MongoRequests(self.runtime.db)
+
+    @property
+    def history(self) -> MongoSubjectHistory:
+        return MongoSubjectHistory(self.runtime.db)
 
     @property
     def broker(self) -> KafkaBroker:
@@ -43,119 +60,132 @@ class Intake:
         """Publish events a crash left in request documents."""
         return await relay_all(self.broker, self._collection)
 
+    async def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
+        """Keyed hashes (HMAC-SHA256) of the subject's identifiers: never the raw values."""
+        if self._hash_key is None:
+            self._hash_key = await vault_secret(self.runtime.db, "subject-hash")
+        key = self._hash_key
+        values = sorted({v.strip().casefold() for v in identifiers.values()})
+        return [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in values]
+
     async def receive(self, event: CloudEvent) -> None:
         """Record a new request once, whatever the number of deliveries of its event."""
         data = RequestReceived.model_validate(event.data)
         with self.runtime.span("intake.receive") as span:
             span.set_attribute("gardien.request_id", data.request_id)
-            accepted = new_event(
-                "gardien.request.accepted",
-                {
-                    "request_id": data.request_id,
-                    "right": data.right.value,
-                    "status": Status.RECEIVED.value,
-                    "received_at": data.received_at.isoformat(),
-                    "subject_kind": data.subject.kind.value,
-                },
-                source=SOURCE,
-                event_id=f"{event.id}:accepted",
-                time=event.time,
-            )
-            doc = {
-                "_id": data.request_id,
-                "source_event_id": event.id,
-                "version": 1,
-                "right": data.right.value,
-                "status": Status.RECEIVED.value,
-                "resume_to": Status.RECEIVED.value,
-                "received_at": data.received_at,
-                "received_tz": data.received_at.isoformat(),
-                "channel": data.channel,
-                "subject": data.subject.model_dump(mode="json"),
-                "details": data.details or {},
-                "created_at": datetime.now(UTC),
-                "history": [_step(Status.RECEIVED, data.received_at, event.id)],
-                "applied_events": [event.id],
-                "outbox": [outbox_entry(accepted, data.request_id)],
-                "outbox_pending": True,
-            }
-            span.set_attribute("gardien.duplicate", not await self.requests.add(doc))
+            existing = await self.requests.get(data.request_id)
+            if existing is None:
+                doc = await self._new_request(event, data)
+                created = await self.requests.add(doc)
+                span.set_attribute("gardien.flags", ",".join(doc["flags"]))
+            else:
+                created = False
+                if existing["source_event_id"] != event.id:
+                    reason = "duplicate request_id: the first request stands"
+                    await self._mutate(
+                        data.request_id, event, lambda d: updates.refusal(d, event, reason)
+                    )
+            span.set_attribute("gardien.duplicate", not created)
             await relay(self.broker, self._collection, data.request_id)
 
+    async def _new_request(self, event: CloudEvent, data: RequestReceived) -> dict[str, Any]:
+        policy = self.policy
+        receipt = rules.receipt_date(data.received_at, policy.timezone)
+        lc = Lifecycle(Status.RECEIVED, receipt, policy.holiday_calendar)
+        hashes = await self.subject_hashes(data.subject.identifiers.present())
+        right = data.right.value
+        await self.history.record(hashes, data.request_id, right, receipt)
+        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
+        try:
+            details = parse_details(data.details)
+            decision = decide(right, data.subject.kind.value, details, receipt, policy, past)
+        except ValueError as exc:  # the request stands; a person reviews its details
+            decision = Decided(flags=["details_invalid"], details_error=str(exc)[:500])
+            details = None
+        doc: dict[str, Any] = {
+            "_id": data.request_id,
+            "source_event_id": event.id,
+            "version": 1,
+            "right": right,
+            "received_at": data.received_at,
+            "received_tz": data.received_at.isoformat(),
+            "channel": data.channel,
+            "subject": {
+                "kind": data.subject.kind.value,
+                "identifiers": data.subject.identifiers.present(),
+            },
+            "details": data.details or {},
+            "created_at": self.clock.now(),
+            **state.fields(lc),
+            **messages.jsonable(updates.decision_fields(decision)),
+            "history": [updates.entry(Status.RECEIVED, event, data.received_at)],
+            "refusals": [],
+            "applied_events": [event.id],
+        }
+        outgoing = [messages.accepted(event, doc)]
+        if decision.anything:
+            outgoing.append(messages.decided(event, data.request_id, right, decision))
+        if decision.work:
+            work = messages.work_requested(event, doc, decision, doc["clock"]["effective_due_date"])
+            if details is not None and details.await_identity:
+                doc["held_work"] = [outbox_entry(work, work.data["case_id"])]
+            else:
+                outgoing.append(work)
+                doc["open_work"] = [decision.work_case]
+        doc["outbox"] = [outbox_entry(e, e.data.get("case_id", data.request_id)) for e in outgoing]
+        doc["outbox_pending"] = True
+        return doc
+
     async def follow_up(self, event: CloudEvent) -> None:
-        """Move a request on a follow-up event, or refuse an impossible transition."""
-        step = RequestStep.model_validate(event.data)
+        """Move a request on a follow-up event; an impossible one is refused and audited."""
+        model = STEP_MODELS.get(event.type.removeprefix("gdpr.request."), RequestStep)
+        step = model.model_validate(event.data)
         with self.runtime.span("intake.follow_up") as span:
             span.set_attribute("gardien.request_id", step.request_id)
             span.set_attribute("gardien.event_type", event.type)
-            for _ in range(5):
-                doc = await self.requests.get(step.request_id)
-                if doc is None:
-                    raise TransitionRefused(f"unknown request {step.request_id}")
-                if event.id in doc.get("applied_events", []):
-                    break
-                update = self._transition(doc, event, step)
-                if await self.requests.update(step.request_id, doc["version"], update):
-                    break
-            else:
-                raise TransientError("request kept changing under a concurrent writer")
-            await relay(self.broker, self._collection, step.request_id)
+            found = await self._mutate(
+                step.request_id, event, lambda doc: self._transition(doc, event, step)
+            )
+            if not found:
+                raise TransitionRefused(f"unknown request {step.request_id}")
 
-    def _transition(
-        self, doc: dict[str, Any], event: CloudEvent, step: RequestStep
-    ) -> dict[str, Any]:
-        current, resume_to = Status(doc["status"]), Status(doc.get("resume_to", doc["status"]))
-        kind = event.type.removeprefix("gdpr.request.")
-        new = _next_status(kind, current, resume_to, event)
-        changed = new_event(
-            "gardien.request.status_changed",
-            {
-                "request_id": step.request_id,
-                "from": current.value,
-                "to": new.value,
-                "cause": event.type,
-                "at": step.at.isoformat(),
-            },
-            source=SOURCE,
-            event_id=f"{event.id}:status",
-            time=event.time,
-        )
-        sets: dict[str, Any] = {"status": new.value}
-        if new in domain.PAUSED:
-            sets["resume_to"] = current.value
-        push = outbox_push([(changed, step.request_id)])
-        return {
-            "$set": {**sets, **push["$set"]},
-            "$push": {
-                **push["$push"],
-                "history": _step(new, step.at, event.id, event.type, event.data),
-                "applied_events": {"$each": [event.id], "$slice": -200},
-            },
-        }
+    async def case_reported(self, event: CloudEvent) -> None:
+        """Keep per-system progress of the request's erasure work; close when all is done."""
+        case_id = str(event.data.get("case_id", ""))
+        kind, _, rest = case_id.partition(":")
+        request_id = str(event.data.get("request_id") or rest)
+        if kind not in ("req", "obj") or not request_id:
+            return  # retention and processor cases are not requests
+        with self.runtime.span("intake.case_reported") as span:
+            span.set_attribute("gardien.request_id", request_id)
+            await self._mutate(request_id, event, lambda doc: updates.progress(doc, event, kind))
 
+    async def _mutate(
+        self, request_id: str, event: CloudEvent, change: Callable[[dict[str, Any]], Update | None]
+    ) -> bool:
+        """Apply ``change`` once per event under the document's version; False if unknown."""
+        for _ in range(8):
+            doc = await self.requests.get(request_id)
+            if doc is None:
+                return False
+            if event.id in doc.get("applied_events", []):
+                break
+            update = change(doc)
+            if update is None:
+                break
+            update = updates.appended(doc, update, event.id)
+            if await self.requests.update(request_id, doc["version"], update):
+                break
+        else:
+            raise TransientError("request kept changing under a concurrent writer")
+        await relay(self.broker, self._collection, request_id)
+        return True
 
-def _next_status(kind: str, current: Status, resume_to: Status, event: CloudEvent) -> Status:
-    if kind == "info_requested":
-        return domain.after_info_requested(current, event.data.get("reason"))
-    if kind == "info_received":
-        return domain.after_info_received(current, resume_to)
-    if kind == "identity_verified":
-        return domain.after_identity_verified(current, resume_to)
-    if kind == "extended":
-        return domain.after_extended(current)
-    if kind == "responded":
-        return domain.after_responded(current, RequestResponded.model_validate(event.data).outcome)
-    raise TransitionRefused(f"intake does not handle {kind}")
-
-
-def _step(
-    status: Status,
-    at: datetime,
-    event_id: str,
-    cause: str = "gdpr.request.received",
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    extra: dict[str, Any] = {
-        k: data[k] for k in ("reasons", "reason", "outcome") if data and k in data
-    }
-    return {"status": status.value, "at": at, "event_id": event_id, "cause": cause, **extra}
+    def _transition(self, doc: dict[str, Any], event: CloudEvent, data: RequestStep) -> Update:
+        before = state.lifecycle(doc)
+        step = updates.step_of(event, data, self.policy.timezone)
+        try:
+            after = domain.apply(before, step)
+        except TransitionRefused as exc:
+            return updates.refusal(doc, event, exc.reason)
+        return updates.moved(doc, event, data, before, after)
