@@ -1,38 +1,44 @@
-"""Deadlines's subscribers: each event is recorded once in the service's inbox.
-
-The deadlines logic (issue-tracked separately) consumes the inbox; until then the service
-already validates, dead-letters what it owns and commits only after the durable write.
-"""
+"""Deadlines' subscribers: route each event type to its use case."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 
-from pymongo.errors import DuplicateKeyError
-
+from services.deadlines import reactions
+from services.deadlines.usecases import Deadlines
 from shared import topics
 from shared.events import CloudEvent
 from shared.service import Runtime
 
-OWNED = [topics.BREACHES, topics.CONTRACTS, topics.LEGAL_HOLDS, topics.REQUEST_EVENTS]
-SHARED = [topics.REQUESTS, topics.PROCESSORS]
+Reaction = Callable[[Deadlines, CloudEvent], Awaitable[None]]
+
+ROUTES: dict[str, Reaction] = {
+    "gdpr.breach.detected": reactions.breach_detected,
+    "gdpr.breach.authority_notified": reactions.breach_notified,
+    "gdpr.breach.subjects_notified": reactions.breach_notified,
+    "gdpr.contract.ended": reactions.retention_started,
+    "gdpr.contact.recorded": reactions.retention_started,
+    "gdpr.legal_hold.placed": reactions.hold_placed,
+    "gdpr.legal_hold.released": reactions.hold_released,
+    "gdpr.processor.replaced": reactions.processor_replaced,
+    "gdpr.processor.deletion_certified": reactions.deletion_certified,
+}
+# Deadlines dead-letters the topics it owns; intake owns the requests topics and erasure
+# the processors topic, so invalid records there are dead-lettered by them only.
+OWNED = [topics.BREACHES, topics.CONTRACTS, topics.LEGAL_HOLDS]
+SHARED = [topics.PROCESSORS, topics.REQUEST_EVENTS]
 
 
-def register(runtime: Runtime) -> None:
-    """Subscribe to the topics deadlines reacts to; it dead-letters only the ones it owns."""
+def register(runtime: Runtime, uses: Deadlines) -> None:
+    """Subscribe to every topic whose events start, move or stop a clock."""
 
     async def on_event(event: CloudEvent) -> None:
-        doc = {
-            "_id": event.id,
-            "type": event.type,
-            "received_at": datetime.now(UTC),
-            "time": event.time,
-            "state": "pending",
-        }
-        try:
-            await runtime.db["inbox"].insert_one(doc)
-        except DuplicateKeyError:
-            return  # a re-delivery: already recorded
+        if event.type.startswith("gardien.request."):
+            await reactions.request_event(uses, event)
+            return
+        reaction = ROUTES.get(event.type)
+        if reaction is not None:
+            await reaction(uses, event)
 
     for topic in OWNED:
         runtime.consumer.events(topic, on_event)

@@ -1,0 +1,82 @@
+"""Deadlines' HTTP face: list clocks by state, kind and deadline, with a cursor."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import AwareDatetime, BaseModel
+
+from services.deadlines.domain import Kind, State, from_ms, iso_utc, to_ms
+from shared.auth import Scope, require
+
+router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"])
+MAX_LIMIT = 500
+
+
+class DeadlineView(BaseModel):
+    timer_id: str
+    kind: str
+    state: str
+    ref: dict[str, str]
+    basis: str
+    rules: list[str]
+    due_at: str | None
+    due_date: str | None
+    next_fire_at: str | None
+    details: dict[str, Any]
+
+
+class DeadlinePage(BaseModel):
+    items: list[DeadlineView]
+    next_cursor: str | None
+
+
+def _cursor(value: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(value.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor is not valid") from exc
+
+
+def _view(doc: dict[str, Any]) -> DeadlineView:
+    nxt = doc.get("next_fire_ms")
+    return DeadlineView(
+        timer_id=str(doc["_id"]),
+        kind=doc["kind"],
+        state=doc["state"],
+        ref=doc.get("ref", {}),
+        basis=doc["basis"],
+        rules=doc.get("rules", []),
+        due_at=doc.get("due_at"),
+        due_date=doc.get("due_date"),
+        next_fire_at=iso_utc(from_ms(nxt)) if nxt is not None else None,
+        details=doc.get("details", {}),
+    )
+
+
+@router.get("", dependencies=[require(Scope.AUDIT_READ)])
+async def list_deadlines(
+    request: Request,
+    state: Annotated[list[State] | None, Query(description="open, approaching, due, ...")] = None,
+    kind: Annotated[list[Kind] | None, Query()] = None,
+    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> DeadlinePage:
+    """Clocks by deadline (earliest first) with their state, due date and legal basis."""
+    query: dict[str, Any] = {}
+    if state:
+        query["state"] = {"$in": [s.value for s in state]}
+    if kind:
+        query["kind"] = {"$in": [k.value for k in kind]}
+    if due_before is not None:
+        query["due_ms"] = {"$lt": to_ms(due_before)}
+    if cursor:
+        query["sort_key"] = {"$gt": _cursor(cursor)}
+    docs = await request.app.state.deadlines.timers.find(query, limit + 1)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    last = base64.urlsafe_b64encode(docs[-1]["sort_key"].encode()).decode() if more else None
+    return DeadlinePage(items=[_view(d) for d in docs], next_cursor=last)
