@@ -1,40 +1,34 @@
-"""Erasure's subscribers: each event is recorded once in the service's inbox.
-
-The erasure logic (issue-tracked separately) consumes the inbox; until then the service
-already validates, dead-letters what it owns and commits only after the durable write.
-"""
+"""Erasure's subscribers: validate (done by the consumer) -> call a use case."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from pymongo.errors import DuplicateKeyError
-
+from services.erasure.usecases import Erasure
 from shared import topics
+from shared.errors import TransitionRefused
 from shared.events import CloudEvent
 from shared.service import Runtime
 
 OWNED = [topics.PROCESSORS, topics.ERASURE_RESULTS, topics.ERASURE_WORK]
-SHARED = [topics.CONTRACTS]
 
 
-def register(runtime: Runtime) -> None:
-    """Subscribe to the topics erasure reacts to; it dead-letters only the ones it owns."""
+def register(runtime: Runtime, erasure: Erasure) -> None:
+    """Subscribe erasure to the topics it owns (it dead-letters their poison events)."""
 
-    async def on_event(event: CloudEvent) -> None:
-        doc = {
-            "_id": event.id,
-            "type": event.type,
-            "received_at": datetime.now(UTC),
-            "time": event.time,
-            "state": "pending",
-        }
-        try:
-            await runtime.db["inbox"].insert_one(doc)
-        except DuplicateKeyError:
-            return  # a re-delivery: already recorded
+    async def on_work_event(event: CloudEvent) -> None:
+        if event.type == "gardien.erasure.work.requested":
+            await erasure.open_work(event)
+        else:
+            raise TransitionRefused(f"erasure does not handle {event.type}")
 
-    for topic in OWNED:
-        runtime.consumer.events(topic, on_event)
-    for topic in SHARED:
-        runtime.consumer.events(topic, on_event, dead_letters=False)
+    async def on_processor_event(event: CloudEvent) -> None:
+        if event.type == "gdpr.processor.replaced":
+            await erasure.replace_processor(event)
+        else:
+            await erasure.certify_deletion(event)
+
+    async def on_erasure_result(event: CloudEvent) -> None:
+        await erasure.record_result(event)
+
+    runtime.consumer.events(topics.ERASURE_WORK, on_work_event)
+    runtime.consumer.events(topics.PROCESSORS, on_processor_event)
+    runtime.consumer.events(topics.ERASURE_RESULTS, on_erasure_result)

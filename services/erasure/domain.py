@@ -1,0 +1,298 @@
+"""Pure rules of an erasure case: per-system progress, retries, escalation, closing.
+
+No I/O and no clock reads: every function takes ``now``. Functions mutate the case they
+are given and return what happened (``Effect``), which the use cases turn into events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.rules import processor_status
+from shared.rules.calendar import zone
+
+FINAL = frozenset({"erased", "anonymised", "retained", "not_found"})
+OPEN_STATES = ("open", "escalated")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+
+class Line(Model):
+    """One category of a command: what the system does with it and why."""
+
+    category: str
+    action: str  # erase | anonymise | restrict | suppress | delete | return
+    ground: str
+    kind: Literal["erasure", "restriction", "retention", "suppression", "processor_end"]
+    retain_until: str | None = None  # YYYY-MM-DD when the decision fixed it
+    retention: dict[str, Any] | None = None  # {years, start, ground} from the registry
+
+
+class Step(Model):
+    """One entry of a system's history: what was sent or heard, and when."""
+
+    at: datetime
+    kind: Literal["sent", "acknowledged", "delivery_failed", "escalated"]
+    attempt: int
+    outcome: str | None = None
+    detail: str | None = None
+
+
+class Progress(Model):
+    """Where one connected system stands on its command."""
+
+    system: str
+    command_id: str
+    transport: Literal["kafka", "http"]
+    url: str | None = None
+    action: str
+    lines: list[Line]
+    identifiers: dict[str, str]
+    state: Literal["pending", "sent", "acknowledged"] = "pending"
+    outcome: str | None = None
+    detail: str | None = None
+    retained_until: str | None = None
+    attempts: int = 0
+    first_sent_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    escalated_at: datetime | None = None
+    timeout_seconds: float
+    retry_initial: float
+    retry_max: float
+    retry_multiplier: float
+    steps: list[Step] = []
+
+    @property
+    def final(self) -> bool:
+        """Whether the system gave an outcome that ends its part (failed is not final)."""
+        return self.outcome in FINAL
+
+    def deadline(self) -> datetime | None:
+        """When silence or failure turns into an escalation."""
+        if self.first_sent_at is None:
+            return None
+        return self.first_sent_at + timedelta(seconds=self.timeout_seconds)
+
+
+class ProcessorTerms(Model):
+    """R-PROC-1 terms of a processor replacement and where the certificate stands."""
+
+    old: str
+    new: str
+    controller_choice: str
+    contractual_days: int
+    effective_at: datetime
+    due_date: str
+    status: str
+    evidence_required: str
+    certificate_ref: str | None = None
+    certified_on: str | None = None
+    overdue_flagged_at: datetime | None = None
+
+
+class Case(Model):
+    """An erasure case: one command per affected system, closed only on proof."""
+
+    case_id: str
+    origin: str
+    request_id: str | None = None
+    subject_kind: str | None = None
+    due_by: str | None = None
+    state: Literal["open", "escalated", "closed"] = "open"
+    opened_at: datetime
+    closed_at: datetime | None = None
+    systems: dict[str, Progress] = {}
+    skipped: list[dict[str, str]] = []
+    art19: dict[str, Any] | None = None
+    processor: ProcessorTerms | None = None
+    next_due_at: datetime | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Something that happened to a case and must be told: issue, escalate, progress."""
+
+    kind: Literal["issue", "escalate", "progress"]
+    system: str | None = None
+    attempt: int = 0
+    reason: str = ""
+
+
+def backoff(attempt: int, initial: float, multiplier: float, maximum: float) -> timedelta:
+    """Wait after attempt ``attempt`` (1-based) before the next: exponential, capped."""
+    return timedelta(seconds=min(initial * multiplier ** max(attempt - 1, 0), maximum))
+
+
+def _retry_at(progress: Progress, now: datetime) -> datetime | None:
+    if progress.escalated_at is not None:
+        return None
+    wait = backoff(
+        progress.attempts, progress.retry_initial, progress.retry_multiplier, progress.retry_max
+    )
+    deadline = progress.deadline()
+    at = now + wait
+    return min(at, deadline) if deadline is not None else at
+
+
+def advance(case: Case, now: datetime) -> list[Effect]:
+    """Send due commands, escalate systems past their timeout, flag overdue certificates."""
+    effects: list[Effect] = []
+    if case.state == "closed":
+        return effects
+    for progress in case.systems.values():
+        due = progress.next_attempt_at
+        if progress.final or progress.escalated_at is not None or due is None or due > now:
+            continue
+        deadline = progress.deadline()
+        if deadline is not None and now >= deadline:
+            progress.escalated_at, progress.next_attempt_at = now, None
+            reason = f"no final outcome after {progress.attempts} attempt(s)"
+            progress.steps.append(
+                Step(at=now, kind="escalated", attempt=progress.attempts, detail=reason)
+            )
+            effects.append(Effect("escalate", progress.system, progress.attempts, reason))
+            continue
+        progress.attempts += 1
+        progress.state = "sent"
+        progress.first_sent_at = progress.first_sent_at or now
+        progress.last_sent_at = now
+        progress.next_attempt_at = _retry_at(progress, now)
+        progress.steps.append(Step(at=now, kind="sent", attempt=progress.attempts))
+        effects.append(Effect("issue", progress.system, progress.attempts))
+    effects += _check_certificate(case, now)
+    if any(e.kind == "escalate" for e in effects):
+        case.state = "escalated"
+    case.next_due_at = next_due(case)
+    return effects
+
+
+def _check_certificate(case: Case, now: datetime) -> list[Effect]:
+    terms = case.processor
+    if terms is None or terms.status != "pending":
+        return []
+    status = _processor_status(terms, None, local_day(now))
+    if status.status != "overdue":
+        return []
+    terms.status, terms.overdue_flagged_at = "overdue", now
+    return [Effect("escalate", terms.old, 0, "processor_certificate_overdue")]
+
+
+def acknowledge(
+    case: Case,
+    system: str,
+    outcome: str,
+    now: datetime,
+    detail: str | None = None,
+    retained_until: str | None = None,
+) -> bool:
+    """Record a system's answer; False when it changes nothing (duplicate or late)."""
+    progress = case.systems[system]
+    if progress.final or case.state == "closed":
+        return False
+    progress.state = "acknowledged"
+    progress.outcome, progress.detail = outcome, detail
+    progress.retained_until = retained_until
+    progress.acknowledged_at = now
+    progress.steps.append(
+        Step(at=now, kind="acknowledged", attempt=progress.attempts, outcome=outcome, detail=detail)
+    )
+    progress.next_attempt_at = None if progress.final else _retry_at(progress, now)
+    case.next_due_at = next_due(case)
+    return True
+
+
+def delivery_failed(case: Case, system: str, now: datetime, detail: str) -> None:
+    """Note a transport failure; the scheduled retry stands."""
+    progress = case.systems[system]
+    progress.steps.append(
+        Step(at=now, kind="delivery_failed", attempt=progress.attempts, detail=detail[:300])
+    )
+
+
+def certify(case: Case, on: date, reference: str | None, now: datetime) -> bool:
+    """Record the processor's certificate; False if the case already had one."""
+    terms = case.processor
+    if terms is None or terms.certified_on is not None:
+        return False
+    terms.status = _processor_status(terms, on, None).status
+    terms.certified_on, terms.certificate_ref = on.isoformat(), reference
+    progress = case.systems.get(terms.old)
+    if progress is not None and not progress.final:
+        done = "returned and deleted" if terms.controller_choice == "return" else "deleted"
+        acknowledge(case, terms.old, "erased", now, f"certificate: data {done}")
+    case.next_due_at = next_due(case)
+    return True
+
+
+def ready_to_close(case: Case) -> bool:
+    """Every system gave a final outcome (and a replaced processor certified)."""
+    if case.state == "closed" or not all(p.final for p in case.systems.values()):
+        return False
+    return case.processor is None or case.processor.status in {"closed", "closed_late"}
+
+
+def close(case: Case, now: datetime, art19: dict[str, Any]) -> None:
+    """Close the case with its Art 19 record; identifiers are no longer needed."""
+    case.state, case.closed_at, case.art19, case.next_due_at = "closed", now, art19, None
+    for progress in case.systems.values():
+        progress.identifiers = {}
+
+
+def next_due(case: Case) -> datetime | None:
+    """The next instant the sweeper must look at this case, if any."""
+    times = [
+        p.next_attempt_at
+        for p in case.systems.values()
+        if not p.final and p.escalated_at is None and p.next_attempt_at is not None
+    ]
+    if case.processor is not None and case.processor.status == "pending":
+        times.append(day_end(date.fromisoformat(case.processor.due_date)))
+    return min(times) if times else None
+
+
+def local_day(instant: datetime) -> date:
+    """The Europe/Paris calendar day of ``instant``."""
+    return instant.astimezone(zone()).date()
+
+
+def day_end(day: date) -> datetime:
+    """24:00 Europe/Paris of ``day``, as a UTC instant."""
+    return datetime.combine(day + timedelta(days=1), time(0), zone()).astimezone(UTC)
+
+
+def _processor_status(terms: ProcessorTerms, certified: date | None, today: date | None) -> Any:
+    return processor_status(
+        local_day(terms.effective_at),
+        terms.contractual_days,
+        terms.controller_choice,
+        certified,
+        today,
+    )
+
+
+def summary(case: Case) -> dict[str, Any]:
+    """The per-system view carried by case events (no identifiers)."""
+    systems = {
+        name: {
+            k: v
+            for k, v in {
+                "state": p.state,
+                "outcome": p.outcome,
+                "retained_until": p.retained_until,
+                "attempts": p.attempts,
+                "escalated": p.escalated_at is not None or None,
+            }.items()
+            if v is not None
+        }
+        for name, p in case.systems.items()
+    }
+    return {"case_id": case.case_id, "origin": case.origin, "state": case.state, "systems": systems}

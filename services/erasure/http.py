@@ -1,0 +1,107 @@
+"""Erasure's HTTP face: one case with per-system status, and a paged list of cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
+
+from services.erasure.domain import Case
+from services.erasure.repository import MongoCases
+from shared.auth import Scope, require
+
+router = APIRouter(prefix="/v1/erasure/cases", tags=["erasure"])
+
+
+class SystemView(BaseModel):
+    system: str
+    command_id: str
+    transport: str
+    action: str
+    categories: list[dict[str, Any]]
+    state: str
+    outcome: str | None
+    detail: str | None
+    retained_until: str | None
+    attempts: int
+    first_sent_at: datetime | None
+    acknowledged_at: datetime | None
+    next_attempt_at: datetime | None
+    escalated_at: datetime | None
+    history: list[dict[str, Any]]
+
+
+class CaseView(BaseModel):
+    case_id: str
+    origin: str
+    request_id: str | None
+    state: str
+    due_by: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    systems: dict[str, SystemView]
+    skipped: list[dict[str, str]]
+    art19: dict[str, Any] | None
+    processor: dict[str, Any] | None
+
+
+class CasePage(BaseModel):
+    items: list[CaseView]
+    next_cursor: str | None
+
+
+def _view(case: Case) -> CaseView:
+    systems = {
+        name: SystemView(
+            **p.model_dump(include=set(SystemView.model_fields) - {"categories", "history"}),
+            categories=[line.model_dump(exclude_none=True) for line in p.lines],
+            history=[step.model_dump(mode="json", exclude_none=True) for step in p.steps],
+        )
+        for name, p in case.systems.items()
+    }
+    return CaseView(
+        **case.model_dump(
+            include={
+                "case_id",
+                "origin",
+                "request_id",
+                "state",
+                "due_by",
+                "opened_at",
+                "closed_at",
+                "skipped",
+                "art19",
+            }
+        ),
+        systems=systems,
+        processor=case.processor.model_dump(mode="json") if case.processor else None,
+    )
+
+
+def _cases(request: Request) -> MongoCases:
+    return MongoCases(request.app.state.runtime.db)
+
+
+@router.get("/{case_id}", dependencies=[require(Scope.AUDIT_READ)])
+async def get_case(request: Request, case_id: str) -> CaseView:
+    """One erasure case: per-system state, attempts, outcomes, Art 19 record."""
+    loaded = await _cases(request).load(case_id)
+    if loaded is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no erasure case {case_id!r}")
+    return _view(loaded.case)
+
+
+@router.get("", dependencies=[require(Scope.AUDIT_READ)])
+async def list_cases(
+    request: Request,
+    state: Annotated[str | None, Query(pattern="^(open|escalated|closed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> CasePage:
+    """Erasure cases in id order, optionally in one state; pass ``next_cursor`` for more."""
+    docs = await _cases(request).page(state, cursor, limit + 1)
+    items = [_view(Case.model_validate(doc)) for doc in docs[:limit]]
+    more = len(docs) > limit
+    return CasePage(items=items, next_cursor=items[-1].case_id if more and items else None)
