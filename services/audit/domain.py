@@ -1,9 +1,10 @@
-"""Pure shaping of audit records: references, subject refs, personal-data removal."""
+"""Pure shaping of audit records: references, subject refs, personal-data separation."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 REF_FIELDS = (
@@ -18,6 +19,10 @@ REF_FIELDS = (
     "system",
     "timer_id",
 )
+# Free-text fields that may describe a person; sealed with the subject's key.
+PERSONAL_FIELDS = ("details", "note", "detail", "reasons", "reasons_for_delay")
+# Aggregates whose events can be linked to a subject key (most specific first).
+LINKABLE = ("request_id", "case_id", "command_id")
 
 
 def normalise_identifier(value: str) -> str:
@@ -30,39 +35,96 @@ def subject_ref(key: bytes, identifier: str) -> str:
     return hmac.new(key, normalise_identifier(identifier).encode(), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Part:
+    """One personal part of an event's data: where it sits and whose it is."""
+
+    path: str  # dotted path inside ``data``
+    value: Any
+    subject: int | None  # index into ``subjects_in(data)``; None = the event's main subject
+
+
+def _subject_slots(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path of the identifiers, identifiers) of every subject the data names."""
+    slots: list[tuple[str, dict[str, Any]]] = []
+    subject = data.get("subject")
+    if isinstance(subject, dict) and isinstance(subject.get("identifiers"), dict):
+        slots.append(("subject.identifiers", subject["identifiers"]))
+    scope = data.get("scope")
+    if isinstance(scope, dict) and isinstance(scope.get("subjects"), list):
+        for i, s in enumerate(scope["subjects"]):
+            if isinstance(s, dict) and isinstance(s.get("identifiers"), dict):
+                slots.append((f"scope.subjects.{i}.identifiers", s["identifiers"]))
+    if isinstance(data.get("identifiers"), dict):
+        slots.append(("identifiers", data["identifiers"]))
+    return slots
+
+
+def subjects_in(data: dict[str, Any]) -> list[list[str]]:
+    """The identifier values of each subject the data names (empty values skipped)."""
+    return [
+        [str(v) for v in ids.values() if v not in (None, "")] for _, ids in _subject_slots(data)
+    ]
+
+
 def identifiers_in(data: dict[str, Any]) -> list[str]:
     """Every identifier value of every subject an event's data names."""
-    found: list[str] = []
-    subjects = [data.get("subject")]
-    scope = data.get("scope")
-    if isinstance(scope, dict):
-        subjects += list(scope.get("subjects") or [])
-    if isinstance(data.get("identifiers"), dict):
-        subjects.append({"identifiers": data["identifiers"]})
-    for subject in subjects:
-        if isinstance(subject, dict) and isinstance(subject.get("identifiers"), dict):
-            found += [str(v) for v in subject["identifiers"].values() if v not in (None, "")]
-    return found
+    return [value for subject in subjects_in(data) for value in subject]
 
 
-def without_identifiers(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of event data with every subject's identifiers removed."""
-    clean = dict(data)
+def personal_parts(data: dict[str, Any]) -> list[Part]:
+    """The parts of ``data`` to seal: identifiers per subject, then free-text fields."""
+    parts = [Part(path, ids, i) for i, (path, ids) in enumerate(_subject_slots(data))]
+    parts += [Part(f, data[f], None) for f in PERSONAL_FIELDS if data.get(f) not in (None, "")]
+    return parts
+
+
+def without_personal(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of event data with identifiers and personal free-text fields removed."""
+    clean = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS and k != "identifiers"}
     if isinstance(clean.get("subject"), dict):
         clean["subject"] = {k: v for k, v in clean["subject"].items() if k != "identifiers"}
-    if isinstance(clean.get("scope"), dict) and clean["scope"].get("subjects"):
+    if isinstance(clean.get("scope"), dict) and isinstance(clean["scope"].get("subjects"), list):
         clean["scope"] = {
             **clean["scope"],
             "subjects": [
-                {k: v for k, v in s.items() if k != "identifiers"}
+                {k: v for k, v in s.items() if k != "identifiers"} if isinstance(s, dict) else {}
                 for s in clean["scope"]["subjects"]
-                if isinstance(s, dict)
             ],
         }
-    clean.pop("identifiers", None)
     return clean
 
 
+# Kept for callers of the first version.
+without_identifiers = without_personal
+
+
+def put(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at a dotted ``path`` of ``data`` (list indexes are numbers)."""
+    *parents, last = path.split(".")
+    node: Any = data
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node.setdefault(step, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def subject_key_id(refs: list[str]) -> str:
+    """The key id of a subject known by ``refs``: its smallest ref (stable across events)."""
+    return min(refs)
+
+
 def references(data: dict[str, Any]) -> dict[str, str]:
-    """The aggregate ids an event refers to, for indexed queries."""
-    return {f: str(data[f]) for f in REF_FIELDS if isinstance(data.get(f), str | int)}
+    """The aggregate ids an event refers to (``ref`` of deadline events included)."""
+    found = {f: str(data[f]) for f in REF_FIELDS if isinstance(data.get(f), str | int)}
+    nested = data.get("ref")
+    if isinstance(nested, dict):
+        for f in REF_FIELDS:
+            if f not in found and isinstance(nested.get(f), str | int):
+                found[f] = str(nested[f])
+    command = found.get("command_id", "")
+    if "case_id" not in found and ":" in command:
+        found["case_id"] = command.rsplit(":", 1)[0]  # command ids are <case_id>:<system>
+    return found

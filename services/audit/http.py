@@ -1,24 +1,105 @@
-"""Audit's HTTP face: query the trail with cursor pagination."""
+"""Audit's HTTP face: query, export, report, verify and checkpoints of the trail."""
 
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel
 
-from shared.auth import Scope, require
+from services.audit import views
+from services.audit.checkpoints import public_key
+from services.audit.report import compliance_report
+from services.audit.usecases import Auditor
+from services.audit.verification import Verifier
+from shared.auth import Scope, StoredKey, require
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 MAX_LIMIT = 500
+REVEAL_SCOPES = {Scope.AUDIT_REVEAL.value, Scope.ADMIN.value}
+Reader = Annotated[StoredKey, require(Scope.AUDIT_READ)]
 
 
 class AuditPage(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+class Filters(BaseModel):
+    """What records to select; every filter is served by a single-field index."""
+
+    subject: str | None = None
+    request_id: str | None = None
+    case_id: str | None = None
+    breach_id: str | None = None
+    type: str | None = None
+    from_: datetime | None = None
+    to: datetime | None = None
+
+
+def filters(
+    subject: Annotated[
+        str | None, Query(max_length=256, description="An identifier, e.g. an e-mail")
+    ] = None,
+    request_id: Annotated[str | None, Query(max_length=128)] = None,
+    case_id: Annotated[str | None, Query(max_length=128)] = None,
+    breach_id: Annotated[str | None, Query(max_length=128)] = None,
+    type: Annotated[str | None, Query(max_length=128)] = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: Annotated[AwareDatetime | None, Query()] = None,
+) -> Filters:
+    return Filters(
+        subject=subject,
+        request_id=request_id,
+        case_id=case_id,
+        breach_id=breach_id,
+        type=type,
+        from_=from_,
+        to=to,
+    )
+
+
+Selected = Annotated[Filters, Depends(filters)]
+
+
+def _auditor(request: Request) -> Auditor:
+    auditor: Auditor = request.app.state.auditor
+    return auditor
+
+
+def _check_reveal(key: StoredKey, reveal: bool) -> None:
+    if reveal and not key.scopes & REVEAL_SCOPES:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "revealing personal fields needs scope audit:reveal (or admin)",
+        )
+
+
+async def _query(auditor: Auditor, f: Filters) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if f.subject:
+        # ``$in`` rather than plain equality: same meaning on MongoDB, and the embedded
+        # server only matches array elements through ``$in`` when the field is indexed.
+        query["subject_refs"] = {"$in": [await auditor.subject_ref(f.subject)]}
+    for field, value in (
+        ("refs.request_id", f.request_id),
+        ("refs.case_id", f.case_id),
+        ("refs.breach_id", f.breach_id),
+        ("type", f.type),
+    ):
+        if value:
+            query[field] = value
+    window = {k: v for k, v in (("$gte", f.from_), ("$lt", f.to)) if v is not None}
+    if window:
+        query["recorded_at"] = window
+    return query
 
 
 def _encode(doc: dict[str, Any]) -> str:
@@ -31,58 +112,142 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         at, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return datetime.fromisoformat(at), str(rid)
     except (ValueError, TypeError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor is not valid") from exc
+        raise HTTPException(422, "cursor is not valid") from exc
 
 
-def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: v for k, v in doc.items() if k not in {"_id", "chain_seq"}}
-    shown["record_id"] = doc["_id"]
-    shown["recorded_at"] = doc["recorded_at"].isoformat()
-    return shown
-
-
-@router.get("/events", dependencies=[require(Scope.AUDIT_READ)])
-async def list_events(
-    request: Request,
-    subject: Annotated[
-        str | None, Query(max_length=256, description="An identifier, e.g. an e-mail")
-    ] = None,
-    request_id: Annotated[str | None, Query(max_length=128)] = None,
-    case_id: Annotated[str | None, Query(max_length=128)] = None,
-    breach_id: Annotated[str | None, Query(max_length=128)] = None,
-    type: Annotated[str | None, Query(max_length=128)] = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: Annotated[AwareDatetime | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-) -> AuditPage:
-    """Audit records, oldest first, filtered by subject, request, case, breach, type, time."""
-    auditor = request.app.state.auditor
-    query: dict[str, Any] = {}
-    if subject:
-        # ``$in`` rather than plain equality: same meaning on MongoDB, and the embedded
-        # server only matches array elements through ``$in`` when the field is indexed.
-        query["subject_refs"] = {"$in": [await auditor.subject_ref(subject)]}
-    for field, value in (
-        ("refs.request_id", request_id),
-        ("refs.case_id", case_id),
-        ("refs.breach_id", breach_id),
-        ("type", type),
-    ):
-        if value:
-            query[field] = value
-    window = {k: v for k, v in (("$gte", from_), ("$lt", to)) if v is not None}
-    if window:
-        query["recorded_at"] = window
+async def _page(
+    auditor: Auditor, query: dict[str, Any], cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
     if cursor:
         at, rid = _decode(cursor)
-        query["$or"] = [{"recorded_at": {"$gt": at}}, {"recorded_at": at, "_id": {"$gt": rid}}]
-    found = (
-        auditor.store.records.find(query).sort([("recorded_at", 1), ("_id", 1)]).limit(limit + 1)
-    )
-    docs = [doc async for doc in found]
+        # ``$and`` around the ``$or``: the embedded server drops the conditions that sit
+        # beside a top-level ``$or`` (docs/devstack.md); on MongoDB both forms are the same.
+        after = {"$or": [{"recorded_at": {"$gt": at}}, {"recorded_at": at, "_id": {"$gt": rid}}]}
+        query = {"$and": [query, after]} if query else after
+    found = auditor.store.records.find(query).sort([("recorded_at", 1), ("_id", 1)])
+    docs = [doc async for doc in found.limit(limit + 1)]
     more = len(docs) > limit
     docs = docs[:limit]
-    return AuditPage(
-        items=[_view(d) for d in docs], next_cursor=_encode(docs[-1]) if more else None
-    )
+    return docs, _encode(docs[-1]) if more else None
+
+
+@router.get("/events")
+async def list_events(
+    request: Request,
+    key: Reader,
+    selected: Selected,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    reveal: Annotated[bool, Query(description="Open sealed personal fields (admin)")] = False,
+) -> AuditPage:
+    """Audit records, oldest first, filtered by subject, request, case, breach, type, time.
+
+    Personal fields are sealed; ``reveal=true`` (scope ``admin``) opens those whose
+    subject key still exists, and marks the others ``shredded``.
+    """
+    _check_reveal(key, reveal)
+    auditor = _auditor(request)
+    docs, nxt = await _page(auditor, await _query(auditor, selected), cursor, limit)
+    keys = await views.live_keys(auditor.store, docs) if reveal else None
+    return AuditPage(items=[views.view(d, keys) for d in docs], next_cursor=nxt)
+
+
+@router.get("/export")
+async def export(
+    request: Request,
+    key: Reader,
+    selected: Selected,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    reveal: bool = False,
+) -> StreamingResponse:
+    """Stream every selected record as JSON Lines or CSV (UTF-8 with BOM, for spreadsheets)."""
+    _check_reveal(key, reveal)
+    auditor = _auditor(request)
+    query = await _query(auditor, selected)
+
+    async def rows() -> AsyncIterator[bytes]:
+        if format == "csv":
+            yield "\ufeff".encode() + _csv_line(list(views.CSV_COLUMNS))
+        cursor = None
+        while True:
+            docs, cursor = await _page(auditor, dict(query), cursor, MAX_LIMIT)
+            keys = await views.live_keys(auditor.store, docs) if reveal else None
+            for doc in docs:
+                shown = views.view(doc, keys)
+                if format == "csv":
+                    yield _csv_line(views.csv_row(shown))
+                else:
+                    yield json.dumps(shown, sort_keys=True, default=str).encode() + b"\n"
+            if cursor is None:
+                return
+
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    name = f"gardien-audit.{format}"
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(rows(), media_type=media, headers=headers)
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(cells)
+    return buffer.getvalue().encode()
+
+
+@router.get("/requests/{request_id}/report")
+async def request_report(request: Request, request_id: str, key: Reader) -> dict[str, Any]:
+    """Compliance report of one request: received, due, extended, responded, late, systems."""
+    auditor = _auditor(request)
+    records = auditor.store.records
+    docs = [d async for d in records.find({"refs.request_id": request_id})]
+    if not docs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no audited event names this request")
+    cases = {d["refs"]["case_id"] for d in docs if "case_id" in d.get("refs", {})}
+    cases |= {f"req:{request_id}", f"obj:{request_id}"}
+    seen = {d["_id"] for d in docs}
+    async for doc in records.find({"refs.case_id": {"$in": sorted(cases)}}):
+        if doc["_id"] not in seen:
+            docs.append(doc)
+    today = auditor.clock.now().date()
+    return compliance_report(request_id, docs, today)
+
+
+@router.get("/verify")
+async def verify(
+    request: Request,
+    key: Reader,
+    chain: Annotated[str | None, Query(max_length=300)] = None,
+    from_checkpoint: bool = False,
+) -> dict[str, Any]:
+    """Verify the hash chains and signed checkpoints; names the first bad record of each."""
+    auditor = _auditor(request)
+    store = auditor.store
+    batch = request.app.state.audit_settings.verify_batch
+    verifier = Verifier(store, (await public_key(store)).raw, batch)
+    report = await verifier.run(from_checkpoint=from_checkpoint, only=chain)
+    return report.as_dict()
+
+
+@router.get("/checkpoints")
+async def checkpoints(
+    request: Request,
+    key: Reader,
+    after: Annotated[str | None, Query(max_length=400, description="Last id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """Signed chain heads and the public key that verifies them, for a third party."""
+    store = _auditor(request).store
+    query = {"_id": {"$gt": after}} if after else {}
+    found = store.checkpoints.find(query).sort("_id", 1).limit(limit)
+    items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": d["_id"]} async for d in found]
+    return {
+        "public_key": (await public_key(store)).export(),
+        "items": items,
+        "next_after": items[-1]["id"] if len(items) == limit else None,
+    }
+
+
+@router.post("/checkpoints", dependencies=[require(Scope.ADMIN)], status_code=201)
+async def sign_now(request: Request) -> dict[str, Any]:
+    """Sign every chain head that moved since its last checkpoint, now."""
+    made = await request.app.state.checkpointer.sign_heads()
+    return {"signed": len(made), "items": [{**d, "id": d.pop("_id")} for d in made]}

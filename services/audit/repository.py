@@ -1,19 +1,27 @@
-"""Audit storage: the hash-chained records, chain heads and the key vault."""
+"""Audit storage: hash-chained records, chain heads, vault, subject keys, checkpoints.
+
+Times written by updates are ISO strings or epoch milliseconds: the embedded server stores a
+datetime given to ``$set`` as text, which then no longer compares as a date.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import secrets
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.audit import crypto
 from shared.mongo import IndexPlan
 
-RECORDS, HEADS, VAULT = "records", "chain_heads", "vault"
+RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
+CHECKPOINTS, WEBHOOKS, DELIVERIES = "checkpoints", "webhooks", "deliveries"
+ATTEMPTS = "delivery_attempts"  # one document per attempt: pushed subdocuments become text
 
 INDEXES = IndexPlan(
     {
@@ -27,6 +35,12 @@ INDEXES = IndexPlan(
             IndexModel([("type", ASCENDING)], name="type"),
             IndexModel([("recorded_at", ASCENDING)], name="recorded_at"),
         ],
+        CHECKPOINTS: [IndexModel([("chain", ASCENDING)], name="chain")],
+        DELIVERIES: [
+            IndexModel([("next_at", ASCENDING)], name="next_at", sparse=True),
+            IndexModel([("sub_id", ASCENDING)], name="sub_id"),
+        ],
+        ATTEMPTS: [IndexModel([("delivery_id", ASCENDING)], name="delivery_id")],
     }
 )
 
@@ -43,6 +57,12 @@ class AuditStore:
         self.records = db[RECORDS]
         self.heads = db[HEADS]
         self.vault = db[VAULT]
+        self.keys = db[KEYS]
+        self.links = db[LINKS]
+        self.checkpoints = db[CHECKPOINTS]
+        self.webhooks = db[WEBHOOKS]
+        self.deliveries = db[DELIVERIES]
+        self.attempts = db[ATTEMPTS]
 
     async def secret(self, name: str) -> bytes:
         """A named random secret, created once and kept in the vault."""
@@ -69,6 +89,10 @@ class AuditStore:
             seq, digest = seq + 1, str(nxt["hash"])
         return (seq, digest) if seq else None
 
+    async def all_heads(self) -> dict[str, tuple[int, str]]:
+        """Every chain's stored head."""
+        return {str(d["_id"]): (int(d["seq"]), str(d["hash"])) async for d in self.heads.find()}
+
     async def insert(self, record: dict[str, Any]) -> None:
         await self.records.insert_one(record)
 
@@ -80,3 +104,80 @@ class AuditStore:
         if moved.matched_count == 0:
             with contextlib.suppress(DuplicateKeyError):  # a head at or past seq exists
                 await self.heads.insert_one({"_id": chain, "seq": seq, "hash": digest})
+
+    async def span(self, chain: str, first: int, last: int) -> list[dict[str, Any]]:
+        """Records at positions ``first..last`` of ``chain``, in order: one range query."""
+        query = {"chain_seq": {"$gte": chain_seq(chain, first), "$lte": chain_seq(chain, last)}}
+        return [d async for d in self.records.find(query).sort("chain_seq", ASCENDING)]
+
+    # Subject keys (crypto-shredding) -------------------------------------------------------
+
+    async def subject_keys(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Key documents by id (destroyed ones have ``key`` None)."""
+        if not ids:
+            return {}
+        return {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": ids}})}
+
+    async def ensure_key(self, kid: str, now: datetime) -> tuple[bytes, int]:
+        """The live key ``kid`` (created, or re-created after shredding) and its generation."""
+        for _ in range(5):
+            doc = await self.keys.find_one({"_id": kid})
+            if doc is not None and doc.get("key"):
+                return crypto.unb64(str(doc["key"])), int(doc.get("gen", 1))
+            fresh = crypto.b64(crypto.new_key())
+            if doc is None:
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.keys.insert_one(
+                        {"_id": kid, "key": fresh, "gen": 1, "at": now.isoformat()}
+                    )
+            else:  # shredded before: a new generation; the old records stay unreadable
+                await self.keys.update_one(
+                    {"_id": kid, "key": None},
+                    {
+                        "$set": {
+                            "key": fresh,
+                            "gen": int(doc.get("gen", 1)) + 1,
+                            "at": now.isoformat(),
+                        }
+                    },
+                )
+        raise RuntimeError(f"subject key {kid} could not be settled")
+
+    async def destroy_keys(self, ids: list[str], now: datetime) -> int:
+        """Overwrite the key material of ``ids``; returns how many were live."""
+        if not ids:
+            return 0
+        done = await self.keys.update_many(
+            {"_id": {"$in": ids}, "key": {"$ne": None}},
+            {"$set": {"key": None, "destroyed_at": now.isoformat()}},
+        )
+        return int(done.modified_count)
+
+    async def link(self, names: list[str], key_id: str, refs: list[str]) -> None:
+        """Remember that aggregates ``names`` concern the subject ``key_id`` (refs ``refs``)."""
+        for name in names:
+            await self.links.update_one(
+                {"_id": name},
+                {"$set": {"key_id": key_id}, "$addToSet": {"refs": {"$each": refs}}},
+                upsert=True,
+            )
+
+    async def linked(self, names: list[str]) -> list[dict[str, Any]]:
+        return [d async for d in self.links.find({"_id": {"$in": names}})]
+
+    # Checkpoints ------------------------------------------------------------------------------
+
+    async def add_checkpoint(self, doc: dict[str, Any]) -> None:
+        with contextlib.suppress(DuplicateKeyError):  # the same head signed twice
+            await self.checkpoints.insert_one(doc)
+
+    async def checkpoints_of(self, chain: str) -> list[dict[str, Any]]:
+        found = self.checkpoints.find({"chain": chain}).sort("seq", ASCENDING)
+        return [d async for d in found]
+
+    async def latest_checkpoints(self) -> dict[str, dict[str, Any]]:
+        """The highest checkpoint of every chain."""
+        latest: dict[str, dict[str, Any]] = {}
+        async for d in self.checkpoints.find().sort("seq", DESCENDING):
+            latest.setdefault(str(d["chain"]), d)
+        return latest

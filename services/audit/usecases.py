@@ -5,31 +5,38 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from services.audit import chain as chains
-from services.audit import domain
+from services.audit import crypto, domain
 from services.audit.repository import AuditStore, chain_seq
 from shared import topics
+from shared.clock import Clock, SystemClock
 from shared.errors import EventRejected, TransientError
 from shared.events import parse_event
 from shared.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TOPIC, Delivery
 from shared.service import Runtime
 
 HMAC_SECRET = "subject-hmac"  # noqa: S105 - the vault entry name, not a secret
+CASE_CLOSED = "gardien.erasure.case.closed"
+LOCAL_CHAIN = "gardien.audit.local/0"  # records the audit service itself originates
 
 
 class Auditor:
     """Appends audit records; one writer per chain inside this process."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, clock: Clock | None = None) -> None:
         self.runtime = runtime
+        self.clock: Clock = clock or SystemClock()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
         self._hmac_key: bytes | None = None
+        # Called after each stored record (webhook queue, checkpoint trigger).
+        self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
     @property
     def store(self) -> AuditStore:
@@ -53,21 +60,39 @@ class Auditor:
             span.set_attribute("gardien.audit.chain", f"{delivery.topic}/{delivery.partition}")
             if "request_id" in entry["refs"]:
                 span.set_attribute("gardien.request_id", entry["refs"]["request_id"])
-            await self._append(f"{delivery.topic}/{delivery.partition}", entry)
+            record = await self._append(f"{delivery.topic}/{delivery.partition}", entry)
+            # Also on a re-delivery: a crash may have come between the append and these.
+            if entry["type"] == CASE_CLOSED:
+                await self.shred(entry["refs"])
+            for hook in self.after_append:
+                await hook(record)
+
+    async def shred(self, refs: dict[str, str]) -> int:
+        """Destroy the keys of the subjects of a closed erasure case (crypto-shredding)."""
+        names = [f"request:{refs['request_id']}"] if "request_id" in refs else []
+        names += [f"case:{refs['case_id']}"] if "case_id" in refs else []
+        ids = set(names)
+        for link in await self.store.linked(names):
+            ids.update(str(r) for r in link.get("refs", []))
+        with self.runtime.span("audit.shred") as span:
+            destroyed = await self.store.destroy_keys(sorted(ids), self.clock.now())
+            span.set_attribute("gardien.audit.keys_destroyed", destroyed)
+        return destroyed
 
     async def _entry(self, d: Delivery) -> dict[str, Any] | None:
         """The record body (before chaining), or None for an invalid non-DLQ record."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         if d.topic.endswith(topics.DLQ_SUFFIX):
             return self._rejection(d, now)
         try:
             event = parse_event(d.body)
         except EventRejected:
             return None  # the topic's owner dead-letters it; audited from the DLQ
-        data = event.data
-        refs = [await self.subject_ref(i) for i in domain.identifiers_in(data)]
+        record_id = f"{d.topic}|{event.id}"
+        refs = domain.references(event.data)
+        subject_refs, sealed = await self._seal(record_id, event.data, refs)
         return {
-            "_id": f"{d.topic}|{event.id}",
+            "_id": record_id,
             "kind": "event",
             "topic": d.topic,
             "partition": d.partition,
@@ -77,10 +102,42 @@ class Auditor:
             "type": event.type,
             "source": event.source,
             "event_time": event.time.astimezone(UTC).isoformat(),
-            "refs": domain.references(data),
-            "subject_refs": sorted(set(refs)),
-            "data": domain.without_identifiers(data),
+            "refs": refs,
+            "subject_refs": subject_refs,
+            "data": domain.without_personal(event.data),
+            "sealed": sealed,
         }
+
+    async def _seal(
+        self, record_id: str, data: dict[str, Any], refs: dict[str, str]
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """(subject refs, sealed personal parts) of one event's data."""
+        key = await self.hmac_key()
+        subjects = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
+        subjects = [s for s in subjects if s]
+        names = [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
+        all_refs = sorted({r for s in subjects for r in s})
+        if subjects and names:
+            await self.store.link(names, domain.subject_key_id(subjects[0]), all_refs)
+        linked = await self.store.linked(names) if names else []
+        if subjects:
+            main = domain.subject_key_id(subjects[0])
+        elif linked:
+            by_name = {str(d["_id"]): d for d in linked}
+            main = next(str(by_name[n]["key_id"]) for n in names if n in by_name)
+        else:
+            main = names[0] if names else "unlinked"
+        for link in linked:
+            all_refs = sorted(set(all_refs) | {str(r) for r in link.get("refs", [])})
+        sealed = []
+        for part in domain.personal_parts(data):
+            owner = subjects[part.subject] if part.subject is not None else None
+            kid = domain.subject_key_id(owner) if owner else main
+            secret, gen = await self.store.ensure_key(kid, self.clock.now())
+            aad = f"{record_id}|{part.path}|{kid}|{gen}"
+            blob = crypto.seal(secret, part.value, aad)
+            sealed.append({"path": part.path, "kid": kid, "gen": gen, **blob})
+        return all_refs, sealed
 
     @staticmethod
     def _rejection(d: Delivery, now: datetime) -> dict[str, Any]:
@@ -102,13 +159,37 @@ class Auditor:
                 "body_sha256": hashlib.sha256(d.body).hexdigest(),
                 "body_bytes": len(d.body),
             },
+            "sealed": [],
         }
 
-    async def _append(self, chain: str, entry: dict[str, Any]) -> None:
+    async def record_local(self, record_id: str, event_type: str, data: dict[str, Any]) -> None:
+        """Append a record the audit service originates (e.g. a webhook was disabled)."""
+        entry = {
+            "_id": record_id,
+            "kind": "audit",
+            "recorded_at": self.clock.now(),
+            "type": event_type,
+            "refs": {},
+            "subject_refs": [],
+            "data": data,
+            "sealed": [],
+        }
+        for attempt in range(5):  # several replicas may write this chain: retry on conflict
+            try:
+                record = await self._append(LOCAL_CHAIN, entry)
+                break
+            except TransientError:
+                if attempt == 4:
+                    raise
+        for hook in self.after_append:
+            await hook(record)
+
+    async def _append(self, chain: str, entry: dict[str, Any]) -> dict[str, Any]:
         async with self._locks[chain]:
             store = self.store
-            if await store.exists(entry["_id"]):
-                return
+            found = await store.records.find_one({"_id": entry["_id"]})
+            if found is not None:
+                return found
             if chain not in self._heads:
                 self._heads[chain] = await store.head(chain) or (0, chains.GENESIS)
             seq, prev = self._heads[chain]
@@ -124,8 +205,10 @@ class Auditor:
                 await store.insert(record)
             except DuplicateKeyError:
                 self._heads.pop(chain, None)
-                if await store.exists(entry["_id"]):
-                    return
+                found = await store.records.find_one({"_id": entry["_id"]})
+                if found is not None:
+                    return found
                 raise TransientError(f"chain {chain} moved under another writer") from None
             self._heads[chain] = (seq + 1, record["hash"])
             await store.advance(chain, seq + 1, record["hash"])
+            return record

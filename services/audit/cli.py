@@ -1,0 +1,148 @@
+"""`gardien audit ...`: verify the trail, export checkpoints for a third party."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from services.audit.checkpoints import public_key
+from services.audit.repository import AuditStore
+from services.audit.settings import AuditSettings
+from services.audit.verification import Report, Verifier
+from shared.mongo import create_client, service_database
+from shared.settings import Settings
+
+audit_app = typer.Typer(help="The audit trail: verify chains and checkpoints, export them.")
+checkpoints_app = typer.Typer(help="Signed checkpoints of the chain heads.")
+audit_app.add_typer(checkpoints_app, name="checkpoints")
+
+MongoUri = Annotated[
+    str | None, typer.Option("--mongodb-uri", help="MongoDB URI [default: MONGODB_URI].")
+]
+
+
+def _settings(uri: str | None) -> Settings:
+    return Settings(mongodb_uri=uri) if uri else Settings()
+
+
+async def _with_store(uri: str | None, work: Any) -> Any:
+    settings = _settings(uri)
+    client = create_client(settings)
+    try:
+        return await work(AuditStore(service_database(client, settings, "audit")))
+    finally:
+        await client.close()
+
+
+@audit_app.command()
+def verify(
+    mongodb_uri: MongoUri = None,
+    from_checkpoint: Annotated[
+        bool, typer.Option(help="Start each chain at its latest validly signed checkpoint.")
+    ] = False,
+    state: Annotated[
+        Path | None, typer.Option(help="Progress file: resume from it, update it as we go.")
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoints held by a third party (from `checkpoints export`)."),
+    ] = None,
+    chain: Annotated[str | None, typer.Option(help="Verify only this chain.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Verify every hash chain and signed checkpoint; exit 1 at the first bad record."""
+    saved = _load_state(state)
+    held = json.loads(checkpoints.read_text()) if checkpoints else None
+
+    async def work(store: AuditStore) -> Report:
+        key = (
+            bytes.fromhex(held["public_key"]["raw_hex"]) if held else (await public_key(store)).raw
+        )
+        heads = await store.all_heads()
+        total = sum(max(seq - saved.get(c, (0, ""))[0], 0) for c, (seq, _) in heads.items())
+        columns = (
+            TextColumn("verifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=as_json) as bar:
+            task = bar.add_task("records", total=total or None)
+            reached = {c: pos[0] for c, pos in saved.items()}
+
+            def progress(name: str, seq: int, digest: str) -> None:
+                bar.advance(task, seq - reached.get(name, 0))
+                reached[name] = seq
+                saved[name] = (seq, digest)
+                _save_state(state, saved)
+
+            batch = AuditSettings().verify_batch
+            verifier = Verifier(store, key, batch, progress)
+            return await verifier.run(
+                saved or None,
+                from_checkpoint=from_checkpoint,
+                only=chain,
+                checkpoints=held["items"] if held else None,
+            )
+
+    report: Report = asyncio.run(_with_store(mongodb_uri, work))
+    _print(report, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print(report: Report, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"{report.records} records in {len(report.chains)} chains, "
+        f"{report.checkpoints} checkpoints checked"
+    )
+    for p in report.problems:
+        where = f" (record {p.record_id})" if p.record_id else ""
+        typer.echo(f"BAD {p.chain} seq {p.seq}: {p.kind}: {p.detail}{where}", err=True)
+    if report.ok:
+        typer.echo("OK: every chain verifies")
+
+
+def _load_state(path: Path | None) -> dict[str, tuple[int, str]]:
+    if path is None or not path.exists():
+        return {}
+    return {c: (int(s), str(h)) for c, (s, h) in json.loads(path.read_text()).items()}
+
+
+def _save_state(path: Path | None, saved: dict[str, tuple[int, str]]) -> None:
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({c: list(v) for c, v in saved.items()}))
+        tmp.replace(path)
+
+
+@checkpoints_app.command("export")
+def export(
+    mongodb_uri: MongoUri = None,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export every signed checkpoint and the public key, for a third party to hold."""
+
+    async def work(store: AuditStore) -> dict[str, Any]:
+        key = await public_key(store)
+        items = [
+            {k: v for k, v in d.items() if k != "_id"}
+            async for d in store.checkpoints.find().sort("_id", 1)
+        ]
+        return {"public_key": {**key.export(), "raw_hex": key.raw.hex()}, "items": items}
+
+    doc = asyncio.run(_with_store(mongodb_uri, work))
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"{len(doc['items'])} checkpoints written to {out}", err=True)

@@ -1,0 +1,262 @@
+"""Webhook delivery: the writer queues in MongoDB, a background sender signs and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from services.audit import crypto, webhooks
+from services.audit.repository import AuditStore
+from services.audit.settings import AuditSettings
+from shared.clock import Clock
+
+log = logging.getLogger(__name__)
+SECRETS_KEY = "webhook-secrets"  # the vault entry name
+LEASE_MS = 60_000
+LocalRecord = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+
+
+def ms(clock: Clock) -> int:
+    return int(clock.now().timestamp() * 1000)
+
+
+class Dispatcher:
+    """Queues deliveries of audited records and sends them without blocking the writer."""
+
+    def __init__(
+        self,
+        store: Callable[[], AuditStore],
+        settings: AuditSettings,
+        clock: Clock,
+        audit_local: LocalRecord,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._store, self.settings, self.clock = store, settings, clock
+        self.audit_local = audit_local
+        self.rng = rng or random.SystemRandom()
+        self.transport = transport
+        self._subs: list[dict[str, Any]] = []
+        self._subs_at = -1.0
+
+    @property
+    def store(self) -> AuditStore:
+        return self._store()
+
+    def invalidate(self) -> None:
+        """Forget the cached subscription list (after a change made in this process)."""
+        self._subs_at = -1.0
+
+    async def _subscriptions(self) -> list[dict[str, Any]]:
+        age = time.monotonic() - self._subs_at
+        if self._subs_at < 0 or age > self.settings.webhook_subscriptions_ttl_seconds:
+            found = self.store.webhooks.find({"state": "active"}, {"secret": 0})
+            self._subs = [d async for d in found]
+            self._subs_at = time.monotonic()
+        return self._subs
+
+    async def enqueue(self, record: dict[str, Any]) -> None:
+        """Queue the record for every active subscription that wants its type (idempotent)."""
+        now = ms(self.clock)
+        for sub in await self._subscriptions():
+            if not webhooks.matches(list(sub.get("event_types", [])), str(record["type"])):
+                continue
+            doc = {
+                "_id": webhooks.delivery_id(str(sub["_id"]), str(record["_id"])),
+                "sub_id": sub["_id"],
+                "record_id": record["_id"],
+                "type": record["type"],
+                "state": "pending",
+                "attempts": 0,
+                "next_at": now,
+                "created_at": now,
+            }
+            with contextlib.suppress(DuplicateKeyError):  # queued by an earlier delivery
+                await self.store.deliveries.insert_one(doc)
+
+    async def secret_of(self, sub: dict[str, Any]) -> str:
+        key = await self.store.secret(SECRETS_KEY)
+        return str(crypto.unseal(key, sub["secret"], f"webhook|{sub['_id']}"))
+
+    async def claim(self) -> dict[str, Any] | None:
+        """Lease one due delivery (other replicas skip it until the lease ends)."""
+        now = ms(self.clock)
+        return await self.store.deliveries.find_one_and_update(
+            {"next_at": {"$lte": now}},
+            {"$set": {"next_at": now + LEASE_MS}},
+            sort=[("next_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def run(self) -> None:
+        """The sender loop: claim due deliveries, send them concurrently, sleep when idle."""
+        limits = httpx.Limits(max_connections=self.settings.webhook_concurrency)
+        async with httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout_seconds,
+            follow_redirects=False,
+            transport=self.transport,
+            limits=limits,
+        ) as client:
+            while True:
+                try:
+                    sent = await self.round(client)
+                except Exception:  # the next round retries; a delivery is never lost
+                    log.exception("webhook round failed")
+                    sent = 0
+                if not sent:
+                    await asyncio.sleep(self.settings.webhook_poll_seconds)
+
+    async def round(self, client: httpx.AsyncClient) -> int:
+        """Send up to ``webhook_concurrency`` due deliveries; how many were attempted."""
+        batch = []
+        for _ in range(self.settings.webhook_concurrency):
+            claimed = await self.claim()
+            if claimed is None:
+                break
+            batch.append(claimed)
+        await asyncio.gather(*(self.send(client, d) for d in batch))
+        return len(batch)
+
+    async def send(self, client: httpx.AsyncClient, delivery: dict[str, Any]) -> None:
+        """One attempt: check the destination again, sign, POST, record the outcome."""
+        store = self.store
+        sub = await store.webhooks.find_one({"_id": delivery["sub_id"]})
+        record = await store.records.find_one({"_id": delivery["record_id"]})
+        if sub is None or sub.get("state") != "active" or record is None:
+            await self._close(delivery, "cancelled", "subscription gone or disabled")
+            return
+        started = ms(self.clock)
+        try:
+            await webhooks.check_url(str(sub["url"]), self.settings.webhook_allow)
+        except webhooks.UrlRefused as exc:
+            await self._failed(delivery, sub, None, f"refused: {exc}", started)
+            return
+        body = webhooks.payload(record)
+        stamp = int(self.clock.now().timestamp())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": str(delivery["_id"]),
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": crypto.webhook_signature(
+                await self.secret_of(sub), str(delivery["_id"]), stamp, body
+            ),
+            "user-agent": "Gardien-Webhooks/1",
+        }
+        try:
+            reply = await client.post(str(sub["url"]), content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            await self._failed(delivery, sub, None, type(exc).__name__, started)
+            return
+        if 200 <= reply.status_code < 300:
+            await self._delivered(delivery, sub, reply.status_code, started)
+        else:
+            await self._failed(delivery, sub, reply.status_code, "non-2xx reply", started)
+
+    async def _delivered(
+        self, delivery: dict[str, Any], sub: dict[str, Any], status: int, started: int
+    ) -> None:
+        await self._log(delivery, {"at": started, "status": status, "ok": True})
+        await self.store.deliveries.update_one(
+            {"_id": delivery["_id"]},
+            {
+                "$set": {"state": "delivered", "last_status": status},
+                "$unset": {"next_at": ""},
+                "$inc": {"attempts": 1},
+            },
+        )
+        await self.store.webhooks.update_one(
+            {"_id": sub["_id"]},
+            {"$set": {"consecutive_failures": 0}, "$unset": {"failing_since": ""}},
+        )
+
+    async def _failed(
+        self,
+        delivery: dict[str, Any],
+        sub: dict[str, Any],
+        status: int | None,
+        error: str,
+        started: int,
+    ) -> None:
+        attempts = int(delivery.get("attempts", 0)) + 1
+        await self._log(delivery, {"at": started, "status": status, "ok": False, "error": error})
+        change: dict[str, Any] = {
+            "$set": {"attempts": attempts, "last_status": status, "last_error": error[:300]},
+        }
+        if attempts >= self.settings.webhook_max_attempts:
+            change["$set"]["state"] = "failed"
+            change["$unset"] = {"next_at": ""}
+        else:
+            delay = webhooks.retry_delay(
+                attempts,
+                self.settings.webhook_backoff_base_seconds,
+                self.settings.webhook_backoff_max_seconds,
+                self.rng,
+            )
+            change["$set"]["next_at"] = ms(self.clock) + int(delay * 1000)
+        await self.store.deliveries.update_one({"_id": delivery["_id"]}, change)
+        await self._count_failure(sub, started)
+
+    async def _count_failure(self, sub: dict[str, Any], now: int) -> None:
+        """Disable a subscription after a long run of failures, and audit that."""
+        updated = await self.store.webhooks.find_one_and_update(
+            {"_id": sub["_id"]},
+            {"$inc": {"consecutive_failures": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if updated is None:
+            return
+        since = updated.get("failing_since")
+        if since is None:
+            await self.store.webhooks.update_one(
+                {"_id": sub["_id"]}, {"$set": {"failing_since": now}}
+            )
+            since = now
+        failures = int(updated.get("consecutive_failures", 0))
+        hours = (now - int(since)) / 3_600_000
+        if (
+            failures >= self.settings.webhook_disable_after_failures
+            and hours >= self.settings.webhook_disable_after_hours
+        ):
+            await self.disable(updated, failures, hours)
+
+    async def disable(self, sub: dict[str, Any], failures: int, hours: float) -> None:
+        done = await self.store.webhooks.update_one(
+            {"_id": sub["_id"], "state": "active"},
+            {"$set": {"state": "disabled", "disabled_at": self.clock.now().isoformat()}},
+        )
+        if done.modified_count:
+            self.invalidate()
+            data = {
+                "webhook_id": sub["_id"],
+                "reason": "consecutive delivery failures",
+                "consecutive_failures": failures,
+                "failing_hours": round(hours, 2),
+            }
+            rid = f"audit|webhook.disabled|{sub['_id']}|{failures}"
+            await self.audit_local(rid, "gardien.audit.webhook_disabled", data)
+
+    async def _log(self, delivery: dict[str, Any], attempt: dict[str, Any]) -> None:
+        """Keep one attempt in the delivery log."""
+        doc = {
+            "_id": f"{delivery['_id']}@{secrets.token_hex(6)}",
+            "delivery_id": delivery["_id"],
+            "sub_id": delivery["sub_id"],
+            **attempt,
+        }
+        await self.store.attempts.insert_one(doc)
+
+    async def _close(self, delivery: dict[str, Any], state: str, why: str) -> None:
+        await self.store.deliveries.update_one(
+            {"_id": delivery["_id"]},
+            {"$set": {"state": state, "last_error": why}, "$unset": {"next_at": ""}},
+        )
