@@ -119,6 +119,10 @@ class Consumer:
 
         self._routes[topic] = on_record
 
+    def topics(self) -> list[str]:
+        """The topics this consumer reads (for the AsyncAPI description)."""
+        return sorted(self._routes)
+
     def subscribe(self) -> None:
         """One consumer-group member for every routed topic (one group per service)."""
         if not self._routes:

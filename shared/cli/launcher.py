@@ -26,6 +26,15 @@ from shared.topics import all_topics
 
 SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
 STATE_FILE = "up.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The reference connected systems (examples/connected_systems) and their extra arguments;
+# the newsletter's port matches its URL in examples/connected_systems/registry.yaml.
+REFERENCE_SYSTEMS = {
+    "crm": [],
+    "newsletter": ["--port", "8311"],
+    "billing": [],
+    "vendor": ["--delay", "3"],
+}
 
 
 @dataclass
@@ -36,17 +45,21 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     log: Path
+    first_argv: list[str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
 
     def start(self) -> None:
+        """Start (or restart) the process; ``first_argv`` is used only the first time."""
+        argv = self.first_argv if self.first_argv and self.proc is None else self.argv
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -68,6 +81,7 @@ class Launcher:
     bootstrap: str
     mongodb_uri: str
     base_port: int = 8100
+    reference_systems: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: subprocess.Popen[bytes] | None = None
     mongo: subprocess.Popen[bytes] | None = None
@@ -129,6 +143,21 @@ class Launcher:
         )
         for child in self.children:
             child.start()
+
+    def reference_children(self, env: dict[str, str]) -> list[Child]:
+        """The reference systems; their demo records are seeded on the first start only."""
+        seeded = self.home / "reference-systems-seeded"
+        children = []
+        for name, extra in REFERENCE_SYSTEMS.items():
+            argv = [sys.executable, "-m", "examples.connected_systems", "--system", name, *extra]
+            first = None if seeded.exists() else [*argv, "--seed"]
+            children.append(
+                Child(
+                    f"refsys-{name}", argv, env, self.home / f"refsys-{name}.log", first_argv=first
+                )
+            )
+        seeded.touch()
+        return children
 
     def restart_all(self, why: str) -> None:
         typer.echo(f"gardien: {why}; restarting every service", err=True)

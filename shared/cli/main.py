@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from services.audit.cli import audit_app
 from shared import stack
 from shared.cli.launcher import Launcher, run
 from shared.errors import EventRejected
@@ -25,6 +26,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
 
 HOME = Annotated[Path, typer.Option("--home", help="Where state, data and logs live.")]
 
@@ -71,6 +73,9 @@ def up(
     home: HOME = Path(".gardien"),
     http_port: Annotated[int, typer.Option(help="HTTP API port [default: GARDIEN_HTTP_PORT].")] = 0,
     base_port: Annotated[int, typer.Option(help="Services listen on base+1 … base+4.")] = 8100,
+    with_reference_systems: Annotated[
+        bool, typer.Option(help="Also run the reference CRM, newsletter, billing and vendor.")
+    ] = False,
 ) -> None:
     """Start the embedded stack (unless env points elsewhere), every service and the API."""
     home.mkdir(parents=True, exist_ok=True)
@@ -88,6 +93,25 @@ def up(
         base_port=base_port,
     )
     run(launcher)
+
+
+def _local_env(home: Path) -> dict[str, str]:
+    """Settings `gardien up` gives its children unless the environment sets them.
+
+    A signing secret for the HTTP connector, generated once per home directory, and a
+    webhook allow-list for loopback so a receiver on this machine can subscribe.
+    """
+    import secrets
+
+    secret_file = home / "erasure-signing-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    defaults = {
+        "GARDIEN_ERASURE_SIGNING_SECRET": secret_file.read_text().strip(),
+        "GARDIEN_AUDIT_WEBHOOK_ALLOW": "127.0.0.1",
+    }
+    return {k: v for k, v in defaults.items() if k not in os.environ}
 
 
 def _ensure_admin_key(home: Path) -> None:
@@ -287,6 +311,20 @@ def stack_status(home: HOME = Path(".gardien")) -> None:
 
     typer.echo(f"Kafka bootstrap {kafka} ({origin(own_kafka, 'KAFKA_BOOTSTRAP_SERVERS')})")
     typer.echo(f"MongoDB URI     {mongo} ({origin(own_mongo, 'MONGODB_URI')})")
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the AsyncAPI 3.0 description of every topic, generated from the code."""
+    from shared.asyncapi import render
+
+    text = render()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
 
 
 @apikey_app.command("create")

@@ -67,7 +67,7 @@ def up_env(bootstrap: str | None, mongodb_uri: str | None, **extra: str) -> dict
 
 
 def start_up(
-    home: Path, env: dict[str, str], timeout: float = 60
+    home: Path, env: dict[str, str], timeout: float = 60, extra_args: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `gardien up` and wait until its API reports every service ready."""
     port, base = stack.free_port(), 20000 + (os.getpid() % 2000) * 10
@@ -83,6 +83,7 @@ def start_up(
             str(port),
             "--base-port",
             str(base),
+            *(extra_args or []),
         ],
         env=env,
         cwd=REPO,
@@ -101,7 +102,7 @@ def start_up(
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    proc.kill()
+    stop_up(proc)  # Ctrl-C, so the launcher stops what it started (SIGKILL would orphan them)
     raise AssertionError(f"not ready in {timeout}s: {(home / 'up.out').read_text()[-2000:]}")
 
 

@@ -1,0 +1,36 @@
+"""The committed AsyncAPI description is the one the code generates, and is consistent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.asyncapi import document, to_yaml
+from shared.settings import Settings
+from shared.topics import all_topics
+from tests.support import REPO
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return document(Settings())
+
+
+def test_committed_asyncapi_matches_the_code(doc: dict[str, Any]) -> None:
+    committed = (REPO / "docs" / "asyncapi.yaml").read_text()
+    assert committed == to_yaml(doc), "run `gardien asyncapi --out docs/asyncapi.yaml`"
+
+
+def test_every_reference_resolves_and_every_topic_is_described(doc: dict[str, Any]) -> None:
+    assert {c["address"] for c in doc["channels"].values()} == set(all_topics())
+    for op in doc["operations"].values():
+        assert op["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
+    messages = doc["components"]["messages"]
+    for channel in doc["channels"].values():
+        for ref in channel["messages"].values():
+            assert ref["$ref"].removeprefix("#/components/messages/") in messages
+    assert yaml.safe_load(to_yaml(doc))["asyncapi"] == "3.0.0"
+    receivers = {name.split("_receives_")[0] for name in doc["operations"] if "_receives_" in name}
+    assert receivers == {"intake", "deadlines", "erasure", "audit"}
