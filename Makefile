@@ -21,7 +21,7 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 env: $(STAMP)
 
 run: env
-	$(VENV)/bin/gardien up
+	$(VENV)/bin/gardien up $(ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check .
