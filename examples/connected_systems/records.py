@@ -121,11 +121,18 @@ async def _matching(db: Db, store: Store, identifiers: dict[str, str]) -> list[d
     return list(found.values())
 
 
-def _retain_until(doc: dict[str, Any], line: dict[str, Any]) -> str:
+def _retain_until(doc: dict[str, Any], line: dict[str, Any]) -> str | None:
+    """The date kept records go: the command's, else the document's year end + retention.
+
+    None for a restriction with no end (Art 18: until the ground is resolved).
+    """
     if line.get("retain_until"):
-        return str(line["retain_until"])
-    years = int((line.get("retention") or {}).get("years", 10))
-    start = date.fromisoformat(str(doc.get("fy_end") or doc.get("issued_on")))
+        return str(line["retain_until"])[:10]
+    start_text = doc.get("fy_end") or doc.get("issued_on")
+    if not line.get("retention") or not start_text:
+        return None
+    years = int(line["retention"].get("years", 10))
+    start = date.fromisoformat(str(start_text))
     return start.replace(year=start.year + years).isoformat()
 
 
@@ -138,7 +145,8 @@ async def apply_line(
     for doc in docs:
         if action == "restrict":
             until = _retain_until(doc, line)
-            latest = max(latest or until, until)
+            if until is not None:
+                latest = max(latest or until, until)
             # Intermediate archiving (CNIL): a separate store, legal and audit staff only.
             await db[f"{store.collection}_restricted"].replace_one(
                 {"_id": doc["_id"]},

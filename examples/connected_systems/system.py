@@ -81,7 +81,11 @@ class ReferenceSystem:
         await self.note(command)
         if self.delay:
             await asyncio.sleep(self.delay)
-        result = await self.carry_out(command)
+        try:
+            result = await self.carry_out(command)
+        except Exception as exc:  # noqa: BLE001 - a real system reports failure, not silence
+            log.exception("%s could not carry out %s", self.system_id, command["command_id"])
+            result = {"outcome": "failed", "detail": f"{type(exc).__name__} in {self.system_id}"}
         if result is None:
             return
         data = {"command_id": command["command_id"], "system": self.system_id, **result}

@@ -71,6 +71,15 @@ def _line(category: str, policy: CategoryPolicy, work: WorkCategory) -> Line | N
         return None
     if work.action == "suppress":
         return Line(category=category, action="suppress", ground=work.ground, kind="suppression")
+    if work.action == "restrict" and work.retain_until:
+        # Restricted until a date: intermediate archiving of retained data (R-DSR-6).
+        return Line(
+            category=category,
+            action="restrict",
+            ground=work.ground,
+            kind="retention",
+            retain_until=work.retain_until,
+        )
     if work.action == "restrict":
         return Line(category=category, action="restrict", ground=work.ground, kind="restriction")
     if work.action == "retain_restricted":

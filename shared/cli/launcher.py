@@ -141,6 +141,8 @@ class Launcher:
         self.children.append(
             Child("api", [*gardien, "service", "api"], api_env, self.home / "api.log")
         )
+        if self.reference_systems:
+            self.children += self.reference_children(base)
         for child in self.children:
             child.start()
 
@@ -235,5 +237,7 @@ def _print_endpoints(launcher: Launcher) -> None:
     typer.echo(
         f"HTTP API          http://{launcher.http_host}:{launcher.http_port}  (docs at /docs)"
     )
+    if launcher.reference_systems:
+        typer.echo(f"Reference systems {', '.join(REFERENCE_SYSTEMS)} (databases refsys_*)")
     typer.echo(f"Logs              {launcher.home}/")
     typer.echo("Press Ctrl-C to stop everything.")

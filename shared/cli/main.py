@@ -91,6 +91,8 @@ def up(
         bootstrap=kafka,
         mongodb_uri=mongo,
         base_port=base_port,
+        reference_systems=with_reference_systems,
+        extra_env=_local_env(home),
     )
     run(launcher)
 

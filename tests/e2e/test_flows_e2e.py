@@ -68,8 +68,11 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -
 @pytest.fixture(scope="module")
 def flows(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("flows")
-    env = up_env(embedded_stack.bootstrap, embedded_stack.mongodb_uri,
-                 GARDIEN_AUDIT_WEBHOOK_POLL_SECONDS="0.2")
+    env = up_env(
+        embedded_stack.bootstrap,
+        embedded_stack.mongodb_uri,
+        GARDIEN_AUDIT_WEBHOOK_POLL_SECONDS="0.2",
+    )
     proc, api = start_up(home, env, extra_args=["--with-reference-systems"])
     try:
         yield home, api, env, (home / "admin-api-key").read_text().strip()
@@ -94,26 +97,42 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
     home, api, env, key = flows
     headers = {"X-API-Key": key}
     receiver = Receiver()
-    hook = httpx.post(f"{api}/v1/webhooks", headers=headers, timeout=10,
-                      json={"url": receiver.url, "event_types": ["gardien.erasure.case.*"]})
+    hook = httpx.post(
+        f"{api}/v1/webhooks",
+        headers=headers,
+        timeout=10,
+        json={"url": receiver.url, "event_types": ["gardien.erasure.case.*"]},
+    )
     assert hook.status_code == 201, hook.text
     secret = hook.json()["secret"]
 
     request_id = f"REQ-FLOW-{uuid.uuid4().hex[:6]}"
     event = example("request-erasure-received.json", request_id=request_id)
     (tmp_path / "erasure.json").write_text(json.dumps(event))
-    published = subprocess.run([sys.executable, "-m", "shared.cli.main", "publish",
-                                str(tmp_path / "erasure.json")], env=env, cwd=REPO,
-                               capture_output=True, timeout=60)
+    published = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "publish", str(tmp_path / "erasure.json")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
     assert published.returncode == 0, published.stderr.decode()
 
-    case = wait_json(f"{api}/v1/erasure/cases/req:{request_id}", headers,
-                     lambda c: c["state"] == "closed", timeout=90)
+    case = wait_json(
+        f"{api}/v1/erasure/cases/req:{request_id}",
+        headers,
+        lambda c: c["state"] == "closed",
+        timeout=90,
+    )
     assert set(case["systems"]) >= {"crm", "newsletter", "billing", "vendor"}
 
     mongo = MongoClient(env["MONGODB_URI"], tz_aware=True)
     try:
-        crm, news, billing = mongo["refsys_crm"], mongo["refsys_newsletter"], mongo["refsys_billing"]
+        crm, news, billing = (
+            mongo["refsys_crm"],
+            mongo["refsys_newsletter"],
+            mongo["refsys_billing"],
+        )
         assert crm["customers"].count_documents({"email": EMAIL}) == 0
         assert news["subscribers"].count_documents({"email": EMAIL}) == 0
         kept = list(billing["invoices_restricted"].find({"customer_id": CUSTOMER}))
@@ -121,24 +140,39 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
     finally:
         mongo.close()
 
-    request = wait_json(f"{api}/v1/requests/{request_id}", headers,
-                        lambda r: r.get("progress"), timeout=30)
+    request = wait_json(
+        f"{api}/v1/requests/{request_id}", headers, lambda r: r.get("progress"), timeout=30
+    )
     assert request["due_date"] == "2027-04-05"
-    deadlines = httpx.get(f"{api}/v1/deadlines", headers=headers, timeout=10,
-                          params={"kind": "request", "limit": 500}).json()
+    deadlines = httpx.get(
+        f"{api}/v1/deadlines", headers=headers, timeout=10, params={"kind": "request", "limit": 500}
+    ).json()
     assert any(request_id in json.dumps(t) for t in deadlines["items"])
 
-    trail = httpx.get(f"{api}/v1/audit/events", headers=headers, timeout=10,
-                      params={"subject": EMAIL, "limit": 500}).json()["items"]
+    trail = httpx.get(
+        f"{api}/v1/audit/events",
+        headers=headers,
+        timeout=10,
+        params={"subject": EMAIL, "limit": 500},
+    ).json()["items"]
     assert any(item.get("event_id") == event["id"] for item in trail)
-    export = httpx.get(f"{api}/v1/audit/export", headers=headers, timeout=30,
-                       params={"format": "csv", "request_id": request_id})
+    export = httpx.get(
+        f"{api}/v1/audit/export",
+        headers=headers,
+        timeout=30,
+        params={"format": "csv", "request_id": request_id},
+    )
     rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
     assert export.status_code == 200 and rows
     assert EMAIL not in export.text
 
-    verify = subprocess.run([sys.executable, "-m", "shared.cli.main", "audit", "verify"],
-                            env=env, cwd=REPO, capture_output=True, timeout=120)
+    verify = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "audit", "verify"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
 
     deadline = time.monotonic() + 30

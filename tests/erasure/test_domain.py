@@ -103,6 +103,15 @@ def test_refused_categories_send_nothing_and_retention_dates_pass_through() -> N
     assert case.systems["billing"].lines[0].retain_until == "2036-12-31"
 
 
+def test_restrict_until_a_date_is_retention_with_that_date() -> None:
+    # Intake sends retained categories as `restrict` with their retain-until date.
+    case = open_case({"category": "payment", "action": "restrict", "retain_until": "2031-06-30"})
+    line = case.systems["billing"].lines[0]
+    assert (line.action, line.kind, line.retain_until) == ("restrict", "retention", "2031-06-30")
+    bare = open_case({"category": "payment", "action": "restrict"}).systems["billing"].lines[0]
+    assert (bare.kind, bare.retain_until) == ("restriction", None)
+
+
 def test_commands_are_retried_with_backoff_then_escalated_once() -> None:
     case = open_case({"category": "profile", "action": "erase"})
     effects = domain.advance(case, NOW)
