@@ -83,7 +83,7 @@ class ReferenceSystem:
             await asyncio.sleep(self.delay)
         try:
             result = await self.carry_out(command)
-        except Exception as exc:  # noqa: BLE001 - a real system reports failure, not silence
+        except Exception as exc:
             log.exception("%s could not carry out %s", self.system_id, command["command_id"])
             result = {"outcome": "failed", "detail": f"{type(exc).__name__} in {self.system_id}"}
         if result is None:

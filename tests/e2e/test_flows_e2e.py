@@ -94,7 +94,7 @@ def wait_json(url: str, headers: dict[str, str], done: Any, timeout: float = 60)
 
 
 def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
-    home, api, env, key = flows
+    _, api, env, key = flows
     headers = {"X-API-Key": key}
     receiver = Receiver()
     hook = httpx.post(
