@@ -85,9 +85,9 @@ def _check_reveal(key: StoredKey, reveal: bool) -> None:
 async def _query(auditor: Auditor, f: Filters) -> dict[str, Any]:
     query: dict[str, Any] = {}
     if f.subject:
-        # ``$in`` rather than plain equality: same meaning on MongoDB, and the embedded
-        # server only matches array elements through ``$in`` when the field is indexed.
-        query["subject_refs"] = {"$in": [await auditor.subject_ref(f.subject)]}
+        # Through the scalar subject index (see repository.SUBJECT_INDEX), then by _id.
+        ref = await auditor.subject_ref(f.subject)
+        query["_id"] = {"$in": await auditor.store.records_of_subject(ref)}
     for field, value in (
         ("refs.request_id", f.request_id),
         ("refs.case_id", f.case_id),

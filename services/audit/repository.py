@@ -14,12 +14,15 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.audit import crypto
 from shared.mongo import IndexPlan
 
 RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
+# One entry per (subject ref, record): the embedded server does not use an index for a
+# query on an array field, so lookups by subject go through this scalar index instead.
+SUBJECT_INDEX = "subject_index"
 CHECKPOINTS, WEBHOOKS, DELIVERIES = "checkpoints", "webhooks", "deliveries"
 ATTEMPTS = "delivery_attempts"  # one document per attempt: pushed subdocuments become text
 
@@ -35,6 +38,7 @@ INDEXES = IndexPlan(
             IndexModel([("type", ASCENDING)], name="type"),
             IndexModel([("recorded_at", ASCENDING)], name="recorded_at"),
         ],
+        SUBJECT_INDEX: [IndexModel([("ref", ASCENDING)], name="ref")],
         CHECKPOINTS: [IndexModel([("chain", ASCENDING)], name="chain")],
         DELIVERIES: [
             IndexModel([("next_at", ASCENDING)], name="next_at", sparse=True),
@@ -58,6 +62,7 @@ class AuditStore:
         self.heads = db[HEADS]
         self.vault = db[VAULT]
         self.keys = db[KEYS]
+        self.subject_index = db[SUBJECT_INDEX]
         self.links = db[LINKS]
         self.checkpoints = db[CHECKPOINTS]
         self.webhooks = db[WEBHOOKS]
@@ -152,6 +157,20 @@ class AuditStore:
             {"$set": {"key": None, "destroyed_at": now.isoformat()}},
         )
         return int(done.modified_count)
+
+    async def index_subjects(self, record: dict[str, Any]) -> None:
+        """Make ``record`` findable by each of its subject refs (idempotent)."""
+        entries = [
+            {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
+            for ref in record.get("subject_refs") or []
+        ]
+        if entries:
+            with contextlib.suppress(BulkWriteError):  # entries written before a crash
+                await self.subject_index.insert_many(entries, ordered=False)
+
+    async def records_of_subject(self, ref: str) -> list[str]:
+        """Ids of every record about the subject with keyed hash ``ref``."""
+        return [str(d["record_id"]) async for d in self.subject_index.find({"ref": ref})]
 
     async def link(self, names: list[str], key_id: str, refs: list[str]) -> None:
         """Remember that aggregates ``names`` concern the subject ``key_id`` (refs ``refs``)."""

@@ -62,6 +62,7 @@ class Auditor:
                 span.set_attribute("gardien.request_id", entry["refs"]["request_id"])
             record = await self._append(f"{delivery.topic}/{delivery.partition}", entry)
             # Also on a re-delivery: a crash may have come between the append and these.
+            await self.store.index_subjects(record)
             if entry["type"] == CASE_CLOSED:
                 await self.shred(entry["refs"])
             for hook in self.after_append:
@@ -187,9 +188,7 @@ class Auditor:
     async def _append(self, chain: str, entry: dict[str, Any]) -> dict[str, Any]:
         async with self._locks[chain]:
             store = self.store
-            found = await store.records.find_one({"_id": entry["_id"]})
-            if found is not None:
-                return found
+            # No read first: a re-delivered record fails the insert on its ``_id``.
             if chain not in self._heads:
                 self._heads[chain] = await store.head(chain) or (0, chains.GENESIS)
             seq, prev = self._heads[chain]
