@@ -1,0 +1,249 @@
+"""What every benchmark needs: the machine, percentiles, progress, a private embedded stack."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import stack
+
+
+def machine() -> str:
+    """Cores, memory and Python of this machine, for every figure we print."""
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, "
+        f"Python {platform.python_version()}, {platform.machine()}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100) by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+class Progress:
+    """A one-line progress display on stderr, refreshed at most 4 times a second."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done, self._shown = label, total, 0, 0.0
+        self.started = time.monotonic()
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if now - self._shown >= 0.25 or done >= self.total:
+            rate = done / max(now - self.started, 1e-9)
+            sys.stderr.write(f"\r  {self.label}: {done}/{self.total} ({rate:,.0f}/s)   ")
+            sys.stderr.flush()
+            self._shown = now
+        if done >= self.total:
+            sys.stderr.write("\n")
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    mongodb_uri: str
+    broker_pid: int = 0
+    mongo_pid: int = 0
+    home: Path | None = None
+
+
+@contextmanager
+def embedded_stack() -> Iterator[Stack]:
+    """A fresh embedded broker and MongoDB server on free ports, stopped afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="gardien-bench-"))
+    kport, mport = stack.free_port(), stack.free_port()
+    broker = stack.start_broker(home, kport)
+    mongo = stack.start_mongo(home, mport)
+    try:
+        yield Stack(
+            f"127.0.0.1:{kport}", f"mongodb://127.0.0.1:{mport}", broker.pid, mongo.pid, home
+        )
+    finally:
+        stack.terminate_all([broker, mongo])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds used so far by the given processes (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+# ---- running the services as deployed: `gardien up` in a subprocess ----------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+BENCH_REGISTRY_HEAD = """\
+category_aliases:
+  customer: [profile, contact]
+  prospect: [profile, contact]
+systems:
+"""
+
+
+def bench_registry(home: Path, systems: int) -> Path:
+    """A registry of ``systems`` kafka-transport systems holding customer data."""
+    lines = [BENCH_REGISTRY_HEAD]
+    for i in range(systems):
+        lines.append(
+            f"  - id: sys{i:02d}\n"
+            f"    description: benchmark system {i}\n"
+            "    categories:\n      profile: {action: erase}\n      contact: {action: erase}\n"
+            "    identifiers: [email, customer_id]\n"
+            "    transport: {kind: kafka}\n"
+            "    ack_timeout_seconds: 86400\n"
+            "    retry: {initial_seconds: 3600, max_seconds: 7200}\n"
+        )
+    path = home / "bench-registry.yaml"
+    path.write_text("".join(lines))
+    return path
+
+
+@dataclass
+class Up:
+    """A running `gardien up` (services as separate processes) and how to reach it."""
+
+    proc: subprocess.Popen[bytes]
+    home: Path
+    api: str
+    prefix: str
+    bootstrap: str
+    mongodb_uri: str
+
+    def service_pids(self) -> dict[str, int]:
+        import json
+
+        state = json.loads((self.home / "up.json").read_text())
+        return {k: int(v) for k, v in state["children"].items() if k != "api"}
+
+    def db_name(self, service: str) -> str:
+        return f"{self.prefix}{service}"
+
+
+@contextmanager
+def gardien_up(
+    st: Stack, *, registry_systems: int = 2, timeout: float = 90, **extra_env: str
+) -> Iterator[Up]:
+    """`gardien up` against ``st`` as tests/e2e/conftest.py starts it; stopped afterwards."""
+    import signal
+    import subprocess
+    import uuid
+
+    import httpx
+
+    home = Path(tempfile.mkdtemp(prefix="gardien-bench-up-"))
+    prefix = f"bench{uuid.uuid4().hex[:6]}_"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+    }
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": st.bootstrap,
+            "MONGODB_URI": st.mongodb_uri,
+            "GARDIEN_DB_PREFIX": prefix,
+            "GARDIEN_KAFKA_SESSION_TIMEOUT_MS": "3000",
+            "GARDIEN_FETCH_MAX_WAIT_MS": "20",
+            "GARDIEN_ERASURE_REGISTRY_PATH": str(bench_registry(home, registry_systems)),
+            "GARDIEN_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+    )
+    port = stack.free_port()
+    base = 30000 + (os.getpid() % 1000) * 10
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shared.cli.main",
+            "up",
+            "--home",
+            str(home),
+            "--http-port",
+            str(port),
+            "--base-port",
+            str(base),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=(home / "up.out").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gardien up exited: {(home / 'up.out').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"not ready in {timeout}s: {(home / 'up.out').read_text()[-2000:]}"
+                )
+            time.sleep(0.3)
+        yield Up(proc, home, api, prefix, st.bootstrap, st.mongodb_uri)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def emit(result: dict[str, object]) -> None:
+    """Print a benchmark's machine-readable result line (run_all collects these)."""
+    import json
+
+    result = {**result, "machine": machine(), "load_avg_1m": os.getloadavg()[0]}
+    print("BENCH-RESULT " + json.dumps(result, default=str), flush=True)

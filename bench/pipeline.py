@@ -1,0 +1,257 @@
+"""Pipeline: inbound `gdpr.request.received` to audited, through the four real services.
+
+`gardien up` runs intake, deadlines, erasure and audit as separate processes (as deployed)
+against a private embedded stack. A request counts as completed when the audit trail holds
+every record proving it went through: ``gardien.request.accepted`` and
+``gardien.deadline.scheduled`` (clock set) for every request; for erasure requests also
+``gardien.request.decided`` and ``gardien.erasure.case.opened`` (decision made, case planned).
+Completion is read from the audit database by the indexed ``recorded_at`` field.
+
+Phase 1 (throughput): all events produced at once; sustained completed requests/s.
+Phase 2 (latency): events produced at 50% of that rate; p50/p99 from the inbound event's
+send time to its last proving audit record's ``recorded_at``.
+CPU-seconds per completed request: user+system CPU of the four service processes (/proc).
+
+    python -m bench.pipeline --events 1500 --latency-seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.common import (
+    Progress,
+    Up,
+    cpu_seconds,
+    embedded_stack,
+    emit,
+    gardien_up,
+    machine,
+    percentile,
+    rss_mib,
+)
+
+REQUESTS_TOPIC = "gdpr.requests.v1"
+ALWAYS = {"gardien.request.accepted", "gardien.deadline.scheduled"}
+ERASURE = ALWAYS | {"gardien.request.decided", "gardien.erasure.case.opened"}
+
+
+def received_event(run: str, i: int, right: str) -> dict[str, Any]:
+    rid = f"B{run}-{i}"
+    data: dict[str, Any] = {
+        "request_id": rid,
+        "right": right,
+        "received_at": "2027-03-05T16:45:00+01:00",
+        "channel": "web_form",
+        "subject": {
+            "kind": "customer",
+            "identifiers": {"email": f"u{run}{i}@example.org", "customer_id": f"C{run}{i}"},
+        },
+    }
+    if right == "erasure":
+        data["details"] = {"contract_status": "terminated", "contract_end_date": "2026-06-30"}
+    return {
+        "specversion": "1.0",
+        "id": f"ev-{rid}",
+        "source": "bench.pipeline",
+        "type": "gdpr.request.received",
+        "time": "2027-03-05T16:45:00+01:00",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+class Tracker:
+    """Reads new audit records by ``recorded_at`` and tells when each request is complete."""
+
+    def __init__(self, up: Up, rights: dict[str, str]) -> None:
+        from pymongo import MongoClient
+
+        self.records = MongoClient(up.mongodb_uri, tz_aware=True)[up.db_name("audit")].records
+        self.rights = rights
+        self.seen: dict[str, set[str]] = {}
+        self.done_at: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.ids: set[str] = set()
+        self.since = datetime.now(UTC) - timedelta(seconds=5)
+
+    def poll(self) -> int:
+        query = {"recorded_at": {"$gte": self.since - timedelta(seconds=2)}}
+        newest = self.since
+        for doc in self.records.find(query, {"type": 1, "refs": 1, "recorded_at": 1}):
+            if doc["_id"] in self.ids:
+                continue
+            self.ids.add(doc["_id"])
+            newest = max(newest, doc["recorded_at"])
+            rid = (doc.get("refs") or {}).get("request_id")
+            if rid not in self.rights or rid in self.done_at:
+                continue
+            at = doc["recorded_at"].timestamp()
+            self.seen.setdefault(rid, set()).add(doc["type"])
+            self.last[rid] = max(self.last.get(rid, 0.0), at)
+            need = ERASURE if self.rights[rid] == "erasure" else ALWAYS
+            if need <= self.seen[rid]:
+                self.done_at[rid] = self.last[rid]
+        self.since = newest
+        return len(self.done_at)
+
+
+async def produce(
+    bootstrap: str, events: list[dict[str, Any]], rate: float | None, sent: dict[str, float]
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    started = time.monotonic()
+    futures = []
+    for n, event in enumerate(events):
+        if rate:
+            wait = started + n / rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        rid = event["data"]["request_id"]
+        sent[rid] = time.time()
+        futures.append(
+            await producer.send(
+                REQUESTS_TOPIC,
+                json.dumps(event).encode(),
+                key=rid.encode(),
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
+        )
+    await asyncio.gather(*futures)
+    await producer.stop()
+
+
+def run_phase(
+    up: Up,
+    stack_pids: list[int],
+    label: str,
+    n: int,
+    rate: float | None,
+    erasure_share: float,
+    timeout: float,
+) -> dict[str, Any]:
+    """Send ``n`` requests (at ``rate``/s, or all at once) and wait until all are audited."""
+    import threading
+
+    run = uuid.uuid4().hex[:5]
+    every = round(1 / erasure_share) if erasure_share > 0 else 0
+    events = [
+        received_event(run, i, "erasure" if every and i % every == 0 else "access")
+        for i in range(n)
+    ]
+    rights = {e["data"]["request_id"]: e["data"]["right"] for e in events}
+    tracker = Tracker(up, rights)
+    pids = list(up.service_pids().values())
+    cpu0, t0 = cpu_seconds(pids), time.time()
+    stack0 = cpu_seconds(stack_pids)
+    sent: dict[str, float] = {}
+    producer = threading.Thread(
+        target=lambda: asyncio.run(produce(up.bootstrap, events, rate, sent))
+    )
+    producer.start()
+    progress = Progress(f"{label}: completed requests", n)
+    done, stall = 0, time.monotonic()
+    while done < n:
+        time.sleep(0.5)
+        now_done = tracker.poll()
+        if now_done != done:
+            stall = time.monotonic()
+        done = now_done
+        progress.update(done)
+        if time.monotonic() - stall > timeout:
+            print(f"\n  {label}: stalled at {done}/{n} for {timeout:.0f}s; stopping the phase")
+            break
+    producer.join()
+    drain(tracker)  # CPU of the phase's tail (commands, case events) belongs to it too
+    cpu = cpu_seconds(pids) - cpu0
+    stack_cpu = cpu_seconds(stack_pids) - stack0
+    finished = [tracker.done_at[r] for r in tracker.done_at]
+    elapsed = (max(finished) if finished else time.time()) - t0
+    lat_ms = [1000 * (tracker.done_at[r] - sent[r]) for r in tracker.done_at if r in sent]
+    return {
+        "requests": n,
+        "completed": len(finished),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(finished) / elapsed, 2) if elapsed > 0 else 0.0,
+        "cpu_s_per_request": round(cpu / max(len(finished), 1), 4),
+        "stack_cpu_s_per_request": round(stack_cpu / max(len(finished), 1), 4),
+        "latency_p50_ms": round(percentile(lat_ms, 50), 1),
+        "latency_p99_ms": round(percentile(lat_ms, 99), 1),
+        "rss_mib": {k: round(rss_mib(p), 1) for k, p in up.service_pids().items()},
+    }
+
+
+def drain(tracker: Tracker, quiet: float = 3.0, limit: float = 120.0) -> None:
+    """Wait until the audit trail stops growing (the phase's tail: commands, cases)."""
+    started, count, calm = time.monotonic(), len(tracker.ids), time.monotonic()
+    while time.monotonic() - calm < quiet and time.monotonic() - started < limit:
+        time.sleep(0.5)
+        tracker.poll()
+        if len(tracker.ids) != count:
+            count, calm = len(tracker.ids), time.monotonic()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1500, help="requests per throughput run")
+    parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument("--erasure-share", type=float, default=0.5)
+    parser.add_argument(
+        "--ceiling",
+        type=float,
+        default=None,
+        help="ceiling events/s measured in the same run (for the ratio)",
+    )
+    args = parser.parse_args(argv)
+    print(f"pipeline benchmark — {machine()}", flush=True)
+    with embedded_stack() as st, gardien_up(st) as up:
+        spids = [st.broker_pid, st.mongo_pid]
+        # Warm-up: first deliveries pay for consumer joins and index creation.
+        run_phase(up, spids, "warm-up", 50, None, args.erasure_share, timeout=60)
+        mixes = {"access": 0.0, "mixed": args.erasure_share, "erasure": 1.0}
+        throughput = {
+            name: run_phase(up, spids, f"throughput[{name}]", args.events, None, share, 120)
+            for name, share in mixes.items()
+        }
+        best = throughput["mixed"]["requests_per_s"]
+        half = max(best / 2, 0.5)
+        n = max(int(half * args.latency_seconds), 20)
+        latency = run_phase(up, spids, f"latency at {half:.1f}/s", n, half, args.erasure_share, 60)
+    result: dict[str, Any] = {
+        "benchmark": "pipeline",
+        "throughput": throughput,
+        "half_load": {"rate": round(half, 2), **latency},
+    }
+    for name, r in throughput.items():
+        print(
+            f"pipeline[{name}]: {r['completed']}/{r['requests']} requests in {r['seconds']}s = "
+            f"{r['requests_per_s']}/s, {r['cpu_s_per_request']} CPU-s/request in the services "
+            f"(+{r['stack_cpu_s_per_request']} in broker+MongoDB), "
+            f"p50 {r['latency_p50_ms']} ms (saturated)"
+        )
+    print(
+        f"pipeline at half load ({half:.1f}/s): p50 {latency['latency_p50_ms']} ms, "
+        f"p99 {latency['latency_p99_ms']} ms (target < 500), "
+        f"{latency['cpu_s_per_request']} CPU-s/request; RSS MiB {latency['rss_mib']}"
+    )
+    if args.ceiling:
+        result["ratio_to_ceiling"] = round(best / args.ceiling, 3)
+        print(
+            f"pipeline/ceiling = {best:.1f}/{args.ceiling:.1f} = {best / args.ceiling:.2f} "
+            f"(target >= 0.5)"
+        )
+    emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Every benchmark in sequence on fresh embedded stacks, then one summary (`make bench`).
+
+Sizes are chosen so the whole run fits in 30 minutes on a 2-core machine (docs/
+performance.md): ceiling 1,000 events; pipeline 400 requests per mix (access, mixed,
+erasure) and 30 s at half load; timers 1,000,000 pending; fan-out 60 cases x 10 systems
+(10,000 is extrapolated); audit 300,000 records (1,000,000 with --full).
+
+    python -m bench.run_all [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from bench import audit, ceiling, fanout, pipeline, timers
+from bench.common import machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="audit at 1,000,000 records")
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(f"gardien benchmarks — {machine()}", flush=True)
+    results: dict[str, Any] = {}
+    ceil = ceiling.main(["--events", "1000"])
+    results["pipeline"] = pipeline.main(
+        ["--events", "400", "--latency-seconds", "30", "--ceiling", str(ceil)]
+    )
+    results["fanout"] = fanout.main(["--cases", "60", "--ceiling", str(ceil)])
+    results["timers"] = timers.main(["--timers", "1000000", "--batch", "1000"])
+    results["audit"] = audit.main(["--records", "1000000" if args.full else "300000"])
+    p, f, t, a = (results[k] for k in ("pipeline", "fanout", "timers", "audit"))
+    mixed, half = p["throughput"]["mixed"], p["half_load"]
+    print("\n==== summary — " + machine() + " ====")
+    print(f"ceiling                 {ceil:8.1f} events/s (raw clients, same I/O pattern)")
+    print(
+        f"pipeline (mixed)        {mixed['requests_per_s']:8.2f} requests/s  ratio "
+        f"{mixed['requests_per_s'] / ceil:.2f} (target >= 0.5)"
+    )
+    print(
+        f"  CPU per request       {mixed['cpu_s_per_request']:8.4f} CPU-s in the services "
+        f"(+{mixed['stack_cpu_s_per_request']} broker+MongoDB)"
+    )
+    print(
+        f"  half load p50/p99     {half['latency_p50_ms']:.0f} / {half['latency_p99_ms']:.0f} ms "
+        f"(target p99 < 500)"
+    )
+    print(
+        f"fan-out                 {f['commands_per_s']:8.1f} commands/s, "
+        f"{f['acks_reconciled_per_s']} acks reconciled/s, ratio "
+        f"{f['commands_per_s'] / ceil:.2f}"
+    )
+    print(
+        f"timers ({t['timers']:,})     create {t['create_per_s']}/s, lag p50/p99 "
+        f"{t['at_full']['lag_p50_ms']:.0f}/{t['at_full']['lag_p99_ms']:.0f} ms (target < 1000),"
+        f" empty tick {t['at_small']['empty_tick_ms']:.1f} ms at {t['small']:,} vs "
+        f"{t['at_full']['empty_tick_ms']:.1f} ms at {t['timers']:,}"
+    )
+    print(
+        f"audit ({a['records']:,})      verify {a['verify_records_per_s_1proc']:,}/s "
+        f"(1 proc), {a['verify_records_per_s_nproc']:,}/s (all cores); query p99 subject "
+        f"{a['query_subject_ms']['p99']} ms, request {a['query_request_ms']['p99']} ms; "
+        f"export {a['export_records_per_s']:,}/s"
+    )
+    print(f"total {(time.monotonic() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
