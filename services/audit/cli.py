@@ -14,6 +14,7 @@ from services.audit.checkpoints import public_key
 from services.audit.repository import AuditStore
 from services.audit.settings import AuditSettings
 from services.audit.verification import Report, Verifier
+from shared.cli.endpoints import client_settings
 from shared.mongo import create_client, service_database
 from shared.settings import Settings
 
@@ -27,7 +28,8 @@ MongoUri = Annotated[
 
 
 def _settings(uri: str | None) -> Settings:
-    return Settings(mongodb_uri=uri) if uri else Settings()
+    # The environment, else the stack a running `gardien up` uses (.gardien/up.json).
+    return client_settings(mongodb_uri=uri)
 
 
 async def _with_store(uri: str | None, work: Any) -> Any:

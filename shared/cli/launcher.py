@@ -21,11 +21,12 @@ from pathlib import Path
 import typer
 
 from shared import stack
+from shared.cli.endpoints import UP_STATE
 from shared.kafka_admin import ensure_topics
 from shared.topics import all_topics
 
 SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
-STATE_FILE = "up.json"
+STATE_FILE = UP_STATE
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The reference connected systems (examples/connected_systems) and their extra arguments;
 # the newsletter's port matches its URL in examples/connected_systems/registry.yaml.
@@ -208,7 +209,10 @@ def run(launcher: Launcher) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Python
+    # then never turns Ctrl-C into KeyboardInterrupt. SIGHUP: the terminal went away.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
         launcher.start_servers()
         launcher.start_children()

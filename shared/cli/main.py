@@ -13,6 +13,7 @@ import typer
 
 from services.audit.cli import audit_app
 from shared import stack
+from shared.cli.endpoints import DEFAULT_HOME, client_settings, live_stack
 from shared.cli.launcher import Launcher, run
 from shared.errors import EventRejected
 from shared.rules.cli import rules_app
@@ -38,20 +39,21 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _endpoints(home: Path) -> tuple[str, str, bool, bool]:
-    """(bootstrap, mongodb uri, own broker?, own mongo?) from env or the embedded stack."""
+    """(bootstrap, mongodb uri, own broker?, own mongo?) for a new `gardien up`."""
+    running = live_stack(home)
+    if running is not None and running.owner.startswith("gardien up"):
+        fail(f"{running.owner} already runs from {home}; stop it first (Ctrl-C)")
     env_kafka, env_mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URI")
-    state = stack.load_state(home)
-    running = state is not None and stack.alive(state.broker_pid) and stack.alive(state.mongo_pid)
     if env_kafka:
         kafka, own_kafka = env_kafka, False
-    elif running and state:
-        kafka, own_kafka = state.bootstrap, False
+    elif running:
+        kafka, own_kafka = running.bootstrap, False
     else:
         kafka, own_kafka = f"127.0.0.1:{_port_or_free(9092)}", True
     if env_mongo:
         mongo, own_mongo = env_mongo, False
-    elif running and state:
-        mongo, own_mongo = state.mongodb_uri, False
+    elif running:
+        mongo, own_mongo = running.mongodb_uri, False
     else:
         mongo, own_mongo = f"mongodb://127.0.0.1:{_port_or_free(27017)}", True
     return kafka, mongo, own_kafka, own_mongo
@@ -70,7 +72,7 @@ def _port_or_free(preferred: int) -> int:
 
 @app.command()
 def up(
-    home: HOME = Path(".gardien"),
+    home: HOME = DEFAULT_HOME,
     http_port: Annotated[int, typer.Option(help="HTTP API port [default: GARDIEN_HTTP_PORT].")] = 0,
     base_port: Annotated[int, typer.Option(help="Services listen on base+1 … base+4.")] = 8100,
     with_reference_systems: Annotated[
@@ -191,13 +193,14 @@ def publish(
         str | None,
         typer.Option(help="Send as-is to this topic, unvalidated (to test dead-lettering)."),
     ] = None,
+    home: HOME = DEFAULT_HOME,
 ) -> None:
     """Publish CloudEvents (a JSON object, array or JSON Lines) to the topic of their type."""
     from shared.events import aggregate_key, parse_event
 
     if topic is not None:
         items = _read_events(source)
-        asyncio.run(_publish_raw(topic, [json.dumps(item).encode() for item in items]))
+        asyncio.run(_publish_raw(home, topic, [json.dumps(item).encode() for item in items]))
         typer.echo(f"sent {len(items)} record(s) unvalidated to {topic}")
         return
     events = []
@@ -206,13 +209,13 @@ def publish(
             events.append(parse_event(item))
         except EventRejected as exc:
             fail(f"event {index}: {exc.reason}")
-    asyncio.run(_publish_all(events))
+    asyncio.run(_publish_all(home, events))
     for event in events:
         typer.echo(f"published {event.type} {event.id} (key {aggregate_key(event)})")
 
 
-async def _publish_raw(topic: str, bodies: list[bytes]) -> None:
-    broker = await _connected_broker()
+async def _publish_raw(home: Path, topic: str, bodies: list[bytes]) -> None:
+    broker = await _connected_broker(home)
     try:
         for body in bodies:
             await broker.publish(body, topic=topic)
@@ -220,24 +223,28 @@ async def _publish_raw(topic: str, bodies: list[bytes]) -> None:
         await broker.stop()
 
 
-async def _connected_broker() -> Any:
+async def _connected_broker(home: Path) -> Any:
+    import logging
+
     from shared.messaging import create_broker
     from shared.telemetry import setup_tracing
 
-    settings = _settings_with_stack()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one line below says it
+    settings = client_settings(home)
     broker = create_broker(settings, "cli", setup_tracing("cli", settings))
     try:
         await asyncio.wait_for(broker.connect(), timeout=15)
     except Exception as exc:
+        await broker.stop()
         fail(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {type(exc).__name__}")
     return broker
 
 
-async def _publish_all(events: list[Any]) -> None:
+async def _publish_all(home: Path, events: list[Any]) -> None:
     from shared.events import aggregate_key
     from shared.messaging import publish_event
 
-    broker = await _connected_broker()
+    broker = await _connected_broker(home)
     try:
         for event in events:
             await publish_event(broker, event, aggregate_key(event))
@@ -245,18 +252,13 @@ async def _publish_all(events: list[Any]) -> None:
         await broker.stop()
 
 
-def _settings_with_stack(home: Path = Path(".gardien")) -> Settings:
-    kafka, mongo, _, _ = _endpoints(home)
-    return Settings(kafka_bootstrap_servers=kafka, mongodb_uri=mongo)
-
-
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(home: HOME = DEFAULT_HOME) -> None:
     """Create every Gardien topic with its partition count (existing ones are kept)."""
     from shared.kafka_admin import ensure_topics
     from shared.topics import all_topics
 
-    settings = _settings_with_stack()
+    settings = client_settings(home)
     try:
         created = asyncio.run(
             asyncio.wait_for(ensure_topics(settings.kafka_bootstrap_servers, all_topics()), 30)
@@ -267,7 +269,7 @@ def topics_create() -> None:
 
 
 @stack_app.command("start")
-def stack_start(home: HOME = Path(".gardien")) -> None:
+def stack_start(home: HOME = DEFAULT_HOME) -> None:
     """Start the embedded broker and MongoDB server in the background."""
     home.mkdir(parents=True, exist_ok=True)
     state = stack.load_state(home)
@@ -287,7 +289,7 @@ def stack_start(home: HOME = Path(".gardien")) -> None:
 
 
 @stack_app.command("stop")
-def stack_stop(home: HOME = Path(".gardien")) -> None:
+def stack_stop(home: HOME = DEFAULT_HOME) -> None:
     """Stop the embedded servers started by `gardien stack start`."""
     state = stack.load_state(home)
     if state is None:
@@ -300,19 +302,20 @@ def stack_stop(home: HOME = Path(".gardien")) -> None:
 
 
 @stack_app.command("status")
-def stack_status(home: HOME = Path(".gardien")) -> None:
-    """Print the Kafka bootstrap address and MongoDB URI in use, and whether they run."""
-    kafka, mongo, own_kafka, own_mongo = _endpoints(home)
-    state = stack.load_state(home)
-    running = state is not None and stack.alive(state.broker_pid) and stack.alive(state.mongo_pid)
+def stack_status(home: HOME = DEFAULT_HOME) -> None:
+    """Print the Kafka bootstrap address and MongoDB URI in use, and who runs them."""
+    live = live_stack(home)
+    settings = client_settings(home)
 
-    def origin(own: bool, var: str) -> str:
+    def origin(var: str) -> str:
         if var in os.environ:
             return f"from {var}"
-        return "embedded, running" if running else "embedded, not running"
+        return f"embedded, run by {live.owner}" if live else "nothing running; the default"
 
-    typer.echo(f"Kafka bootstrap {kafka} ({origin(own_kafka, 'KAFKA_BOOTSTRAP_SERVERS')})")
-    typer.echo(f"MongoDB URI     {mongo} ({origin(own_mongo, 'MONGODB_URI')})")
+    typer.echo(
+        f"Kafka bootstrap {settings.kafka_bootstrap_servers} ({origin('KAFKA_BOOTSTRAP_SERVERS')})"
+    )
+    typer.echo(f"MongoDB URI     {settings.mongodb_uri} ({origin('MONGODB_URI')})")
 
 
 @app.command()
@@ -336,7 +339,7 @@ def apikey_create(
         list[str],
         typer.Option(help="intake:write, intake:read, audit:read, webhooks:admin or admin"),
     ],
-    home: HOME = Path(".gardien"),
+    home: HOME = DEFAULT_HOME,
 ) -> None:
     """Create an API key; it is printed once and only its hash is kept."""
     from shared.auth import KeyStore

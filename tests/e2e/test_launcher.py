@@ -38,9 +38,9 @@ def _publish_and_find(home: Path, api: str, env: dict[str, str], key: str) -> No
     event = example("request-received.json", request_id=f"REQ-UP-{uuid.uuid4().hex[:6]}")
     path = home / f"{event['id']}.json"
     path.write_text(json.dumps(event))
-    env = {**env, "KAFKA_BOOTSTRAP_SERVERS": str(_state(home)["bootstrap"])}
+    # No KAFKA_BOOTSTRAP_SERVERS: publish finds the stack `gardien up` runs (up.json).
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "publish", str(path)],
+        [sys.executable, "-m", "shared.cli.main", "publish", "--home", str(home), str(path)],
         env=env,
         capture_output=True,
         timeout=60,

@@ -1,0 +1,62 @@
+"""Where the Kafka broker and MongoDB server in use are, for commands run beside them.
+
+In order: the environment (`KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URI`), a running `gardien up`
+(its `<home>/up.json`), a running `gardien stack start` (`<home>/stack.json`), else the
+settings' defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import stack
+from shared.settings import Settings
+
+DEFAULT_HOME = Path(".gardien")
+UP_STATE = "up.json"
+
+
+@dataclass(frozen=True)
+class Live:
+    """A running embedded stack and who runs it."""
+
+    bootstrap: str
+    mongodb_uri: str
+    owner: str
+
+
+def live_stack(home: Path = DEFAULT_HOME) -> Live | None:
+    """The stack a running `gardien up` or `gardien stack start` uses under ``home``."""
+    up = home / UP_STATE
+    if up.exists():
+        try:
+            data = json.loads(up.read_text())
+            pid = int(data["launcher_pid"])
+            if stack.alive(pid):
+                return Live(
+                    str(data["bootstrap"]), str(data["mongodb_uri"]), f"gardien up, pid {pid}"
+                )
+        except (ValueError, KeyError, OSError):
+            pass
+    state = stack.load_state(home)
+    if state is not None and stack.alive(state.broker_pid) and stack.alive(state.mongo_pid):
+        return Live(state.bootstrap, state.mongodb_uri, "gardien stack start")
+    return None
+
+
+def client_settings(home: Path = DEFAULT_HOME, mongodb_uri: str | None = None) -> Settings:
+    """Settings for a command that talks to the running system."""
+    live = live_stack(home)
+    defaults = Settings()
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or (
+        live.bootstrap if live else defaults.kafka_bootstrap_servers
+    )
+    mongo = (
+        mongodb_uri
+        or os.environ.get("MONGODB_URI")
+        or (live.mongodb_uri if live else defaults.mongodb_uri)
+    )
+    return Settings(kafka_bootstrap_servers=kafka, mongodb_uri=mongo)
