@@ -36,6 +36,8 @@ from bench.common import (
 
 FAR_MS = 1_900_000_000_000  # 2030: pending, never due during the benchmark
 
+CONCURRENCY = 1  # scheduler workers (--concurrency)
+
 
 def template() -> dict[str, Any]:
     """A real request timer document, as ``Deadlines.apply`` stores it."""
@@ -93,7 +95,13 @@ async def measure(
             fired_at[str(doc["_id"])] = time.time()
             return n
 
-    sched = Timed(lambda: MongoTimers(db), lambda: broker, SystemClock(), lease_seconds=30)
+    sched = Timed(
+        lambda: MongoTimers(db),
+        lambda: broker,
+        SystemClock(),
+        lease_seconds=30,
+        concurrency=CONCURRENCY,
+    )
     costs = []
     for _ in range(rounds):
         t = time.perf_counter()
@@ -136,7 +144,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timers", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--tick", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=1, help="scheduler workers")
     args = parser.parse_args(argv)
+    global CONCURRENCY
+    CONCURRENCY = args.concurrency
     print(f"timers benchmark — {machine()}", flush=True)
     from pymongo import MongoClient
 
