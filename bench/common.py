@@ -158,76 +158,22 @@ def gardien_up(
     st: Stack, *, registry_systems: int = 2, timeout: float = 90, **extra_env: str
 ) -> Iterator[Up]:
     """`gardien up` against ``st`` as tests/e2e/conftest.py starts it; stopped afterwards."""
-    import signal
-    import subprocess
-    import uuid
-
-    import httpx
+    from tests.upctl import start_up, stop_up, up_env
 
     home = Path(tempfile.mkdtemp(prefix="gardien-bench-up-"))
-    prefix = f"bench{uuid.uuid4().hex[:6]}_"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "OTEL_EXPORTER_OTLP_ENDPOINT"}
-    }
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": st.bootstrap,
-            "MONGODB_URI": st.mongodb_uri,
-            "GARDIEN_DB_PREFIX": prefix,
-            "GARDIEN_KAFKA_SESSION_TIMEOUT_MS": "3000",
-            "GARDIEN_FETCH_MAX_WAIT_MS": "20",
-            "GARDIEN_ERASURE_REGISTRY_PATH": str(bench_registry(home, registry_systems)),
-            "GARDIEN_LOG_LEVEL": "WARNING",
-            **extra_env,
-        }
+    env = up_env(
+        st.bootstrap,
+        st.mongodb_uri,
+        GARDIEN_ERASURE_REGISTRY_PATH=str(bench_registry(home, registry_systems)),
+        GARDIEN_LOG_LEVEL="WARNING",
+        **extra_env,
     )
-    port = stack.free_port()
-    base = 30000 + (os.getpid() % 1000) * 10
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli.main",
-            "up",
-            "--home",
-            str(home),
-            "--http-port",
-            str(port),
-            "--base-port",
-            str(base),
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=(home / "up.out").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    proc, api = start_up(home, env, timeout, base_port=30000 + (os.getpid() % 1000) * 10)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gardien up exited: {(home / 'up.out').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"not ready in {timeout}s: {(home / 'up.out').read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
-        yield Up(proc, home, api, prefix, st.bootstrap, st.mongodb_uri)
+        yield Up(proc, home, api, env["GARDIEN_DB_PREFIX"], st.bootstrap, st.mongodb_uri)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_up(proc)
 
 
 def rss_mib(pid: int) -> float:
