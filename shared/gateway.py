@@ -38,7 +38,9 @@ def routes(settings: Settings) -> dict[str, str]:
     }
 
 
-def create_gateway(settings: Settings) -> FastAPI:
+def create_gateway(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
     """The gateway app; it forwards /v1/* and reports the services' readiness."""
     table = routes(settings)
     services = {
@@ -50,7 +52,7 @@ def create_gateway(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(timeout=30.0, transport=transport) as client:
             app.state.client = client
             yield
 
@@ -107,14 +109,19 @@ def create_gateway(settings: Settings) -> FastAPI:
         if target is None:
             return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        # Forward the path and query exactly as received (still percent-encoded): decoded,
+        # a control character or non-ASCII byte would make an invalid upstream URL.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        url = f"{target}{raw_path.decode('latin-1')}" + (
+            f"?{query.decode('latin-1')}" if query else ""
+        )
         try:
             upstream = await request.app.state.client.request(
-                request.method,
-                f"{target}{request.url.path}",
-                params=request.query_params,
-                content=await request.body(),
-                headers=headers,
+                request.method, url, content=await request.body(), headers=headers
             )
+        except httpx.InvalidURL:
+            return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
         except httpx.HTTPError:
             return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
         out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}

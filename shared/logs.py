@@ -18,3 +18,7 @@ def configure_logging(level: str, service: str) -> None:
     # The Kafka client is chatty about rebalances and retries at INFO.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
+    # HTTP clients log every URL at INFO, query strings included (a subject search holds
+    # an e-mail): keep them to warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

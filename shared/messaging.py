@@ -138,6 +138,7 @@ class Consumer:
 
         self.broker.subscriber(
             *sorted(routes),
+            decoder=_raw_body,
             group_id=f"gardien-{self.service}",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
@@ -158,6 +159,13 @@ class Consumer:
         except EventRejected as exc:
             if dead_letters:
                 await self.dead_letter(msg, topic, exc.reason)
+            return
+        except Exception as exc:  # a record that breaks the parser must not block its partition
+            log.exception(
+                "unexpected failure parsing %s[%d]@%d", topic, _partition(msg), _offset(msg)
+            )
+            if dead_letters:
+                await self.dead_letter(msg, topic, f"could not be parsed: {type(exc).__name__}")
             return
         await self._guard(msg, topic, lambda: handler(event))
 
@@ -222,6 +230,15 @@ class Consumer:
         await self.broker.publish(msg.body, topic=topics.dlq(topic), key=key, headers=headers)
         self.metrics.inc("events_dead_lettered", topic)
         log.warning("dead-lettered %s[%d]@%d: %s", topic, _partition(msg), _offset(msg), reason)
+
+
+async def _raw_body(msg: Any) -> bytes:
+    """Decoder that leaves the body as bytes: handlers parse it themselves.
+
+    FastStream's default decoder would run ``json.loads`` first, and a deeply nested record
+    makes that raise RecursionError before any handler could dead-letter it.
+    """
+    return bytes(msg.body)
 
 
 def _partition(msg: KafkaMessage) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -34,10 +35,29 @@ def setup_tracing(
     return provider
 
 
+# Attributes that may hold the query string; a subject search puts an e-mail there.
+URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query")
+
+
+def _without_query(span: Span, scope: dict[str, Any]) -> None:
+    """Server request hook: rewrite URL attributes without their query string."""
+    if not span.is_recording():
+        return
+    for name in URL_ATTRIBUTES:
+        value = getattr(span, "attributes", {}).get(name)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(name, value.split("?", 1)[0])
+    if "url.query" in getattr(span, "attributes", {}):
+        span.set_attribute("url.query", "")
+
+
 def instrument_fastapi(app: FastAPI, provider: TracerProvider) -> None:
-    """Trace every HTTP request of ``app`` (health probes excluded)."""
+    """Trace every HTTP request of ``app`` (health probes excluded), without query strings."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics"
+        app,
+        tracer_provider=provider,
+        excluded_urls="healthz,readyz,metrics",
+        server_request_hook=_without_query,
     )

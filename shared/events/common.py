@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
@@ -15,7 +25,19 @@ LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 Category = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
 ]
-Instant = AwareDatetime
+ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    """Refuse numbers and numeric strings, which pydantic would read as Unix timestamps."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and ISO_INSTANT.match(value.strip()):
+        return value
+    raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2027-03-05T16:45:00+01:00")
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 Categories = Annotated[list[Category], Field(max_length=64)]
 
 

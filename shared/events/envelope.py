@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,7 +16,7 @@ from pydantic import (
 )
 
 from shared.errors import EventRejected
-from shared.events.common import Data
+from shared.events.common import Data, Instant
 from shared.events.registry import EVENT_TYPES, INTERNAL_PREFIXES, data_model
 
 MAX_EVENT_BYTES = 1_000_000  # Apache Kafka's default record limit is 1 MiB; stay under it.
@@ -34,7 +33,7 @@ class CloudEvent(BaseModel):
     id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     source: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     type: EventType
-    time: AwareDatetime
+    time: Instant
     datacontenttype: Literal["application/json"] = "application/json"
     subject: Annotated[str, StringConstraints(max_length=256)] | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -69,6 +68,8 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise EventRejected(f"not JSON: {exc.msg} at position {exc.pos}") from None
+        except RecursionError:
+            raise EventRejected("not JSON this service accepts: nested too deeply") from None
         except UnicodeDecodeError as exc:
             raise EventRejected(f"not UTF-8 text: bad byte at position {exc.start}") from None
     if not isinstance(raw, dict):

@@ -40,6 +40,7 @@ async def test_transient_failure_is_retried_and_a_bug_is_dead_lettered(settings:
     broken = example("request-received.json", channel="broken", request_id="R-BROKEN")
     after = example("request-received.json", channel="web", request_id="R-AFTER")
     misplaced = example("breach-detected.json")
+    deep = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError on this
     async with running(probe_app(settings, calls, handled)):
         async with topic_reader(
             settings.kafka_bootstrap_servers, topics.dlq(topics.REQUESTS)
@@ -52,6 +53,7 @@ async def test_transient_failure_is_retried_and_a_bug_is_dead_lettered(settings:
                     (b"R-BROKEN", event_bytes(broken)),
                     (b"R-AFTER", event_bytes(after)),
                     (b"BR", event_bytes(misplaced)),
+                    (b"DEEP", deep),
                 ],
             )
 
@@ -65,6 +67,7 @@ async def test_transient_failure_is_retried_and_a_bug_is_dead_lettered(settings:
                 {
                     "broken": lambda r: r.value == event_bytes(broken),
                     "misplaced": lambda r: r.value == event_bytes(misplaced),
+                    "deep": lambda r: r.value == deep,
                 },
                 timeout=30,
             )

@@ -70,3 +70,19 @@ def test_processor_report_needs_processor_awareness_time() -> None:
 def test_unknown_data_fields_are_tolerated(tmp_path: Path) -> None:
     event = example("request-received.json", crm_segment="gold")
     assert parse_event(json.dumps(event)).data["crm_segment"] == "gold"
+
+
+def test_deeply_nested_json_is_rejected_not_raised() -> None:
+    with pytest.raises(EventRejected, match="not JSON"):
+        parse_event(b"[" * 100_000 + b"]" * 100_000)
+
+
+@pytest.mark.parametrize("when", [0, 123, 1.7e9, "1700000000", "  1700000000 ", True])
+def test_numbers_are_not_instants(when: object) -> None:
+    event = example("request-received.json", received_at=when)
+    with pytest.raises(EventRejected, match="received_at"):
+        parse_event(json.dumps(event))
+    envelope = example("request-received.json")
+    envelope["time"] = when
+    with pytest.raises(EventRejected, match="time"):
+        parse_event(json.dumps(envelope))

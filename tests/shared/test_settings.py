@@ -29,3 +29,13 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_http_client_logs_are_quiet_so_urls_with_queries_are_not_logged() -> None:
+    import logging
+
+    from shared.logs import configure_logging
+
+    configure_logging("INFO", "api")
+    for name in ("httpx", "httpcore"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING
