@@ -31,5 +31,12 @@ lint: env
 test: lint
 	$(VENV)/bin/pytest -ra
 
+# Fault injection (issue 7, docs/reliability.md): about 20 minutes on 2 cores.
+chaos: env
+	$(VENV)/bin/python -m tests.chaos.run_all
+
 clean:
 	rm -rf $(TOOLS) $(VENV) .gardien .pytest_cache .mypy_cache .ruff_cache
+
+bench: env
+	$(VENV)/bin/python -m bench.run_all

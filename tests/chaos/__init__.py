@@ -1,0 +1,1 @@
+"""Fault injection (issue 7): scripts run by `make chaos`, never collected by pytest."""
