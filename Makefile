@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test lint check env clean
+.PHONY: run test lint check env clean bench chaos
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
