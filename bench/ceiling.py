@@ -11,7 +11,7 @@ repository.py and shared/outbox.py; see docs/performance.md):
   audit-like     3 consumes (inbound, accepted, scheduled), per record: 1 link upsert
                  (records that name a subject), 1 find (links), 1 insert, 1 subject-index
                  insert, 1 head update, 1 commit
-= 3 produces, 5 consumes, 20 MongoDB operations (5 reads, 15 writes), 5 commits per event.
+= 3 produces, 5 consumes, 24 MongoDB operations (8 reads, 16 writes), 5 commits per event.
 Each worker is its own process, as the services are. Prints events/s end to end.
 
     python -m bench.ceiling --events 5000
