@@ -149,12 +149,21 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
     ).json()
     assert any(request_id in json.dumps(t) for t in deadlines["items"])
 
-    trail = httpx.get(
-        f"{api}/v1/audit/events",
-        headers=headers,
-        timeout=10,
-        params={"subject": EMAIL, "limit": 500},
-    ).json()["items"]
+    # Every page of the subject's trail (other tests' records about the same example
+    # subject may come first): the request's own record must be among them.
+    trail: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"subject": EMAIL, "limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        page = httpx.get(
+            f"{api}/v1/audit/events", headers=headers, timeout=10, params=params
+        ).json()
+        trail += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
     assert any(item.get("event_id") == event["id"] for item in trail)
     export = httpx.get(
         f"{api}/v1/audit/export",
