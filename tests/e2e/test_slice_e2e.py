@@ -94,7 +94,7 @@ def test_malformed_event_is_dead_lettered_and_the_flow_continues(
     reasons = [
         dict(rec.headers)[DLQ_REASON].decode()
         for rec in consumer
-        if json.loads(rec.value).get("id") == bad["id"]
+        if bad["id"].encode() in rec.value  # dead letters need not be JSON at all
     ][:1]
     consumer.close()
     assert reasons and "right" in reasons[0]
