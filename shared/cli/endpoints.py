@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import typer
+from pydantic import ValidationError
+
 from shared import stack
 from shared.settings import Settings
 
@@ -47,10 +50,21 @@ def live_stack(home: Path = DEFAULT_HOME) -> Live | None:
     return None
 
 
+def load_settings(**overrides: str) -> Settings:
+    """Settings from the environment, or one clear line and exit 2 when one is invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        typer.echo(f"gardien: invalid setting {name}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
 def client_settings(home: Path = DEFAULT_HOME, mongodb_uri: str | None = None) -> Settings:
     """Settings for a command that talks to the running system."""
     live = live_stack(home)
-    defaults = Settings()
+    defaults = load_settings()
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or (
         live.bootstrap if live else defaults.kafka_bootstrap_servers
     )
@@ -59,4 +73,4 @@ def client_settings(home: Path = DEFAULT_HOME, mongodb_uri: str | None = None) -
         or os.environ.get("MONGODB_URI")
         or (live.mongodb_uri if live else defaults.mongodb_uri)
     )
-    return Settings(kafka_bootstrap_servers=kafka, mongodb_uri=mongo)
+    return load_settings(kafka_bootstrap_servers=kafka, mongodb_uri=mongo)

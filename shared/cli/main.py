@@ -13,11 +13,11 @@ import typer
 
 from services.audit.cli import audit_app
 from shared import stack
-from shared.cli.endpoints import DEFAULT_HOME, client_settings, live_stack
+from shared.cli.endpoints import DEFAULT_HOME, client_settings, live_stack, load_settings
 from shared.cli.launcher import Launcher, run
 from shared.errors import EventRejected
 from shared.rules.cli import rules_app
-from shared.settings import SERVICE_NAMES, Settings
+from shared.settings import SERVICE_NAMES
 
 app = typer.Typer(help="Gardien: GDPR obligations as running machinery.", no_args_is_help=True)
 stack_app = typer.Typer(help="The embedded Kafka-protocol broker and MongoDB server.")
@@ -81,7 +81,7 @@ def up(
 ) -> None:
     """Start the embedded stack (unless env points elsewhere), every service and the API."""
     home.mkdir(parents=True, exist_ok=True)
-    settings = Settings()
+    settings = load_settings()
     _ensure_admin_key(home)
     kafka, mongo, own_kafka, own_mongo = _endpoints(home)
     launcher = Launcher(
@@ -137,7 +137,7 @@ def service(
     """Run one service against the configured Kafka and MongoDB."""
     import uvicorn
 
-    settings = Settings()
+    settings = load_settings()
     from shared.logs import configure_logging
 
     configure_logging(settings.gardien_log_level, name)

@@ -1,0 +1,45 @@
+"""The command refuses bad input with one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support import REPO
+
+
+def gardien(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_invalid_setting_is_one_line() -> None:
+    done = gardien("stack", "status", GARDIEN_HTTP_PORT="abc")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gardien: invalid setting GARDIEN_HTTP_PORT: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
+
+
+def test_unknown_service_and_empty_input_are_refused() -> None:
+    unknown = gardien("service", "billing")
+    assert unknown.returncode == 2
+    assert "unknown service 'billing'" in unknown.stderr
+    empty = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "publish", "-"],
+        input="",
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert empty.returncode == 2
+    assert empty.stderr.strip() == "gardien: no event to publish: the input is empty"
