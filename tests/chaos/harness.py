@@ -30,7 +30,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import MongoClient
 
-from shared import stack, topics
+from shared import topics
+from tests.upctl import start_up, up_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,45 +153,18 @@ class Up:
 
     def start(self, timeout: float = 90) -> None:
         (self.home / "registry.yaml").write_text(REGISTRY)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "OTEL_EXPORTER_OTLP_ENDPOINT"}
-        }
-        env.update(
-            {
-                "GARDIEN_DB_PREFIX": self.prefix,
-                "GARDIEN_KAFKA_SESSION_TIMEOUT_MS": "3000",
-                "GARDIEN_FETCH_MAX_WAIT_MS": "20",
-                "GARDIEN_ERASURE_REGISTRY_PATH": str(self.home / "registry.yaml"),
-                "OTEL_BSP_SCHEDULE_DELAY": "200",
-                "PYTHONUNBUFFERED": "1",
-                **self.extra_env,
-            }
+        env = up_env(
+            None,
+            None,
+            GARDIEN_DB_PREFIX=self.prefix,
+            GARDIEN_ERASURE_REGISTRY_PATH=str(self.home / "registry.yaml"),
+            PYTHONUNBUFFERED="1",
+            **self.extra_env,
         )
-        port = stack.free_port()
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env:
+            env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
         self.base_port = _free_base_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shared.cli.main",
-                "up",
-                "--home",
-                str(self.home),
-                "--http-port",
-                str(port),
-                "--base-port",
-                str(self.base_port),
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=(self.home / "up.out").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.api = f"http://127.0.0.1:{port}"
-        self.wait_ready(timeout)
+        self.proc, self.api = start_up(self.home, env, timeout, base_port=self.base_port)
         state = self.state()
         self.env = {
             **env,
