@@ -21,6 +21,7 @@ from shared.auth import KeyStore
 from shared.messaging import Consumer, create_broker
 from shared.metrics import Metrics
 from shared.mongo import Document, IndexPlan, create_client, service_database
+from shared.pseudonyms import Pseudonymiser
 from shared.settings import Settings
 from shared.telemetry import instrument_fastapi, setup_tracing
 
@@ -39,6 +40,7 @@ class Runtime:
     broker: KafkaBroker
     consumer: Consumer
     metrics: Metrics
+    pseudonyms: Pseudonymiser
     client: AsyncMongoClient[Document] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ def create_service_app(
     spec: ServiceSpec, settings: Settings, exporter: SpanExporter | None = None
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs the service's FastStream broker and database."""
+    pseudonyms = settings.pseudonymiser()  # fails fast, before any client is built
     provider = setup_tracing(spec.name, settings, exporter)
     broker = create_broker(settings, spec.name, provider)
     metrics = Metrics(spec.name)
@@ -79,6 +82,7 @@ def create_service_app(
         broker,
         Consumer(broker, settings, spec.name, metrics),
         metrics,
+        pseudonyms,
     )
     spec.wire(runtime)
     runtime.consumer.subscribe()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.pseudonyms import Pseudonymiser, load_pseudonymiser
 
 SERVICE_NAMES = ("intake", "deadlines", "erasure", "audit")
 
@@ -40,6 +42,16 @@ class Settings(BaseSettings):
     gardien_policy_file: Path | None = Field(
         default=None, description="Active policy profile (YAML); the built-in default if unset."
     )
+    gardien_pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the subject pseudonyms (hex or base64, >= 32 bytes), the same for"
+        " every service; takes precedence over the key file.",
+    )
+    gardien_pseudonym_key_file: Path = Field(
+        default=Path(".gardien/pseudonym.key"),
+        description="File holding the pseudonym key when GARDIEN_PSEUDONYM_KEY is unset"
+        " (gardien up creates it).",
+    )
     gardien_log_level: str = Field(default="INFO", description="Log level of every service.")
     gardien_fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=5000, description="Consumer fetch wait; lower means lower latency."
@@ -71,6 +83,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        """The deployment's subject pseudonymiser (one key for every service)."""
+        inline = self.gardien_pseudonym_key
+        return load_pseudonymiser(
+            inline.get_secret_value() if inline else None, self.gardien_pseudonym_key_file
+        )
 
     def database_name(self, service: str) -> str:
         """Name of the MongoDB database owned by ``service``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,11 @@ from shared.kafka_admin import ensure_topics
 from shared.settings import Settings
 from shared.topics import all_topics
 from tests.support import StackInfo
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One pseudonym key for the test session (services and child processes inherit it)."""
+    os.environ.setdefault("GARDIEN_PSEUDONYM_KEY", secrets.token_hex(32))
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import typer
 from shared import stack
 from shared.cli.endpoints import UP_STATE
 from shared.kafka_admin import ensure_topics
+from shared.pseudonyms import ensure_key_file
 from shared.topics import all_topics
 
 SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
@@ -106,6 +107,9 @@ class Launcher:
             "MONGODB_URI": self.mongodb_uri,
             "GARDIEN_API_KEYS_FILE": str(self.home / "api-keys.json"),
         }
+        if not env.get("GARDIEN_PSEUDONYM_KEY"):
+            key_file = env.get("GARDIEN_PSEUDONYM_KEY_FILE") or str(self.home / "pseudonym.key")
+            env["GARDIEN_PSEUDONYM_KEY_FILE"] = str(ensure_key_file(Path(key_file)))
         for name, port in self.ports().items():
             env[f"GARDIEN_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
         return env

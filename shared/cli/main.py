@@ -139,8 +139,13 @@ def service(
 
     settings = load_settings()
     from shared.logs import configure_logging
+    from shared.pseudonyms import PseudonymKeyError
 
     configure_logging(settings.gardien_log_level, name)
+    try:
+        settings.pseudonymiser()
+    except PseudonymKeyError as exc:
+        fail(str(exc))
     if name == "api":
         from shared.gateway import create_gateway
 
