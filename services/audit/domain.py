@@ -72,27 +72,44 @@ def identifiers_in(data: dict[str, Any]) -> list[str]:
     return [value for subject in subjects_in(data) for value in subject]
 
 
+def _named(ids: dict[str, Any]) -> bool:
+    """Whether an identifiers object holds at least one identifier (``{}`` names nobody)."""
+    return any(v not in (None, "") for v in ids.values())
+
+
 def personal_parts(data: dict[str, Any]) -> list[Part]:
-    """The parts of ``data`` to seal: identifiers per subject, then free-text fields."""
-    parts = [Part(path, ids, i) for i, (path, ids) in enumerate(_subject_slots(data))]
+    """The parts of ``data`` to seal: identifiers per subject, then free-text fields.
+
+    An identifiers object naming nobody (a processor's ``delete_all`` order carries
+    ``identifiers: {}``) is not personal: it stays in ``data`` in clear.
+    """
+    slots = enumerate(_subject_slots(data))
+    parts = [Part(path, ids, i) for i, (path, ids) in slots if _named(ids)]
     parts += [Part(f, data[f], None) for f in PERSONAL_FIELDS if data.get(f) not in (None, "")]
     return parts
 
 
 def without_personal(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of event data with identifiers and personal free-text fields removed."""
-    clean = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS and k != "identifiers"}
+    clean = _without_ids({k: v for k, v in data.items() if k not in PERSONAL_FIELDS})
     if isinstance(clean.get("subject"), dict):
-        clean["subject"] = {k: v for k, v in clean["subject"].items() if k != "identifiers"}
+        clean["subject"] = _without_ids(clean["subject"])
     if isinstance(clean.get("scope"), dict) and isinstance(clean["scope"].get("subjects"), list):
         clean["scope"] = {
             **clean["scope"],
             "subjects": [
-                {k: v for k, v in s.items() if k != "identifiers"} if isinstance(s, dict) else {}
-                for s in clean["scope"]["subjects"]
+                _without_ids(s) if isinstance(s, dict) else {} for s in clean["scope"]["subjects"]
             ],
         }
     return clean
+
+
+def _without_ids(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` without its ``identifiers`` (kept when they name nobody, see _named)."""
+    ids = node.get("identifiers")
+    if isinstance(ids, dict) and not _named(ids):
+        return dict(node)
+    return {k: v for k, v in node.items() if k != "identifiers"}
 
 
 # Kept for callers of the first version.

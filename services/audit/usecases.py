@@ -114,8 +114,10 @@ class Auditor:
     ) -> tuple[list[str], list[dict[str, Any]]]:
         """(subject refs, sealed personal parts) of one event's data."""
         key = await self.hmac_key()
-        subjects = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
-        subjects = [s for s in subjects if s]
+        # One entry per subject slot of the data, so a part's ``subject`` index finds its owner;
+        # a slot naming nobody (a whole-system order) stays as an empty entry.
+        slots = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
+        subjects = [s for s in slots if s]
         names = [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
         all_refs = sorted({r for s in subjects for r in s})
         if subjects and names:
@@ -132,7 +134,7 @@ class Auditor:
             all_refs = sorted(set(all_refs) | {str(r) for r in link.get("refs", [])})
         sealed = []
         for part in domain.personal_parts(data):
-            owner = subjects[part.subject] if part.subject is not None else None
+            owner = slots[part.subject] if part.subject is not None else None
             kid = domain.subject_key_id(owner) if owner else main
             secret, gen = await self.store.ensure_key(kid, self.clock.now())
             aad = f"{record_id}|{part.path}|{kid}|{gen}"

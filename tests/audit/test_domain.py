@@ -1,0 +1,33 @@
+"""Pure personal-data separation: what is sealed, what stays in clear."""
+
+from __future__ import annotations
+
+from services.audit import domain
+
+
+def test_an_order_naming_nobody_has_nothing_to_seal_and_keeps_its_empty_identifiers() -> None:
+    order = {"command_id": "proc:m:2027-03-06:m", "action": "delete_all", "identifiers": {}}
+    assert domain.subjects_in(order) == [[]]
+    assert domain.personal_parts(order) == []
+    assert domain.without_personal(order) == order
+
+
+def test_parts_keep_the_position_of_their_subject_when_another_names_nobody() -> None:
+    data = {
+        "scope": {
+            "subjects": [
+                {"kind": "customer", "identifiers": {"email": ""}},
+                {"kind": "customer", "identifiers": {"email": "bob@example.org"}},
+            ]
+        },
+        "note": "Bob called",
+    }
+    parts = domain.personal_parts(data)
+    assert [(p.path, p.subject) for p in parts] == [
+        ("scope.subjects.1.identifiers", 1),
+        ("note", None),
+    ]
+    assert domain.subjects_in(data)[1] == ["bob@example.org"]
+    clean = domain.without_personal(data)
+    assert clean["scope"]["subjects"][1] == {"kind": "customer"}
+    assert "note" not in clean
