@@ -22,7 +22,10 @@ REF_FIELDS = (
 # Free-text fields that may describe a person; sealed with the subject's key.
 PERSONAL_FIELDS = ("details", "note", "detail", "reasons", "reasons_for_delay")
 # Aggregates whose events can be linked to a subject key (most specific first).
-LINKABLE = ("request_id", "case_id", "command_id")
+LINKABLE = ("request_id", "case_id", "command_id", "contract_id")
+# The aggregates that begin a relationship with a subject: only a request or contract first
+# seen after the subject's key was destroyed earns the key a new generation.
+RELATIONSHIPS = ("request_id", "contract_id")
 
 
 def normalise_identifier(value: str) -> str:
@@ -131,6 +134,27 @@ def put(data: dict[str, Any], path: str, value: Any) -> None:
 def subject_key_id(refs: list[str]) -> str:
     """The key id of a subject known by ``refs``: its smallest ref (stable across events)."""
     return min(refs)
+
+
+def generation_for(
+    state: tuple[int, bool] | None, bound: list[int], known: bool, opens: bool
+) -> int:
+    """The generation of a key a record's personal parts are sealed under.
+
+    ``state``: (current generation, live) of the key, None before its first use; ``bound``:
+    the generations the record's already-linked aggregates belong to under this key;
+    ``known``: whether any of its aggregates was linked before; ``opens``: whether it names
+    a request or contract. A record about an existing aggregate belongs to that aggregate's
+    generation (destroyed or not); a new generation follows a destroyed one only for a
+    request or contract never seen before. Any other record gets the current generation,
+    which may be destroyed: its personal parts are then not kept.
+    """
+    if bound:
+        return min(bound)
+    if state is None:
+        return 1
+    gen, live = state
+    return gen + 1 if not live and opens and not known else gen
 
 
 def references(data: dict[str, Any]) -> dict[str, str]:

@@ -52,7 +52,8 @@ def view(doc: dict[str, Any], keys: dict[str, dict[str, Any]] | None = None) -> 
         if keys is not None:
             state = "shredded"
             key = keys.get(str(part["kid"])) or {}
-            if key.get("key") and int(key.get("gen", 1)) == int(part["gen"]):
+            live = key.get("key") and int(key.get("gen", 1)) == int(part["gen"])
+            if live and "ct" in part:  # no ciphertext: shredded before it was written
                 aad = f"{doc['_id']}|{part['path']}|{part['kid']}|{part['gen']}"
                 value = crypto.unseal(crypto.unb64(str(key["key"])), part, aad)
                 domain.put(shown["data"], str(part["path"]), value)

@@ -31,3 +31,14 @@ def test_parts_keep_the_position_of_their_subject_when_another_names_nobody() ->
     clean = domain.without_personal(data)
     assert clean["scope"]["subjects"][1] == {"kind": "customer"}
     assert "note" not in clean
+
+
+def test_key_generations_only_a_new_request_or_contract_renews_a_destroyed_key() -> None:
+    gen = domain.generation_for
+    assert gen(None, [], False, True) == 1  # first use
+    assert gen((1, True), [], False, False) == 1  # live key
+    assert gen((1, False), [], False, True) == 2  # new request after the erasure
+    assert gen((1, False), [], False, False) == 1  # nothing new: the destroyed generation
+    assert gen((1, False), [], True, True) == 1  # an aggregate seen before: not new
+    assert gen((2, True), [1], True, True) == 1  # the old case's late record: its generation
+    assert gen((2, True), [2], True, True) == 2  # the new request's next record
