@@ -126,9 +126,12 @@ class Auditor:
         all_refs = sorted(
             {r for s in subjects for r in s} | {str(r) for d in linked for r in d.get("refs", [])}
         )
+        parts = domain.personal_parts(data)
+        if not parts:  # nothing personal, hence no subject to link either
+            return all_refs, []
         main, gen = await self._main_key(names, subjects, linked, refs, all_refs)
         sealed = []
-        for part in domain.personal_parts(data):
+        for part in parts:
             owner = slots[part.subject] if part.subject is not None else None
             kid = domain.subject_key_id(owner) if owner else main
             part_gen = gen if kid == main else await self._current_generation(kid)
