@@ -186,5 +186,10 @@ async def test_a_record_that_opens_no_relationship_gets_no_new_key(trail: Trail)
     [item] = await _reveal(trail, subject=email, type=contact["type"])
     assert _states(item) == {"shredded"}
     assert email not in json.dumps(item)
+    plain = await trail.http.get(
+        "/v1/audit/events", params={"type": contact["type"]}, headers=trail.headers
+    )
+    [listed] = plain.json()["items"]
+    assert _states(listed) == {"shredded"}  # without reveal too: there is nothing to open
     keys = [d async for d in trail.store.keys.find()]
     assert all(int(k.get("gen", 1)) == 1 for k in keys)  # no generation was created
