@@ -22,7 +22,10 @@ REF_FIELDS = (
 # Free-text fields that may describe a person; sealed with the subject's key.
 PERSONAL_FIELDS = ("details", "note", "detail", "reasons", "reasons_for_delay")
 # Aggregates whose events can be linked to a subject key (most specific first).
-LINKABLE = ("request_id", "case_id", "command_id")
+LINKABLE = ("request_id", "case_id", "command_id", "contract_id")
+# The aggregates that begin a relationship with a subject: only a request or contract first
+# seen after the subject's key was destroyed earns the key a new generation.
+RELATIONSHIPS = ("request_id", "contract_id")
 
 
 def normalise_identifier(value: str) -> str:
@@ -72,27 +75,44 @@ def identifiers_in(data: dict[str, Any]) -> list[str]:
     return [value for subject in subjects_in(data) for value in subject]
 
 
+def _named(ids: dict[str, Any]) -> bool:
+    """Whether an identifiers object holds at least one identifier (``{}`` names nobody)."""
+    return any(v not in (None, "") for v in ids.values())
+
+
 def personal_parts(data: dict[str, Any]) -> list[Part]:
-    """The parts of ``data`` to seal: identifiers per subject, then free-text fields."""
-    parts = [Part(path, ids, i) for i, (path, ids) in enumerate(_subject_slots(data))]
+    """The parts of ``data`` to seal: identifiers per subject, then free-text fields.
+
+    An identifiers object naming nobody (a processor's ``delete_all`` order carries
+    ``identifiers: {}``) is not personal: it stays in ``data`` in clear.
+    """
+    slots = enumerate(_subject_slots(data))
+    parts = [Part(path, ids, i) for i, (path, ids) in slots if _named(ids)]
     parts += [Part(f, data[f], None) for f in PERSONAL_FIELDS if data.get(f) not in (None, "")]
     return parts
 
 
 def without_personal(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of event data with identifiers and personal free-text fields removed."""
-    clean = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS and k != "identifiers"}
+    clean = _without_ids({k: v for k, v in data.items() if k not in PERSONAL_FIELDS})
     if isinstance(clean.get("subject"), dict):
-        clean["subject"] = {k: v for k, v in clean["subject"].items() if k != "identifiers"}
+        clean["subject"] = _without_ids(clean["subject"])
     if isinstance(clean.get("scope"), dict) and isinstance(clean["scope"].get("subjects"), list):
         clean["scope"] = {
             **clean["scope"],
             "subjects": [
-                {k: v for k, v in s.items() if k != "identifiers"} if isinstance(s, dict) else {}
-                for s in clean["scope"]["subjects"]
+                _without_ids(s) if isinstance(s, dict) else {} for s in clean["scope"]["subjects"]
             ],
         }
     return clean
+
+
+def _without_ids(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` without its ``identifiers`` (kept when they name nobody, see _named)."""
+    ids = node.get("identifiers")
+    if isinstance(ids, dict) and not _named(ids):
+        return dict(node)
+    return {k: v for k, v in node.items() if k != "identifiers"}
 
 
 # Kept for callers of the first version.
@@ -114,6 +134,27 @@ def put(data: dict[str, Any], path: str, value: Any) -> None:
 def subject_key_id(refs: list[str]) -> str:
     """The key id of a subject known by ``refs``: its smallest ref (stable across events)."""
     return min(refs)
+
+
+def generation_for(
+    state: tuple[int, bool] | None, bound: list[int], known: bool, opens: bool
+) -> int:
+    """The generation of a key a record's personal parts are sealed under.
+
+    ``state``: (current generation, live) of the key, None before its first use; ``bound``:
+    the generations the record's already-linked aggregates belong to under this key;
+    ``known``: whether any of its aggregates was linked before; ``opens``: whether it names
+    a request or contract. A record about an existing aggregate belongs to that aggregate's
+    generation (destroyed or not); a new generation follows a destroyed one only for a
+    request or contract never seen before. Any other record gets the current generation,
+    which may be destroyed: its personal parts are then not kept.
+    """
+    if bound:
+        return min(bound)
+    if state is None:
+        return 1
+    gen, live = state
+    return gen + 1 if not live and opens and not known else gen
 
 
 def references(data: dict[str, Any]) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import heapq
+from collections import defaultdict
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,15 +25,34 @@ def _day(value: Any) -> date | None:
         return None
 
 
-def _order(rec: dict[str, Any]) -> tuple[str, str]:
-    return (str(rec.get("event_time") or ""), str(rec.get("_id")))
+def _recorded(rec: dict[str, Any]) -> tuple[datetime, str]:
+    """When the audit stored ``rec`` (a date or its text), then its chain's name."""
+    at = rec.get("recorded_at")
+    when = at if isinstance(at, datetime) else _instant(at)
+    when = when or datetime.min
+    return (when if when.tzinfo else when.replace(tzinfo=UTC), str(rec.get("chain") or ""))
+
+
+def trail_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records in the trail's order: by position within a chain, chains merged by time.
+
+    A chain (one topic partition) has one writer, so its positions are the order the events
+    happened in for the aggregates keyed to it. Records of different chains have no common
+    position: they are interleaved by when the audit recorded them (ties by chain name),
+    never reordering a chain even if the recording clock went back.
+    """
+    chains: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        chains[str(rec.get("chain") or "")].append(rec)
+    runs = [sorted(run, key=lambda r: int(r.get("seq") or 0)) for _, run in sorted(chains.items())]
+    return list(heapq.merge(*runs, key=_recorded))
 
 
 def compliance_report(
     request_id: str, records: list[dict[str, Any]], today: date
 ) -> dict[str, Any]:
     """Received, due, extended, responded, late or not, and per-system outcomes."""
-    recs = sorted(records, key=_order)
+    recs = trail_order(records)
     out: dict[str, Any] = {
         "request_id": request_id,
         "received_at": None,

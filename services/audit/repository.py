@@ -123,37 +123,45 @@ class AuditStore:
             return {}
         return {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": ids}})}
 
-    async def ensure_key(self, kid: str, now: datetime) -> tuple[bytes, int]:
-        """The live key ``kid`` (created, or re-created after shredding) and its generation."""
+    async def key_state(self, kid: str) -> tuple[int, bool] | None:
+        """(current generation, live) of key ``kid``, or None before its first use."""
+        doc = await self.keys.find_one({"_id": kid})
+        return None if doc is None else (int(doc.get("gen", 1)), bool(doc.get("key")))
+
+    async def key_at(self, kid: str, gen: int, now: datetime) -> bytes | None:
+        """The material of generation ``gen`` of key ``kid``, or None if it was destroyed.
+
+        Generation 1 is created on first use; generation ``n + 1`` only replaces a destroyed
+        generation ``n`` (a new relationship, see ``usecases.Auditor``); a destroyed or
+        superseded generation is never re-created.
+        """
         for _ in range(5):
             doc = await self.keys.find_one({"_id": kid})
-            if doc is not None and doc.get("key"):
-                return crypto.unb64(str(doc["key"])), int(doc.get("gen", 1))
-            fresh = crypto.b64(crypto.new_key())
-            if doc is None:
+            current = int(doc.get("gen", 1)) if doc else 0
+            if doc is not None and doc.get("key") and current == gen:
+                return crypto.unb64(str(doc["key"]))
+            fresh = {"key": crypto.b64(crypto.new_key()), "gen": gen, "at": now.isoformat()}
+            if doc is None and gen == 1:
                 with contextlib.suppress(DuplicateKeyError):
-                    await self.keys.insert_one(
-                        {"_id": kid, "key": fresh, "gen": 1, "at": now.isoformat()}
-                    )
-            else:  # shredded before: a new generation; the old records stay unreadable
+                    await self.keys.insert_one({"_id": kid, **fresh})
+            elif doc is not None and not doc.get("key") and current + 1 == gen:
                 await self.keys.update_one(
-                    {"_id": kid, "key": None},
-                    {
-                        "$set": {
-                            "key": fresh,
-                            "gen": int(doc.get("gen", 1)) + 1,
-                            "at": now.isoformat(),
-                        }
-                    },
+                    {"_id": kid, "key": None, "gen": current}, {"$set": fresh}
                 )
+            else:
+                return None
         raise RuntimeError(f"subject key {kid} could not be settled")
 
-    async def destroy_keys(self, ids: list[str], now: datetime) -> int:
-        """Overwrite the key material of ``ids``; returns how many were live."""
+    async def destroy_keys(self, ids: list[str], now: datetime, upto: int) -> int:
+        """Overwrite the key material of ``ids`` at generations ``<= upto``; how many were live.
+
+        The bound keeps a re-delivered closure of an old case from destroying the key of a
+        relationship that began after it.
+        """
         if not ids:
             return 0
         done = await self.keys.update_many(
-            {"_id": {"$in": ids}, "key": {"$ne": None}},
+            {"_id": {"$in": ids}, "key": {"$ne": None}, "gen": {"$lte": upto}},
             {"$set": {"key": None, "destroyed_at": now.isoformat()}},
         )
         return int(done.modified_count)
@@ -172,12 +180,18 @@ class AuditStore:
         """Ids of every record about the subject with keyed hash ``ref``."""
         return [str(d["record_id"]) async for d in self.subject_index.find({"ref": ref})]
 
-    async def link(self, names: list[str], key_id: str, refs: list[str]) -> None:
-        """Remember that aggregates ``names`` concern the subject ``key_id`` (refs ``refs``)."""
+    async def link(self, names: list[str], key_id: str, refs: list[str], gen: int) -> None:
+        """Remember that aggregates ``names`` concern the subject ``key_id`` (refs ``refs``).
+
+        An aggregate keeps the subject key and generation it was first linked to.
+        """
         for name in names:
             await self.links.update_one(
                 {"_id": name},
-                {"$set": {"key_id": key_id}, "$addToSet": {"refs": {"$each": refs}}},
+                {
+                    "$setOnInsert": {"key_id": key_id, "gen": gen},
+                    "$addToSet": {"refs": {"$each": refs}},
+                },
                 upsert=True,
             )
 

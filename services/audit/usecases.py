@@ -73,10 +73,13 @@ class Auditor:
         names = [f"request:{refs['request_id']}"] if "request_id" in refs else []
         names += [f"case:{refs['case_id']}"] if "case_id" in refs else []
         ids = set(names)
-        for link in await self.store.linked(names):
+        links = await self.store.linked(names)
+        for link in links:
             ids.update(str(r) for r in link.get("refs", []))
+        # The generations this case belongs to, never a later relationship's (re-deliveries).
+        upto = max((int(link.get("gen", 1)) for link in links), default=1)
         with self.runtime.span("audit.shred") as span:
-            destroyed = await self.store.destroy_keys(sorted(ids), self.clock.now())
+            destroyed = await self.store.destroy_keys(sorted(ids), self.clock.now(), upto)
             span.set_attribute("gardien.audit.keys_destroyed", destroyed)
         return destroyed
 
@@ -114,31 +117,64 @@ class Auditor:
     ) -> tuple[list[str], list[dict[str, Any]]]:
         """(subject refs, sealed personal parts) of one event's data."""
         key = await self.hmac_key()
-        subjects = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
-        subjects = [s for s in subjects if s]
+        # One entry per subject slot of the data, so a part's ``subject`` index finds its owner;
+        # a slot naming nobody (a whole-system order) stays as an empty entry.
+        slots = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
+        subjects = [s for s in slots if s]
         names = [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
-        all_refs = sorted({r for s in subjects for r in s})
-        if subjects and names:
-            await self.store.link(names, domain.subject_key_id(subjects[0]), all_refs)
         linked = await self.store.linked(names) if names else []
+        all_refs = sorted(
+            {r for s in subjects for r in s} | {str(r) for d in linked for r in d.get("refs", [])}
+        )
+        parts = domain.personal_parts(data)
+        if not parts:  # nothing personal, hence no subject to link either
+            return all_refs, []
+        main, gen = await self._main_key(names, subjects, linked, refs, all_refs)
+        sealed = []
+        for part in parts:
+            owner = slots[part.subject] if part.subject is not None else None
+            kid = domain.subject_key_id(owner) if owner else main
+            part_gen = gen if kid == main else await self._current_generation(kid)
+            sealed.append(await self._seal_part(record_id, part, kid, part_gen))
+        return all_refs, sealed
+
+    async def _main_key(
+        self,
+        names: list[str],
+        subjects: list[list[str]],
+        linked: list[dict[str, Any]],
+        refs: dict[str, str],
+        all_refs: list[str],
+    ) -> tuple[str, int]:
+        """The key of the event's main subject and the generation the event belongs to."""
+        known = {str(d["_id"]): d for d in linked if d.get("key_id")}
         if subjects:
             main = domain.subject_key_id(subjects[0])
-        elif linked:
-            by_name = {str(d["_id"]): d for d in linked}
-            main = next(str(by_name[n]["key_id"]) for n in names if n in by_name)
-        else:
+        elif known:
+            main = next(str(known[n]["key_id"]) for n in names if n in known)
+        else:  # no subject: the aggregate's own key, never renewed once destroyed
             main = names[0] if names else "unlinked"
-        for link in linked:
-            all_refs = sorted(set(all_refs) | {str(r) for r in link.get("refs", [])})
-        sealed = []
-        for part in domain.personal_parts(data):
-            owner = subjects[part.subject] if part.subject is not None else None
-            kid = domain.subject_key_id(owner) if owner else main
-            secret, gen = await self.store.ensure_key(kid, self.clock.now())
-            aad = f"{record_id}|{part.path}|{kid}|{gen}"
-            blob = crypto.seal(secret, part.value, aad)
-            sealed.append({"path": part.path, "kid": kid, "gen": gen, **blob})
-        return all_refs, sealed
+            return main, await self._current_generation(main)
+        bound = [int(d.get("gen", 1)) for d in known.values() if d["key_id"] == main]
+        opens = any(f in refs for f in domain.RELATIONSHIPS)
+        state = await self.store.key_state(main)
+        gen = domain.generation_for(state, bound, bool(known), opens)
+        if subjects and names:
+            await self.store.link(names, main, all_refs, gen)
+        return main, gen
+
+    async def _current_generation(self, kid: str) -> int:
+        return domain.generation_for(await self.store.key_state(kid), [], False, False)
+
+    async def _seal_part(
+        self, record_id: str, part: domain.Part, kid: str, gen: int
+    ) -> dict[str, Any]:
+        """One personal part encrypted under generation ``gen`` of ``kid``, if it lives."""
+        secret = await self.store.key_at(kid, gen, self.clock.now())
+        if secret is None:  # that generation was shredded: the value is not kept at all
+            return {"path": part.path, "kid": kid, "gen": gen, "shredded": True}
+        aad = f"{record_id}|{part.path}|{kid}|{gen}"
+        return {"path": part.path, "kid": kid, "gen": gen, **crypto.seal(secret, part.value, aad)}
 
     @staticmethod
     def _rejection(d: Delivery, now: datetime) -> dict[str, Any]:

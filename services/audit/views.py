@@ -48,11 +48,12 @@ def view(doc: dict[str, Any], keys: dict[str, dict[str, Any]] | None = None) -> 
     if keys is not None:
         shown["data"] = copy.deepcopy(doc.get("data") or {})
     for part in doc.get("sealed") or []:
-        state = "sealed"
-        if keys is not None:
+        state = "sealed" if "ct" in part else "shredded"  # no ciphertext: never kept
+        if keys is not None and "ct" in part:
             state = "shredded"
             key = keys.get(str(part["kid"])) or {}
-            if key.get("key") and int(key.get("gen", 1)) == int(part["gen"]):
+            live = key.get("key") and int(key.get("gen", 1)) == int(part["gen"])
+            if live:
                 aad = f"{doc['_id']}|{part['path']}|{part['kid']}|{part['gen']}"
                 value = crypto.unseal(crypto.unb64(str(key["key"])), part, aad)
                 domain.put(shown["data"], str(part["path"]), value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -170,3 +171,27 @@ async def test_compliance_report(trail: Trail) -> None:
     assert isinstance(report["late"], bool)
     missing = await trail.http.get("/v1/audit/requests/NOPE/report", headers=trail.headers)
     assert missing.status_code == 404
+
+
+async def test_report_shows_a_case_closed_when_its_last_progress_shares_the_instant(
+    trail: Trail,
+) -> None:
+    rid = "REQ-P-5"
+    await trail.feed(example("request-erasure-received.json", request_id=rid))
+    trail.clock.advance(timedelta(minutes=5))
+    case = {"case_id": f"req:{rid}", "origin": "request", "request_id": rid}
+    done = {"crm": {"state": "done", "outcome": "erased", "attempts": 1}}
+    progressed = _internal(
+        "gardien.erasure.case.progressed", f"req:{rid}:progressed:3", **case, systems=done
+    )
+    closed = _internal("gardien.erasure.case.closed", f"req:{rid}:closed", **case, systems=done)
+    assert progressed["time"] == closed["time"]  # the same instant, the same chain
+    await trail.feed(progressed, closed, topic=topics.ERASURE_CASES)
+    reply = await trail.http.get(f"/v1/audit/requests/{rid}/report", headers=trail.headers)
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert report["cases"][f"req:{rid}"]["state"] == "closed"
+    assert [t["type"] for t in report["timeline"]][-2:] == [
+        "gardien.erasure.case.progressed",
+        "gardien.erasure.case.closed",
+    ]
