@@ -255,11 +255,12 @@ def art19_record(case: Case, registry: Registry) -> dict[str, Any]:
         for rid, why in result.not_notified
     ]
     # The erasure command is the notification: only a recipient that answered it was told.
-    notified = [rid for rid in result.notify if rid in case.systems]
+    commanded = {p.system for p in case.systems.values()}
+    notified = [rid for rid in result.notify if rid in commanded]
     not_notified += [
         {"id": rid, "reason": "impossible_document_why", "detail": reasons.get(rid, "")}
         for rid in result.notify
-        if rid not in case.systems
+        if rid not in commanded
     ]
     return {
         "triggered": result.triggered,
