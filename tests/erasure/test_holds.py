@@ -100,3 +100,13 @@ def test_art19_counts_a_recipient_commanded_under_a_part_key() -> None:
         domain.acknowledge(case, key, "erased", NOW)
     record = planning.art19_record(case, REGISTRY)
     assert "newsletter" in record["notified"]
+
+
+def test_a_retention_purge_reaching_erasure_under_a_hold_is_kept_back() -> None:
+    from tests.erasure.test_domain import DEFAULTS, work
+
+    purge = work({"category": "customer", "action": "erase"}, origin="retention")
+    case = planning.plan_case(purge, REGISTRY, DEFAULTS, NOW)
+    holds.withhold(case, [hold("H1", "customer")], REFS, REGISTRY)
+    assert {p.state for p in case.systems.values()} == {"held"}
+    assert not [e for e in domain.advance(case, NOW) if e.kind == "issue"]
