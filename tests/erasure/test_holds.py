@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.erasure import domain, holds, planning
-from tests.erasure.test_domain import NOW, REGISTRY, open_case
+from tests.erasure.test_domain import DEFAULTS, NOW, REGISTRY, open_case, work
 
 REFS = ["ref-a", "ref-b"]
 
@@ -103,8 +103,6 @@ def test_art19_counts_a_recipient_commanded_under_a_part_key() -> None:
 
 
 def test_a_retention_purge_reaching_erasure_under_a_hold_is_kept_back() -> None:
-    from tests.erasure.test_domain import DEFAULTS, work
-
     purge = work({"category": "customer", "action": "erase"}, origin="retention")
     case = planning.plan_case(purge, REGISTRY, DEFAULTS, NOW)
     holds.withhold(case, [hold("H1", "customer")], REFS, REGISTRY)
