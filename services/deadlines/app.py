@@ -49,6 +49,7 @@ def create_app(
             lambda: runtime.broker,
             clock or SystemClock(),
             lease_seconds=lease_seconds or own.lease_seconds,
+            policy=uses["deadlines"].policy,
         )
 
     async def start(runtime: Runtime) -> None:

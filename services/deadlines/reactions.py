@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from services.deadlines import clocks
+from services.deadlines import clocks, holdgate
 from services.deadlines.documents import Change, spec_of
 from services.deadlines.domain import Base
 from services.deadlines.usecases import Deadlines, is_closed, known_category, require_timer
@@ -124,13 +124,7 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
         await uses.apply(timer_id, event, compute)
 
 
-def _hold_entry(hold: Doc) -> Doc:
-    return {
-        "key": hold["_id"],
-        "matter": hold["matter"],
-        "opened_on": hold["opened_on"],
-        "released_on": hold.get("released_on"),
-    }
+_hold_entry = holdgate.hold_entry
 
 
 async def hold_placed(uses: Deadlines, event: CloudEvent) -> None:

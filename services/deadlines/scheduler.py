@@ -18,6 +18,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
+from services.deadlines import holdgate
 from services.deadlines.documents import entries, firing_events, outbox_fields
 from services.deadlines.domain import (
     Base,
@@ -32,6 +33,7 @@ from services.deadlines.domain import (
 from services.deadlines.repository import MongoTimers
 from services.deadlines.usecases import wall_ms
 from shared.clock import Clock
+from shared.rules import Policy, default_policy
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 5
@@ -50,12 +52,14 @@ class Scheduler:
         owner: str | None = None,
         max_per_tick: int = 10_000,
         concurrency: int = 1,
+        policy: Policy | None = None,
     ) -> None:
         self._timers, self._broker, self.clock = timers, broker, clock
         self.lease_ms = int(lease_seconds * 1000)
         self.owner = owner or uuid.uuid4().hex[:12]
         self.max_per_tick = max_per_tick
         self.concurrency = max(1, concurrency)
+        self.policy = policy or default_policy()
 
     async def tick(self) -> int:
         """Fire every timer due now that no live lease holds; return how many were fired."""
@@ -82,6 +86,12 @@ class Scheduler:
         timers = self._timers()
         for _ in range(ATTEMPTS):
             update, events = self._advance(doc, now_ms)
+            if holdgate.fires_purge(events):
+                held = holdgate.unapplied(
+                    doc, await timers.active_holds(doc.get("subject_refs", []))
+                )
+                if held:  # a hold recorded before this fire wins (R-RET-4)
+                    update, events = holdgate.held_update(doc, held, self.policy), []
             if await timers.update_leased(str(doc["_id"]), doc["version"], token, update):
                 if events:
                     await timers.relay(self._broker(), str(doc["_id"]))

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.erasure import handlers
+from services.erasure import handlers, holdcases
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.registry import Registry, load_registry
@@ -16,6 +16,7 @@ from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
 from services.erasure.usecases import Erasure
 from shared.clock import Clock, SystemClock
+from shared.mongo import IndexPlan
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
 
@@ -48,8 +49,11 @@ def create_app(
         tick = tick_seconds or own.tick_seconds
         runtime.tasks.append(asyncio.create_task(run_sweeper(uses["erasure"], tick)))
 
+    indexes = IndexPlan(dict(INDEXES.indexes))
+    for collection, models in holdcases.INDEXES.items():
+        indexes.indexes[collection] = [*indexes.indexes.get(collection, []), *models]
     spec = ServiceSpec(
-        "erasure", wire, INDEXES, [router], after_start=[relay_pending, start_sweeper]
+        "erasure", wire, indexes, [router], after_start=[relay_pending, start_sweeper]
     )
     app = create_service_app(spec, settings, exporter)
     app.state.erasure = uses["erasure"]

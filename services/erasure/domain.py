@@ -54,7 +54,7 @@ class Progress(Model):
     action: str
     lines: list[Line]
     identifiers: dict[str, str]
-    state: Literal["pending", "sent", "acknowledged"] = "pending"
+    state: Literal["pending", "sent", "acknowledged", "held"] = "pending"
     outcome: str | None = None
     detail: str | None = None
     retained_until: str | None = None
@@ -69,6 +69,7 @@ class Progress(Model):
     retry_max: float
     retry_multiplier: float
     steps: list[Step] = []
+    held_by: list[dict[str, str]] = []  # {hold_id, matter} of the legal holds keeping it back
 
     @property
     def final(self) -> bool:
@@ -114,6 +115,8 @@ class Case(Model):
     art19: dict[str, Any] | None = None
     processor: ProcessorTerms | None = None
     next_due_at: datetime | None = None
+    subject_refs: list[str] = []  # keyed pseudonyms of the subject (legal-hold scope)
+    holds_pending: list[str] = []  # ids of the legal holds keeping a part back (holds.py)
     version: int = 0
 
 
@@ -148,7 +151,7 @@ def advance(case: Case, now: datetime) -> list[Effect]:
     effects: list[Effect] = []
     if case.state == "closed":
         return effects
-    for progress in case.systems.values():
+    for key, progress in case.systems.items():
         due = progress.next_attempt_at
         if progress.final or progress.escalated_at is not None or due is None or due > now:
             continue
@@ -159,7 +162,7 @@ def advance(case: Case, now: datetime) -> list[Effect]:
             progress.steps.append(
                 Step(at=now, kind="escalated", attempt=progress.attempts, detail=reason)
             )
-            effects.append(Effect("escalate", progress.system, progress.attempts, reason))
+            effects.append(Effect("escalate", key, progress.attempts, reason))
             continue
         progress.attempts += 1
         progress.state = "sent"
@@ -167,7 +170,7 @@ def advance(case: Case, now: datetime) -> list[Effect]:
         progress.last_sent_at = now
         progress.next_attempt_at = _retry_at(progress, now)
         progress.steps.append(Step(at=now, kind="sent", attempt=progress.attempts))
-        effects.append(Effect("issue", progress.system, progress.attempts))
+        effects.append(Effect("issue", key, progress.attempts))
     effects += _check_certificate(case, now)
     if any(e.kind == "escalate" for e in effects):
         case.state = "escalated"
@@ -290,6 +293,7 @@ def summary(case: Case) -> dict[str, Any]:
                 "retained_until": p.retained_until,
                 "attempts": p.attempts,
                 "escalated": p.escalated_at is not None or None,
+                "held_by": [h["matter"] for h in p.held_by] or None,
             }.items()
             if v is not None
         }

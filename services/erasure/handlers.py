@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.erasure import holdcases
 from services.erasure.usecases import Erasure
 from shared import topics
 from shared.errors import TransitionRefused
@@ -32,3 +33,12 @@ def register(runtime: Runtime, erasure: Erasure) -> None:
     runtime.consumer.events(topics.ERASURE_WORK, on_work_event)
     runtime.consumer.events(topics.PROCESSORS, on_processor_event)
     runtime.consumer.events(topics.ERASURE_RESULTS, on_erasure_result)
+
+    async def on_legal_hold(event: CloudEvent) -> None:
+        if event.type == "gdpr.legal_hold.placed":
+            await holdcases.placed(erasure, event)
+        elif event.type == "gdpr.legal_hold.released":
+            await holdcases.released(erasure, event)
+
+    # Deadlines owns the holds topic and dead-letters it; erasure reads it as the last gate.
+    runtime.consumer.events(topics.LEGAL_HOLDS, on_legal_hold, dead_letters=False)

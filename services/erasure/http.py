@@ -30,6 +30,7 @@ class SystemView(BaseModel):
     acknowledged_at: datetime | None
     next_attempt_at: datetime | None
     escalated_at: datetime | None
+    held_by: list[dict[str, str]]  # legal holds keeping this part back (state "held")
     history: list[dict[str, Any]]
 
 
@@ -45,6 +46,7 @@ class CaseView(BaseModel):
     skipped: list[dict[str, str]]
     art19: dict[str, Any] | None
     processor: dict[str, Any] | None
+    holds_pending: list[str]
 
 
 class CasePage(BaseModel):
@@ -73,6 +75,7 @@ def _view(case: Case) -> CaseView:
                 "closed_at",
                 "skipped",
                 "art19",
+                "holds_pending",
             }
         ),
         systems=systems,

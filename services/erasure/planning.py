@@ -69,6 +69,20 @@ def apply_routes(registry: Registry, routes: dict[str, dict[str, Any]]) -> Regis
 def _line(category: str, policy: CategoryPolicy, work: WorkCategory) -> Line | None:
     if work.action in SKIPPED_ACTIONS:
         return None
+    retained = work.action == "retain_restricted" or (
+        work.action == "restrict" and work.retain_until
+    )
+    if retained and policy.retention is not None:
+        # The system keeps each record under its own rule (e.g. each invoice until its own
+        # financial year end + 10 years): one date for the category would keep older
+        # records too long and later ones too short.
+        return Line(
+            category=category,
+            action="restrict",
+            ground=work.ground or policy.retention.ground,
+            kind="retention",
+            retention=policy.retention.model_dump(),
+        )
     if work.action == "suppress":
         return Line(category=category, action="suppress", ground=work.ground, kind="suppression")
     if work.action == "restrict" and work.retain_until:
@@ -255,11 +269,12 @@ def art19_record(case: Case, registry: Registry) -> dict[str, Any]:
         for rid, why in result.not_notified
     ]
     # The erasure command is the notification: only a recipient that answered it was told.
-    notified = [rid for rid in result.notify if rid in case.systems]
+    commanded = {p.system for p in case.systems.values()}
+    notified = [rid for rid in result.notify if rid in commanded]
     not_notified += [
         {"id": rid, "reason": "impossible_document_why", "detail": reasons.get(rid, "")}
         for rid in result.notify
-        if rid not in case.systems
+        if rid not in commanded
     ]
     return {
         "triggered": result.triggered,

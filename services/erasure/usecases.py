@@ -10,7 +10,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from services.erasure import domain, messages, planning
+from services.erasure import domain, holdcases, holds, messages, planning
 from services.erasure.connector import HttpConnector
 from services.erasure.domain import Case, Effect
 from services.erasure.registry import Registry
@@ -74,7 +74,9 @@ class Erasure:
                 return
             registry = planning.apply_routes(self.registry, await self.cases.routes())
             now = self.clock.now()
-            await self._open(planning.plan_case(work, registry, self.settings, now))
+            case = planning.plan_case(work, registry, self.settings, now)
+            await holdcases.withhold_new(self, case, work)  # the last gate (R-RET-4)
+            await self._open(case)
 
     async def replace_processor(self, event: CloudEvent) -> None:
         """Order the old processor to delete or return everything; route to the new one."""
@@ -121,15 +123,15 @@ class Erasure:
     async def record_result(self, event: CloudEvent) -> None:
         """Apply a system's answer; a duplicate changes nothing, an unknown one is refused."""
         data = ErasureResult.model_validate(event.data)
-        suffix = f":{data.system}"
-        if not data.command_id.endswith(suffix):
+        if not data.command_id.endswith(f":{data.system}"):
             raise TransitionRefused(f"command {data.command_id} is not for system {data.system}")
+        case_id, key = holds.locate(data.command_id, data.system)
         retained = data.retained_until.date().isoformat() if data.retained_until else None
         with self.runtime.span("erasure.record_result") as span:
             span.set_attribute("gardien.command_id", data.command_id)
             await self._apply_result(
-                data.command_id.removesuffix(suffix),
-                data.system,
+                case_id,
+                key,
                 data.outcome.value,
                 data.detail,
                 retained,
@@ -242,7 +244,7 @@ class Erasure:
 
     def _http_calls(self, case: Case, events: Events) -> list[HttpCall]:
         return [
-            (case.case_id, e.data["system"], e)
+            (case.case_id, holds.locate(e.data["command_id"], e.data["system"])[1], e)
             for e, _ in events
             if e.type == "gardien.erasure.command.issued" and e.data.get("transport") == "http"
         ]

@@ -135,7 +135,10 @@ def retention(inp: i.Input, holds_shape: bool = False) -> Out:
         if evaluated is not None:
             out["purge_now"] = evaluated >= normal.purge_due
         return out
-    held = apply_holds(normal, [_hold(raw) for raw in i.items(inp, "legal_holds")])
+    # Without a record of the purge, the record is taken as purged when due (R-RET-4's
+    # "cannot revive purged data"); ``purged_on: null`` evaluates it as not yet purged.
+    purged = i.opt_day(inp, "purged_on") if "purged_on" in inp else normal.purge_due
+    held = apply_holds(normal, [_hold(raw) for raw in i.items(inp, "legal_holds")], purged)
     out = {
         "start_date": normal.start_date,
         "normal_retain_until": normal.retain_until,

@@ -159,10 +159,18 @@ class HeldRetention:
         return self.purge_due is not None and evaluated_on >= self.purge_due
 
 
-def apply_holds(normal: Retention, holds: Sequence[LegalHold]) -> HeldRetention:
-    """Holds extend to their release and never shorten (GDPR Art 17(3)(e); seed policy)."""
-    late = tuple(h.matter for h in holds if h.opened_on >= normal.purge_due)
-    live = [h for h in holds if h.opened_on < normal.purge_due]
+def apply_holds(
+    normal: Retention, holds: Sequence[LegalHold], purged_on: date | None = None
+) -> HeldRetention:
+    """Holds extend to their release and never shorten (GDPR Art 17(3)(e); seed policy).
+
+    Whether a hold counts depends on the purge having been carried out, not on its due
+    date: while ``purged_on`` is None (nothing purged yet) every hold counts, however late
+    it was opened, and an active one blocks the purge. Only a hold opened on or after
+    ``purged_on`` is late: it cannot revive purged data and is only flagged.
+    """
+    late = tuple(h.matter for h in holds if purged_on is not None and h.opened_on >= purged_on)
+    live = [h for h in holds if h.matter not in late]
     for hold in live:
         if hold.released_on is not None and hold.released_on < hold.opened_on:
             raise RuleError("INVALID_INPUT", f"hold {hold.matter!r} released before opened")

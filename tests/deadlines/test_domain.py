@@ -164,6 +164,19 @@ def test_retention_purge_due_and_holds_block_and_never_shorten() -> None:
         clocks.retention_clock("r", {**inputs, "category": "nope"}, POLICY)
 
 
+def test_a_hold_opened_after_the_purge_date_still_blocks_an_open_retention_clock() -> None:
+    # Contract ended in 2019: retention ran out in 2024, the hold came in 2027, before the
+    # contract-end event and so before any purge was carried out (R-RET-4, issue 10).
+    inputs = {"category": "customer", "start_date": "2019-06-30"}
+    hold = {"key": "H", "matter": "dispute-X", "opened_on": "2027-03-01", "released_on": None}
+    blocked = clocks.retention_clock("r", {**inputs, "holds": [hold]}, POLICY)
+    assert blocked.base is Base.BLOCKED and plan_of(blocked) == []
+    assert blocked.details["late_holds"] == []
+    released = {**hold, "released_on": "2027-09-30"}
+    after = clocks.retention_clock("r", {**inputs, "holds": [released]}, POLICY)
+    assert after.base is Base.OPEN and after.due_date == date(2027, 10, 1)
+
+
 def test_hold_scope_matching() -> None:
     refs = clocks.subject_refs({"email": "a@b.c", "customer_id": "C1"})
     assert clocks.hold_applies({"subject_refs": refs[:1], "categories": []}, refs, "customer")

@@ -97,10 +97,20 @@ def test_plan_reaches_only_systems_that_hold_the_data_and_know_the_subject() -> 
 def test_refused_categories_send_nothing_and_retention_dates_pass_through() -> None:
     case = open_case(
         {"category": "profile", "action": "refuse"},
-        {"category": "invoices", "action": "retain_restricted", "retain_until": "2036-12-31"},
+        {"category": "payment", "action": "retain_restricted", "retain_until": "2031-06-30"},
     )
     assert list(case.systems) == ["billing"]
-    assert case.systems["billing"].lines[0].retain_until == "2036-12-31"
+    assert case.systems["billing"].lines[0].retain_until == "2031-06-30"
+
+
+def test_a_system_rule_per_record_replaces_the_decisions_single_date() -> None:
+    # Each invoice ends at its own financial year end + 10 years (issue 10, item 8).
+    case = open_case(
+        {"category": "invoices", "action": "retain_restricted", "retain_until": "2036-12-31"}
+    )
+    line = case.systems["billing"].lines[0]
+    assert (line.action, line.kind, line.retain_until) == ("restrict", "retention", None)
+    assert line.retention is not None and line.retention["years"] == 10
 
 
 def test_restrict_until_a_date_is_retention_with_that_date() -> None:
