@@ -55,7 +55,7 @@ def request_from_clock(request_id: str, clock: dict[str, Any]) -> TimerSpec:
     state = clock.get("state", "running")
     due = _day(clock.get("effective_due_date") or clock.get("due_date"))
     rules = ["R-DSR-1"]
-    if clock.get("extended_due_date"):
+    if clock.get("extension_valid") or clock.get("extended_due_date"):
         rules.append("R-DSR-2")
     if clock.get("paused_days") or state == "paused":
         rules.append("R-DSR-3")
@@ -93,7 +93,10 @@ def request_from_inputs(request_id: str, inputs: dict[str, Any], calendar: str) 
     details: dict[str, Any] = {
         "receipt_date": receipt.isoformat(),
         "paused_days": result.base.paused_days,
+        "base_due_date": _iso(result.base.due_date),
         "extension_valid": result.extension_valid,
+        "extended_due_date": _iso(result.extended_due_date),
+        "effective_due_date": _iso(due),
         "computed_by": "deadlines",
     }
     if responded:

@@ -143,6 +143,34 @@ def test_request_clock_from_intake_clock_object() -> None:
     assert paused.base is Base.PAUSED and paused.due_at is None
 
 
+def test_request_clock_paused_after_a_valid_extension_keeps_r_dsr_2() -> None:
+    # Issue 10 item 9: intake's clock while a pause follows an extension: no due date runs,
+    # the extension stays valid and the base/extended/effective dates reach the timer.
+    clock = {
+        "receipt_date": "2027-03-05", "raw_due_date": None, "due_date": None,
+        "base_due_date": None, "extension_valid": True, "extension_notified_on": "2027-03-20",
+        "extended_due_date": None, "effective_due_date": None, "paused_days": 0,
+        "paused_since": "2027-03-22", "state": "paused",
+    }  # fmt: skip
+    spec = clocks.request_from_clock("R3", clock)
+    assert spec.base is Base.PAUSED and spec.due_at is None
+    assert spec.rules == ("R-DSR-1", "R-DSR-2", "R-DSR-3")
+    assert spec.details["extension_valid"] is True
+
+
+def test_request_clock_from_inputs_shows_base_extended_and_effective() -> None:
+    inputs = {
+        "receipt_date": "2027-03-05",
+        "pauses": [["2027-03-08", "2027-03-18"]],
+        "extension_on": "2027-04-12",
+    }
+    spec = clocks.request_from_inputs("R4", inputs, "FR-metropole")
+    assert spec.due_date == date(2027, 6, 15)
+    assert spec.details["base_due_date"] == "2027-04-15"
+    assert spec.details["extended_due_date"] == spec.details["effective_due_date"] == "2027-06-15"
+    assert spec.details["extension_valid"] is True
+
+
 def test_retention_purge_due_and_holds_block_and_never_shorten() -> None:
     inputs = {"category": "customer", "start_date": "2026-06-30", "holds": []}
     spec = clocks.retention_clock("retention:C:customer", inputs, POLICY)

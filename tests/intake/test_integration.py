@@ -98,7 +98,7 @@ async def test_request_lifecycle_pause_extension_and_refusals(settings: Settings
             settings,
             step("request-info-received.json", a, "2027-03-18T10:00:00+01:00"),
             step("request-identity-verified.json", a, "2027-03-18T11:00:00+01:00"),
-            step("request-extended.json", a, "2027-03-25T09:00:00+01:00"),
+            step("request-extended.json", a, "2027-04-12T09:00:00+02:00"),  # after 5 Apr
             step("request-responded.json", a, "2027-04-20T15:00:00+02:00"),
         )
         closed = await until_status(intake, headers, a, "closed")
@@ -117,6 +117,9 @@ async def test_request_lifecycle_pause_extension_and_refusals(settings: Settings
         assert closed["due_date"] == "2027-04-15"
         extended = rules.roll_forward(date(2027, 6, 5) + (date(2027, 3, 18) - date(2027, 3, 8)))
         assert closed["extended_due_date"] == closed["effective_due_date"] == extended.isoformat()
+        # Issue 10 item 9: notified past the unpaused end, within the paused one: valid.
+        assert closed["base_due_date"] == "2027-04-15" and closed["extension_valid"] is True
+        assert closed["clock"]["extension_notified_on"] == "2027-04-12"
         assert closed["pauses"] == [
             {
                 "requested_on": "2027-03-08",
