@@ -62,6 +62,24 @@ def test_risk_gates_open_or_close_the_obligations() -> None:
     assert authority.base is Base.NOT_REQUIRED and plan_of(authority) == []
 
 
+def test_disproportionate_effort_turns_the_subjects_clock_into_a_public_communication() -> None:
+    # Issue 10 item 11: Art 34(3)(c) replaces the individual communication by a public one,
+    # with the Art 34(1) timing (without undue delay; the 72 h deadline as internal target).
+    data = {**BREACH, "art34_3_conditions": ["c_disproportionate_effort"]}
+    authority, public = clocks.breach_clocks(data, POLICY)
+    assert public.base is Base.OPEN and public.due_at == authority.due_at
+    assert public.details["communication"] == "public_communication"
+    assert public.details["replaces"] == "communication_to_data_subjects"
+    assert public.details["timing"] == "without_undue_delay"
+    assert "Art 34(3)(c)" in public.details["ground"]
+    assert [f.type for f in plan_of(public)] == [f.type for f in plan_of(authority)]
+    _, individual = clocks.breach_clocks(BREACH, POLICY)
+    assert individual.details["communication"] == "data_subjects"
+    assert individual.details["timing"] == "without_undue_delay"
+    _, none = clocks.breach_clocks({**BREACH, "art34_3_conditions": ["a"]}, POLICY)
+    assert none.base is Base.NOT_REQUIRED and none.details["communication"] is None
+
+
 def test_processor_report_starts_at_controller_awareness_and_checks_the_sla() -> None:
     data = {**BREACH, "reported_by": "processor", "processor_aware_at": "2026-12-23T12:30:00+01:00"}
     authority, _ = clocks.breach_clocks(data, POLICY)
