@@ -9,6 +9,7 @@ from typing import Any
 from services.deadlines.domain import Base, Kind, TimerSpec, end_of_day, iso_utc
 from shared.errors import TransitionRefused
 from shared.rules import (
+    BreachGates,
     Extension,
     LegalHold,
     Pause,
@@ -55,7 +56,7 @@ def request_from_clock(request_id: str, clock: dict[str, Any]) -> TimerSpec:
     state = clock.get("state", "running")
     due = _day(clock.get("effective_due_date") or clock.get("due_date"))
     rules = ["R-DSR-1"]
-    if clock.get("extended_due_date"):
+    if clock.get("extension_valid") or clock.get("extended_due_date"):
         rules.append("R-DSR-2")
     if clock.get("paused_days") or state == "paused":
         rules.append("R-DSR-3")
@@ -93,7 +94,10 @@ def request_from_inputs(request_id: str, inputs: dict[str, Any], calendar: str) 
     details: dict[str, Any] = {
         "receipt_date": receipt.isoformat(),
         "paused_days": result.base.paused_days,
+        "base_due_date": _iso(result.base.due_date),
         "extension_valid": result.extension_valid,
+        "extended_due_date": _iso(result.extended_due_date),
+        "effective_due_date": _iso(due),
         "computed_by": "deadlines",
     }
     if responded:
@@ -131,7 +135,11 @@ def request_inputs_after(inputs: dict[str, Any], data: dict[str, Any]) -> dict[s
 
 
 def breach_clocks(data: dict[str, Any], policy: Policy) -> tuple[TimerSpec, TimerSpec]:
-    """The authority clock (72 h, R-BR-1/2) and the data-subject clock (R-BR-4)."""
+    """The authority clock (72 h, R-BR-1/2) and the data-subject clock (R-BR-4).
+
+    Under Art 34(3)(c) the data-subject clock is the public communication that replaces the
+    individual one, with the same Art 34(1) timing.
+    """
     aware = datetime.fromisoformat(data["aware_at"])
     by_processor = data.get("reported_by") == "processor"
     processor_aware = by_processor and data.get("processor_aware_at")
@@ -141,7 +149,7 @@ def breach_clocks(data: dict[str, Any], policy: Policy) -> tuple[TimerSpec, Time
             processor_aware_at=datetime.fromisoformat(processor_aware) if processor_aware else None,
             processor_sla_hours=policy.contractual.processor_breach_sla_hours,
         )
-        gates = breach_gates(data["risk"])
+        gates = breach_gates(data["risk"], list(data.get("art34_3_conditions") or []))
     except RuleError as exc:
         raise TransitionRefused(f"breach clock: {exc.code}: {exc}") from exc
     bid = data["breach_id"]
@@ -162,12 +170,25 @@ def breach_clocks(data: dict[str, Any], policy: Policy) -> tuple[TimerSpec, Time
         clock.deadline, None, details,
     )  # fmt: skip
     # "Without undue delay" has no fixed end; the 72 h deadline is the internal target [I].
+    owed = gates.communication_timing is not None
     subjects = TimerSpec(
         f"breach:{bid}:subjects", Kind.BREACH_SUBJECTS, {"breach_id": bid}, ("R-BR-4",),
-        Base.OPEN if gates.communicate_to_data_subjects else Base.NOT_REQUIRED,
-        clock.deadline, None, {**details, "target": "without undue delay (Art 34(1))"},
+        Base.OPEN if owed else Base.NOT_REQUIRED,
+        clock.deadline, None, {**details, **_communication(gates)},
     )  # fmt: skip
     return authority, subjects
+
+
+def _communication(gates: BreachGates) -> dict[str, Any]:
+    """Which communication the subjects clock tracks, and its timing (Art 34(1), 34(3)(c))."""
+    public = gates.public_communication
+    channel = "public_communication" if public else "data_subjects"
+    return {
+        "communication": channel if gates.communication_timing else None,
+        "replaces": "communication_to_data_subjects" if public else None,
+        "timing": gates.communication_timing,
+        "target": "without undue delay (Art 34(1))",
+    }
 
 
 def notified(spec: TimerSpec, at: datetime, reasons: str | None) -> TimerSpec:

@@ -90,8 +90,15 @@ def erasure(kind: str, details: Details, receipt: date, policy: rules.Policy) ->
     status, unknown = _contract_status(kind, details, receipt, policy)
     ctx = rules.ErasureContext(receipt, kind, status, details.contract_end_date)
     items = [_category(c, details, receipt, policy) for c in _categories(kind, details, policy)]
-    outcome = rules.erasure_decisions(items, ctx)
-    out = Decided(work_case="req")
+    out = _with_work(Decided(), rules.erasure_decisions(items, ctx), policy)
+    if unknown:
+        out.flags.append("contract_status_unknown")
+    return out
+
+
+def _with_work(out: Decided, outcome: rules.ErasureOutcome, policy: rules.Policy) -> Decided:
+    """Record the decisions and the erasure work (case ``req``) they cause."""
+    out.work_case = "req"
     schedule = policy.retention
     for d in outcome.decisions:
         entry: dict[str, Any] = {"category": d.category, "action": d.action, "ground": d.ground}
@@ -106,8 +113,6 @@ def erasure(kind: str, details: Details, receipt: date, policy: rules.Policy) ->
             out.work.append({**entry, "action": action})
     if outcome.partial_refusal:
         out.flags.append("partial_refusal")  # Art 12(4): reasons and complaint rights
-    if unknown:
-        out.flags.append("contract_status_unknown")
     return out
 
 
@@ -138,8 +143,12 @@ def objection(details: Details) -> Decided:
     return out
 
 
-def post_mortem(details: Details) -> Decided:
-    """A deceased person's data: directives, else the heirs' default rights (R-DSR-12)."""
+def post_mortem(kind: str, details: Details, receipt: date, policy: rules.Policy) -> Decided:
+    """A deceased person's data: directives, else the heirs' default rights (R-DSR-12).
+
+    Directives that order erasure give per-category decisions and erasure work exactly like
+    an erasure request (case ``req``); statutory retention stays restricted until its end.
+    """
     d = details.directives
     directives = None
     if d is not None:
@@ -160,14 +169,31 @@ def post_mortem(details: Details) -> Decided:
             "free_of_charge_justification_of_operations": (
                 res.free_of_charge_justification_of_operations
             ),
+            "erasure_ordered": res.erasure_ordered,
             "reason": res.reason,
         }
     )
-    if not details.requested_actions:
+    if res.erasure_ordered:
+        _directed_erasure(out, kind, details, receipt, policy)
+    elif not details.requested_actions:
         out.flags.append("post_mortem_actions_missing")
-    if res.refused_actions:
+    if res.refused_actions and "partial_refusal" not in out.flags:
         out.flags.append("partial_refusal")
     return out
+
+
+def _directed_erasure(
+    out: Decided, kind: str, details: Details, receipt: date, policy: rules.Policy
+) -> None:
+    """LIL art 85 erasure: the relationship ended with the death [I]."""
+    end = details.contract_end_date or details.date_of_death
+    known = details.model_copy(update={"contract_end_date": end})
+    ctx = rules.ErasureContext(receipt, kind, details.contract_status or "terminated", end)
+    items = [_category(c, known, receipt, policy) for c in _categories(kind, known, policy)]
+    ground = rules.DIRECTIVE_ERASURE_GROUND
+    _with_work(out, rules.ordered_erasure(items, ctx, ground), policy)
+    if any(x["action"] == "retain_restricted" and "retain_until" not in x for x in out.decisions):
+        out.flags.append("retention_end_unknown")
 
 
 def decide(
@@ -186,7 +212,7 @@ def decide(
     if right == "objection":
         return objection(details)
     if right == "post_mortem":
-        return post_mortem(details)
+        return post_mortem(kind, details, receipt, policy)
     return Decided()
 
 

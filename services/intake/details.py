@@ -82,6 +82,7 @@ class Details(BaseModel):
     proofs: Annotated[list[ShortText], Field(max_length=16)] | None = None
     directives: DirectivesDetail | None = None
     requested_actions: Annotated[list[Action], Field(max_length=32)] = []
+    date_of_death: date | None = None  # ends the relationship for directed erasure
 
 
 def parse_details(raw: dict[str, Any] | None) -> Details:

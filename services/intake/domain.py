@@ -74,7 +74,11 @@ class Step:
 
 
 def clock(lc: Lifecycle) -> dict[str, Any]:
-    """The request's clock as published in events (docs/events.md), via R-DSR-1..3."""
+    """The request's clock as published in events (docs/events.md), via R-DSR-1..3.
+
+    ``due_date`` and ``base_due_date`` are the one-month end (with paused days);
+    ``effective_due_date`` is the extended end when ``extension_valid``, else the base.
+    """
     ext = rules.extension(lc.receipt, lc.extension, lc.calendar, lc.pauses)
     base = ext.base
     state = "stopped" if lc.answer else "paused" if base.paused_since else "running"
@@ -82,6 +86,9 @@ def clock(lc: Lifecycle) -> dict[str, Any]:
         "receipt_date": base.receipt_date,
         "raw_due_date": base.raw_due_date,
         "due_date": base.due_date,
+        "base_due_date": base.due_date,
+        "extension_valid": ext.extension_valid,
+        "extension_notified_on": lc.extension.notified_on if lc.extension else None,
         "extended_due_date": ext.extended_due_date,
         "effective_due_date": ext.effective_due_date,
         "paused_days": base.paused_days,

@@ -36,6 +36,8 @@ class RequestView(BaseModel):
     subject_kind: str
     receipt_date: str | None = None
     due_date: str | None = None
+    base_due_date: str | None = None
+    extension_valid: bool = False
     extended_due_date: str | None = None
     effective_due_date: str | None = None
     clock: dict[str, Any] = {}
@@ -70,6 +72,8 @@ def view(doc: dict[str, Any]) -> RequestView:
         subject_kind=doc["subject"]["kind"],
         receipt_date=clock.get("receipt_date"),
         due_date=clock.get("due_date"),
+        base_due_date=clock.get("base_due_date", clock.get("due_date")),
+        extension_valid=bool(clock.get("extension_valid", clock.get("basis") == "R-DSR-2")),
         extended_due_date=clock.get("extended_due_date"),
         effective_due_date=clock.get("effective_due_date"),
         clock=clock,
@@ -141,6 +145,7 @@ CSV_FIELDS = (
     "subject_kind",
     "receipt_date",
     "due_date",
+    "extension_valid",
     "extended_due_date",
     "effective_due_date",
     "flags",

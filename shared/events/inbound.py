@@ -101,6 +101,8 @@ class BreachDetected(Data):
     categories: Categories
     approx_subjects: Annotated[int, Field(ge=0)]
     approx_records: Annotated[int, Field(ge=0)]
+    # Art 34(3) conditions the controller relies on, e.g. "c_disproportionate_effort".
+    art34_3_conditions: Annotated[list[ShortText], Field(max_length=3)] = []
 
     @model_validator(mode="after")
     def _processor_time(self) -> BreachDetected:

@@ -20,11 +20,19 @@ from shared.rules.erasure import (
     ErasureDecision,
     ErasureOutcome,
     erasure_decisions,
+    ordered_erasure,
 )
 from shared.rules.errors import ERROR_CODES, RuleError
 from shared.rules.evaluate import evaluate, evaluate_case, evaluate_cases
 from shared.rules.policy import Policy, PolicyError, default_policy, load_policy
-from shared.rules.postmortem import Directives, PostMortemResult, directives_valid, postmortem
+from shared.rules.postmortem import (
+    DIRECTIVE_ERASURE_GROUND,
+    Directives,
+    PostMortemResult,
+    directives_valid,
+    orders_erasure,
+    postmortem,
+)
 from shared.rules.processors import ProcessorStatus, processor_status
 from shared.rules.requests import (
     Extension,
@@ -60,6 +68,7 @@ from shared.rules.rights import (
 )
 
 __all__ = [
+    "DIRECTIVE_ERASURE_GROUND",
     "ERROR_CODES",
     "BreachDeadline",
     "BreachGates",
@@ -106,6 +115,8 @@ __all__ = [
     "local_date",
     "objection",
     "on_time",
+    "ordered_erasure",
+    "orders_erasure",
     "parse_date",
     "parse_instant",
     "portability",

@@ -77,6 +77,9 @@ def breach_risk(inp: i.Input) -> Out:
     }
     if res.public_communication:
         out["public_communication"] = True
+        out["communication_replaced_by"] = res.communication_replaced_by
+    if res.communication_timing is not None:
+        out["communication_timing"] = res.communication_timing
     return out
 
 

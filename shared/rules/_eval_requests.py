@@ -66,7 +66,9 @@ def with_due(inp: i.Input, out: Out) -> Out:
 
 
 def dsr_due(inp: i.Input) -> Out:
-    """R-DSR-1 and R-DSR-3."""
+    """R-DSR-1 and R-DSR-3; with an ``extension`` the R-DSR-2 output (pause and extension)."""
+    if i.present(inp, "extension"):
+        return dsr_extension(inp)
     due = request_due(receipt(inp), i.calendar(inp), pauses(inp))
     out: Out = {"receipt_date": due.receipt_date}
     if due.status == SUSPENDED:
@@ -93,13 +95,12 @@ def dsr_extension(inp: i.Input) -> Out:
     base = res.base
     out: Out = {"receipt_date": base.receipt_date}
     if base.status == SUSPENDED:
-        return {
-            **out,
-            "status": SUSPENDED,
-            "paused_since": base.paused_since,
-            "base_due_date": None,
-            "effective_due_date": None,
-        }
+        out.update(status=SUSPENDED, paused_since=base.paused_since, base_due_date=None)
+        if i.present(inp, "extension"):
+            out["extension_valid"] = res.extension_valid
+            if res.extension_valid:
+                out["extended_due_date"] = None
+        return {**out, "effective_due_date": None}
     if "pauses" in inp:
         out["paused_days"] = base.paused_days
     out.update(

@@ -7,9 +7,16 @@ from typing import Any
 
 from shared.rules import _inputs as i
 from shared.rules._eval_requests import Out, has_receipt, receipt, with_due
-from shared.rules.erasure import RETAIN, DataCategory, ErasureContext, erasure_decisions
+from shared.rules.erasure import (
+    RETAIN,
+    DataCategory,
+    ErasureContext,
+    ErasureOutcome,
+    erasure_decisions,
+    ordered_erasure,
+)
 from shared.rules.errors import RuleError
-from shared.rules.postmortem import Directives, postmortem
+from shared.rules.postmortem import DIRECTIVE_ERASURE_GROUND, Directives, postmortem
 from shared.rules.retention import financial_year_close
 from shared.rules.rights import (
     MARKETING_PURPOSES,
@@ -72,8 +79,7 @@ def _category(inp: i.Input, raw: Any, on: date) -> DataCategory:
     )
 
 
-def dsr_erasure(inp: i.Input) -> Out:
-    """R-DSR-6."""
+def _erasure_inputs(inp: i.Input) -> tuple[list[DataCategory], ErasureContext]:
     on = receipt(inp) if has_receipt(inp) else i.any_day(inp, "evaluated_on")
     ctx = ErasureContext(
         on,
@@ -81,8 +87,10 @@ def dsr_erasure(inp: i.Input) -> Out:
         inp.get("contract_status"),
         i.opt_day(inp, "contract_end_date"),
     )
-    data = [_category(inp, raw, on) for raw in i.items(inp, "data", required=True)]
-    res = erasure_decisions(data, ctx)
+    return [_category(inp, raw, on) for raw in i.items(inp, "data", required=True)], ctx
+
+
+def _decisions(res: ErasureOutcome) -> Out:
     decisions = []
     for d in res.decisions:
         entry: Out = {"category": d.category, "action": d.action, "ground": d.ground}
@@ -92,6 +100,14 @@ def dsr_erasure(inp: i.Input) -> Out:
     out: Out = {"decisions": decisions}
     if res.partial_refusal:
         out["inform_partial_refusal_with_reasons_and_complaint_rights"] = True
+    return out
+
+
+def dsr_erasure(inp: i.Input) -> Out:
+    """R-DSR-6."""
+    res = erasure_decisions(*_erasure_inputs(inp))
+    out = _decisions(res)
+    if res.partial_refusal:
         out["art19_notify_recipients_for"] = res.art19_notify_for
     return with_due(inp, out)
 
@@ -250,4 +266,7 @@ def dsr_postmortem(inp: i.Input) -> Out:
     }
     if res.free_of_charge_justification_of_operations:
         out["free_of_charge_justification_of_operations"] = True
+    if res.erasure_ordered and i.present(inp, "data"):
+        items, ctx = _erasure_inputs(inp)
+        out.update(_decisions(ordered_erasure(items, ctx, DIRECTIVE_ERASURE_GROUND)))
     return with_due(inp, out)

@@ -60,15 +60,35 @@ def breach_deadline(
     return BreachDeadline(add_hours(aware_at, 0), deadline, delay, breached, late)
 
 
+WITHOUT_UNDUE_DELAY = "without_undue_delay"
+PUBLIC_COMMUNICATION = "public_communication"
+
+
 @dataclass(frozen=True)
 class BreachGates:
-    """Who must be told of a breach (GDPR Art 33-34)."""
+    """Who must be told of a breach (GDPR Art 33-34).
+
+    Under Art 34(3)(c) ``communicate_to_data_subjects`` is False because the individual
+    communication is replaced (``communication_replaced_by``) by a public one, which keeps
+    the Art 34(1) timing (``communication_timing``).
+    """
 
     notify_supervisory_authority: bool
     communicate_to_data_subjects: bool
     public_communication: bool
     ground: str
     document_internally: bool = True
+
+    @property
+    def communication_replaced_by(self) -> str | None:
+        """``public_communication`` under Art 34(3)(c), else None."""
+        return PUBLIC_COMMUNICATION if self.public_communication else None
+
+    @property
+    def communication_timing(self) -> str | None:
+        """``without_undue_delay`` for any communication owed (Art 34(1)), else None."""
+        owed = self.communicate_to_data_subjects or self.public_communication
+        return WITHOUT_UNDUE_DELAY if owed else None
 
 
 KEYWORDS = {"unintelligible": "a", "encrypt": "a", "subsequent": "b", "disproportionate": "c"}

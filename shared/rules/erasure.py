@@ -17,6 +17,12 @@ ACCOUNTING = frozenset(
 CLAIMS_BASES = frozenset({"legitimate_interest_legal_claims", "legal_claims"})
 CONSENT_BASES = frozenset({"consent", "explicit_consent"})
 LI_BASES = frozenset({"legitimate_interest", "legitimate_interests"})
+KNOWN_BASES = (
+    CLAIMS_BASES
+    | CONSENT_BASES
+    | LI_BASES
+    | {"contract", "legal_obligation", "public_task", "vital_interests"}
+)
 EXCEPTIONS = {
     "a": "Art 17(3)(a) freedom of expression and information",
     "c": "Art 17(3)(c) public interest in public health",
@@ -107,6 +113,10 @@ def _legal_claims(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
     return _retained(item, ctx, until, ground)
 
 
+def _public_task(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
+    return _retained(item, ctx, item.retain_until, "Art 17(3)(b) public task")
+
+
 def _by_basis(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
     basis, cat = item.lawful_basis, item.category
     if basis in CONSENT_BASES:
@@ -126,14 +136,14 @@ def _by_basis(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
             return ErasureDecision(cat, REFUSE, "Art 17(1)(c) not met: overriding grounds")
         return ErasureDecision(cat, ERASE, "Art 17(1)(c) objection, no overriding grounds")
     if basis == "public_task":
-        return _retained(item, ctx, item.retain_until, "Art 17(3)(b) public task")
+        return _public_task(item, ctx)
     if basis == "vital_interests":
         return ErasureDecision(cat, REFUSE, "no Art 17(1) ground: vital interests")
     raise RuleError("INVALID_INPUT", f"unknown lawful basis {basis!r} for {cat!r}")
 
 
-def decide(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
-    """Decide one category: holds, then Art 17(3) exceptions, then Art 17(1) grounds."""
+def _limits(item: DataCategory, ctx: ErasureContext) -> ErasureDecision | None:
+    """What prevails over any order to erase: holds, Art 17(3), statutory retention."""
     if item.legal_hold is not None:
         ground = f"Art 17(3)(e) legal claims: active legal hold {item.legal_hold}".strip()
         return ErasureDecision(item.category, HOLD, ground)
@@ -147,11 +157,38 @@ def decide(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
         return _legal_obligation(item, ctx)
     if item.lawful_basis in CLAIMS_BASES:
         return _legal_claims(item, ctx)
+    return None
+
+
+def decide(item: DataCategory, ctx: ErasureContext) -> ErasureDecision:
+    """Decide one category: holds, then Art 17(3) exceptions, then Art 17(1) grounds."""
+    limited = _limits(item, ctx)
+    if limited is not None:
+        return limited
     if item.legal_obligation_to_erase:
         return ErasureDecision(item.category, ERASE, "Art 17(1)(e) legal obligation to erase")
     if item.unlawful:
         return ErasureDecision(item.category, ERASE, "Art 17(1)(d) unlawfully processed")
     return _by_basis(item, ctx)
+
+
+def ordered_erasure(
+    items: Sequence[DataCategory], ctx: ErasureContext, ground: str
+) -> ErasureOutcome:
+    """Erasure ordered by a rule other than Art 17(1) (e.g. LIL art 85 directives).
+
+    No Art 17(1) ground is needed, but holds, Art 17(3) exceptions and statutory retention
+    still prevail: such data is retained restricted until its own end (NS-048 art 5).
+    """
+    decisions = []
+    for item in items:
+        if item.lawful_basis not in KNOWN_BASES:
+            raise RuleError("INVALID_INPUT", f"unknown lawful basis {item.lawful_basis!r}")
+        limited = _limits(item, ctx)
+        if limited is None and item.lawful_basis == "public_task":
+            limited = _public_task(item, ctx)
+        decisions.append(limited or ErasureDecision(item.category, ERASE, ground))
+    return ErasureOutcome(tuple(decisions))
 
 
 def erasure_decisions(items: Sequence[DataCategory], ctx: ErasureContext) -> ErasureOutcome:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from shared.rules.calendar import DEFAULT_CALENDAR, add_months, parse_date, skipped_days
@@ -57,13 +57,18 @@ def _date_steps(inp: Mapping[str, Any], out: Mapping[str, Any]) -> list[str]:
         steps.append(f"pauses add {out['paused_days']} calendar days (R-DSR-3)")
     due = out.get("base_due_date", out.get("due_date"))
     if out.get("raw_due_date") and isinstance(due, str):
-        steps.append(f"one month later, clamped to month end: {out['raw_due_date']}")
+        plus = " + paused days" if out.get("paused_days") else ""
+        steps.append(f"one month later, clamped to month end{plus}: {out['raw_due_date']}")
         steps += _roll_steps("due date", out["raw_due_date"], due, calendar)
     if out.get("extended_due_date") and "receipt_date" in out:
         plus3 = add_months(date.fromisoformat(out["receipt_date"]), 3)
-        steps.append(f"valid extension: receipt + 3 months = {plus3} (+ paused days)")
+        paused = int(out.get("paused_days") or 0)
+        raw_ext = plus3 + timedelta(days=paused)
+        steps.append(
+            f"valid extension: receipt + 3 months = {plus3}, + {paused} paused = {raw_ext}"
+        )
         steps += _roll_steps(
-            "extended due date", plus3.isoformat(), out["extended_due_date"], calendar
+            "extended due date", raw_ext.isoformat(), out["extended_due_date"], calendar
         )
     if "deadline_utc" in out:
         steps.append(f"clock starts {out.get('clock_start_utc', '?')}; +72 elapsed hours in UTC")

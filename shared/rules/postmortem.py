@@ -22,6 +22,8 @@ DEATH_ACTIONS = frozenset(
         "record_death",
     }
 )
+ERASURE_WORDS = ("erase", "erasure", "delete", "deletion")
+DIRECTIVE_ERASURE_GROUND = "LIL art 85: the deceased's directives order erasure"
 REQUIRED_HEIR_PROOFS = frozenset({"death_certificate", "proof_of_heir_status"})
 TOS_ONLY = "accepted_via_terms_of_service_only"
 
@@ -50,6 +52,7 @@ class PostMortemResult:
     refused_actions: tuple[str, ...]
     free_of_charge_justification_of_operations: bool
     reason: str
+    erasure_ordered: bool = False
 
 
 def directives_valid(d: Directives) -> bool:
@@ -72,6 +75,17 @@ def competent_requester(d: Directives | None) -> str:
     return "heirs"
 
 
+def orders_erasure(d: Directives) -> bool:
+    """Whether the directives order the data erased (LIL art 85: retention, erasure, ...)."""
+    if not directives_valid(d) or any(_keeps(c) for c in d.content):
+        return False
+    return any(w in c for c in d.content for w in ERASURE_WORDS)
+
+
+def _keeps(token: str) -> bool:
+    return "keep_data" in token or (token.startswith("no_") and "eras" in token)
+
+
 def _contradicts(action: str, content: tuple[str, ...]) -> bool:
     text = " ".join(content)
     if "no_communication" in text and ("communication" in action or "access" in action):
@@ -82,7 +96,7 @@ def _contradicts(action: str, content: tuple[str, ...]) -> bool:
 
 def _under_directives(
     d: Directives, role: str, requester: str | None, actions: Sequence[str]
-) -> tuple[list[str], str]:
+) -> tuple[list[str], str, bool]:
     competent = competent_requester(d)
     is_competent = (
         (competent == "heirs" and role == "heir")
@@ -92,9 +106,9 @@ def _under_directives(
     if competent != "heirs" and role == "heir" and requester != competent:
         is_competent = False
     if not is_competent:
-        return [], f"directives exist; competent requester is {competent}"
+        return [], f"directives exist; competent requester is {competent}", False
     allowed = [a for a in actions if not _contradicts(a, d.content)]
-    return allowed, "directives executed as written; contrary actions refused"
+    return allowed, "directives executed as written; contrary actions refused", True
 
 
 def _heirs_default(role: str, proofs: Sequence[str] | None, actions: Sequence[str]) -> list[str]:
@@ -112,10 +126,16 @@ def postmortem(
     proofs: Sequence[str] | None = None,
     requester: str | None = None,
 ) -> PostMortemResult:
-    """Decide a request about a deceased person's data (Loi 78-17 art 84-85; GDPR Art 12(3))."""
+    """Decide a request about a deceased person's data (Loi 78-17 art 84-85; GDPR Art 12(3)).
+
+    ``erasure_ordered``: valid directives order erasure and the requester may execute them;
+    the per-category decisions are then ``erasure.ordered_erasure`` (R-DSR-6 limits apply).
+    """
     valid = None if directives is None else directives_valid(directives)
+    ordered = False
     if directives is not None and valid:
-        allowed, reason = _under_directives(directives, role, requester, actions)
+        allowed, reason, competent = _under_directives(directives, role, requester, actions)
+        ordered = competent and orders_erasure(directives)
         free = False
     else:
         allowed = _heirs_default(role, proofs, actions)
@@ -123,5 +143,5 @@ def postmortem(
         free = any(a in DEATH_ACTIONS for a in allowed)
     refused = tuple(a for a in actions if a not in allowed)
     return PostMortemResult(
-        valid, competent_requester(directives), tuple(allowed), refused, free, reason
+        valid, competent_requester(directives), tuple(allowed), refused, free, reason, ordered
     )

@@ -122,17 +122,48 @@ def on_time(responded_on: date, due: date) -> bool:
     return responded_on <= due
 
 
+def _pauses_as_of(pauses: Sequence[Pause], day: date) -> tuple[Pause, ...]:
+    """The pauses as they stood at the end of ``day``: later ones dropped, open ones cut."""
+    out = []
+    for p in pauses:
+        if p.requested_on > day:
+            continue
+        if p.received_on is None or p.received_on > day:
+            p = Pause(p.requested_on, day, p.reason)
+        out.append(p)
+    return tuple(out)
+
+
+def notice_in_time(
+    receipt: date, notice: Extension, calendar: str = DEFAULT_CALENDAR, pauses: Sequence[Pause] = ()
+) -> bool:
+    """Notified with reasons by the base due date as it stood that day (GDPR Art 12(3); R-DSR-3).
+
+    Pauses asked on or before the notice day count (one still open counts up to that day), so a
+    pause moves the notice deadline as it moves the base end; a pause asked later cannot make a
+    late notice valid.
+    """
+    if not notice.reasons_given:
+        return False
+    due = request_due(receipt, calendar, _pauses_as_of(pauses, notice.notified_on)).due_date
+    return due is not None and notice.notified_on <= due
+
+
 def extension(
     receipt: date,
     notice: Extension | None,
     calendar: str = DEFAULT_CALENDAR,
     pauses: Sequence[Pause] = (),
 ) -> ExtensionResult:
-    """Two further months if notified in time with reasons (GDPR Art 12(3); Reg 1182/71 Art 3)."""
+    """Two further months if notified in time with reasons (GDPR Art 12(3); Reg 1182/71 Art 3).
+
+    Paused days shift the base and the extended end alike (R-DSR-3); while a pause is open both
+    are unknown, but the validity of a notice already given is stated.
+    """
     base = request_due(receipt, calendar, pauses)
+    valid = notice is not None and notice_in_time(receipt, notice, calendar, pauses)
     if base.due_date is None:
-        return ExtensionResult(base, False, None, None)
-    valid = notice is not None and notice.reasons_given and notice.notified_on <= base.due_date
+        return ExtensionResult(base, valid, None, None)
     if not valid:
         return ExtensionResult(base, False, None, base.due_date)
     extended = roll_forward(add_months(receipt, 3) + timedelta(days=base.paused_days), calendar)

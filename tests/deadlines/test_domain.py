@@ -62,6 +62,24 @@ def test_risk_gates_open_or_close_the_obligations() -> None:
     assert authority.base is Base.NOT_REQUIRED and plan_of(authority) == []
 
 
+def test_disproportionate_effort_turns_the_subjects_clock_into_a_public_communication() -> None:
+    # Issue 10 item 11: Art 34(3)(c) replaces the individual communication by a public one,
+    # with the Art 34(1) timing (without undue delay; the 72 h deadline as internal target).
+    data = {**BREACH, "art34_3_conditions": ["c_disproportionate_effort"]}
+    authority, public = clocks.breach_clocks(data, POLICY)
+    assert public.base is Base.OPEN and public.due_at == authority.due_at
+    assert public.details["communication"] == "public_communication"
+    assert public.details["replaces"] == "communication_to_data_subjects"
+    assert public.details["timing"] == "without_undue_delay"
+    assert "Art 34(3)(c)" in public.details["ground"]
+    assert [f.type for f in plan_of(public)] == [f.type for f in plan_of(authority)]
+    _, individual = clocks.breach_clocks(BREACH, POLICY)
+    assert individual.details["communication"] == "data_subjects"
+    assert individual.details["timing"] == "without_undue_delay"
+    _, none = clocks.breach_clocks({**BREACH, "art34_3_conditions": ["a"]}, POLICY)
+    assert none.base is Base.NOT_REQUIRED and none.details["communication"] is None
+
+
 def test_processor_report_starts_at_controller_awareness_and_checks_the_sla() -> None:
     data = {**BREACH, "reported_by": "processor", "processor_aware_at": "2026-12-23T12:30:00+01:00"}
     authority, _ = clocks.breach_clocks(data, POLICY)
@@ -141,6 +159,34 @@ def test_request_clock_from_intake_clock_object() -> None:
     assert stopped.base is Base.MISSED
     paused = clocks.request_from_clock("R2", {**clock, "state": "paused", "due_date": None})
     assert paused.base is Base.PAUSED and paused.due_at is None
+
+
+def test_request_clock_paused_after_a_valid_extension_keeps_r_dsr_2() -> None:
+    # Issue 10 item 9: intake's clock while a pause follows an extension: no due date runs,
+    # the extension stays valid and the base/extended/effective dates reach the timer.
+    clock = {
+        "receipt_date": "2027-03-05", "raw_due_date": None, "due_date": None,
+        "base_due_date": None, "extension_valid": True, "extension_notified_on": "2027-03-20",
+        "extended_due_date": None, "effective_due_date": None, "paused_days": 0,
+        "paused_since": "2027-03-22", "state": "paused",
+    }  # fmt: skip
+    spec = clocks.request_from_clock("R3", clock)
+    assert spec.base is Base.PAUSED and spec.due_at is None
+    assert spec.rules == ("R-DSR-1", "R-DSR-2", "R-DSR-3")
+    assert spec.details["extension_valid"] is True
+
+
+def test_request_clock_from_inputs_shows_base_extended_and_effective() -> None:
+    inputs = {
+        "receipt_date": "2027-03-05",
+        "pauses": [["2027-03-08", "2027-03-18"]],
+        "extension_on": "2027-04-12",
+    }
+    spec = clocks.request_from_inputs("R4", inputs, "FR-metropole")
+    assert spec.due_date == date(2027, 6, 15)
+    assert spec.details["base_due_date"] == "2027-04-15"
+    assert spec.details["extended_due_date"] == spec.details["effective_due_date"] == "2027-06-15"
+    assert spec.details["extension_valid"] is True
 
 
 def test_retention_purge_due_and_holds_block_and_never_shorten() -> None:

@@ -111,6 +111,37 @@ async def test_breach_fires_due_at_the_72nd_hour_and_late_notice_is_missed(
         assert r.status_code == 403
 
 
+async def test_disproportionate_effort_opens_a_public_communication_clock(
+    settings: Settings,
+) -> None:
+    # Issue 10 item 11: under Art 34(3)(c) the subjects clock is the public communication,
+    # due like an Art 34(1) communication, and closed by gdpr.breach.subjects_notified.
+    clock = FakeClock(datetime(2026, 12, 24, 17, 30, tzinfo=UTC))
+    app = create_app(settings, clock=clock, run_scheduler=False)
+    headers, bid = api_key(settings, "audit:read"), f"BR-{token()}"
+    tid = f"breach:{bid}:subjects"
+    async with (
+        running(app) as client,
+        topic_reader(settings.kafka_bootstrap_servers, topics.DEADLINES) as reader,
+    ):
+        detected = inbound("gdpr.breach.detected", {
+            "breach_id": bid, "aware_at": "2026-12-24T18:30:00+01:00", "reported_by": "controller",
+            "risk": "high", "categories": ["customer"], "approx_subjects": 90000,
+            "approx_records": 90000, "art34_3_conditions": ["c_disproportionate_effort"],
+        })  # fmt: skip
+        await publish(settings, topics.BREACHES, bid, detected)
+        item = await timer(client, headers, tid, state="open")
+        assert item["due_at"] == "2026-12-27T17:30:00Z" and item["basis"] == "R-BR-4"
+        assert item["details"]["communication"] == "public_communication"
+        assert item["details"]["replaces"] == "communication_to_data_subjects"
+        assert item["details"]["timing"] == "without_undue_delay"
+        told = inbound(
+            "gdpr.breach.subjects_notified", {"breach_id": bid, "at": "2026-12-26T12:00:00+01:00"}
+        )
+        await publish(settings, topics.BREACHES, bid, told)
+        await next_event(reader, f"{told['id']}:{tid}:met")
+
+
 async def test_request_clock_pause_moves_the_due_date(settings: Settings) -> None:
     clock = FakeClock(datetime(2027, 3, 5, tzinfo=UTC))
     app = create_app(settings, clock=clock, run_scheduler=False)

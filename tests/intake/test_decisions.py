@@ -163,3 +163,88 @@ def test_post_mortem_valid_directives_bind_the_heirs() -> None:
     d = decide("post_mortem", "customer", details, RECEIPT, POLICY)
     assert d.post_mortem is not None and d.post_mortem["allowed_actions"] == []
     assert d.post_mortem["competent_requester"] == "executor_x"
+
+
+DIRECTIVE = {
+    "type": "particular",
+    "specific_consent": True,
+    "registered_with_controller": True,
+    "content": ["erase_all_data"],
+    "designated_person": "executor_x",
+}
+
+
+def test_post_mortem_directive_ordering_erasure_decides_like_an_erasure_request() -> None:
+    # Issue 10 item 10: per-category decisions and erasure work shaped like R-DSR-6; the
+    # invoices (C. com. L123-22) stay restricted until their own end.
+    details = parse_details(
+        {
+            "requester_role": "designated_person",
+            "requester_id": "executor_x",
+            "directives": DIRECTIVE,
+            "requested_actions": ["erase_all_data"],
+            "date_of_death": "2027-02-10",
+            "categories": [
+                "profile",
+                "marketing",
+                "customer",
+                {
+                    "category": "invoices",
+                    "lawful_basis": "legal_obligation",
+                    "financial_year_end": "2026-12-31",
+                },
+            ],
+        }
+    )
+    d = decide("post_mortem", "customer", details, RECEIPT, POLICY)
+    got = {x["category"]: (x["action"], x.get("retain_until")) for x in d.decisions}
+    assert got == {
+        "profile": ("erase", None),
+        "marketing": ("erase", None),
+        "customer": ("retain_restricted", date(2032, 2, 10)),
+        "invoices": ("retain_restricted", date(2036, 12, 31)),
+    }
+    assert d.decisions[0]["ground"] == "LIL art 85: the deceased's directives order erasure"
+    assert d.work_case == "req"
+    assert [(w["category"], w["action"], w.get("retain_until")) for w in d.work] == [
+        ("profile", "erase", None),
+        ("marketing", "erase", None),
+        ("customer", "restrict", date(2032, 2, 10)),
+        ("invoices", "restrict", date(2036, 12, 31)),
+    ]
+    assert d.post_mortem is not None and d.post_mortem["erasure_ordered"] is True
+    assert "partial_refusal" not in d.flags
+
+
+def test_post_mortem_erasure_defaults_to_the_subject_kind_categories() -> None:
+    details = parse_details(
+        {
+            "requester_role": "designated_person",
+            "directives": DIRECTIVE,
+            "requested_actions": ["erase_all_data"],
+            "contract_end_date": "2027-02-10",
+        }
+    )
+    d = decide("post_mortem", "customer", details, RECEIPT, POLICY)
+    assert [(x["category"], x["action"]) for x in d.decisions] == [
+        ("profile", "erase"),
+        ("marketing", "erase"),
+        ("customer", "retain_restricted"),
+        ("accounting", "retain_restricted"),
+    ]
+
+
+def test_post_mortem_without_an_erasure_order_sends_no_work() -> None:
+    heir = {"requester_role": "heir", "directives": DIRECTIVE, "categories": ["profile"]}
+    d = decide("post_mortem", "customer", parse_details(heir), RECEIPT, POLICY)
+    assert d.decisions == [] and d.work == [] and d.work_case is None
+    assert d.post_mortem is not None and d.post_mortem["erasure_ordered"] is False
+
+
+def test_post_mortem_retention_without_an_end_is_flagged() -> None:
+    details = parse_details(
+        {"requester_role": "designated_person", "directives": DIRECTIVE, "categories": ["customer"]}
+    )
+    d = decide("post_mortem", "customer", details, RECEIPT, POLICY)
+    assert d.decisions[0]["action"] == "retain_restricted" and "retain_until" not in d.decisions[0]
+    assert "retention_end_unknown" in d.flags

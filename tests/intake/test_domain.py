@@ -112,6 +112,44 @@ def test_extension_after_a_pause_counts_paused_days() -> None:
     assert domain.clock(lc)["extended_due_date"] == expected
 
 
+def test_paused_then_extended_shows_base_extended_effective_and_validity() -> None:
+    # Issue 10 item 9: the pause moves the base end (5 -> 15 Apr), so a notice on 12 Apr,
+    # past the unpaused end, is valid; the extended end moves by the same 10 days.
+    lc = run(
+        new(),
+        Step("info_requested", date(2027, 3, 8), "clarification"),
+        Step("info_received", date(2027, 3, 18)),
+        Step("extended", date(2027, 4, 12), reasons=("volume",)),
+    )
+    clock = domain.clock(lc)
+    assert clock["base_due_date"] == clock["due_date"] == date(2027, 4, 15)
+    assert clock["extension_valid"] is True
+    assert clock["extension_notified_on"] == date(2027, 4, 12)
+    assert clock["extended_due_date"] == clock["effective_due_date"] == date(2027, 6, 15)
+    assert clock["basis"] == "R-DSR-2"
+
+
+def test_extended_then_paused_keeps_the_extension_while_suspended() -> None:
+    lc = run(
+        new(),
+        Step("extended", date(2027, 3, 20), reasons=("volume",)),
+        Step("info_requested", date(2027, 3, 22), "clarification"),
+    )
+    clock = domain.clock(lc)
+    assert clock["state"] == "paused" and clock["extension_valid"] is True
+    assert clock["base_due_date"] is None and clock["effective_due_date"] is None
+    assert clock["basis"] == "R-DSR-2"
+    resumed = domain.apply(lc, Step("info_received", date(2027, 4, 1)))
+    assert resumed.status is Status.EXTENDED
+    assert domain.clock(resumed)["effective_due_date"] == date(2027, 6, 15)
+
+
+def test_clock_without_extension_says_so() -> None:
+    clock = domain.clock(new())
+    assert clock["extension_valid"] is False and clock["extension_notified_on"] is None
+    assert clock["base_due_date"] == clock["effective_due_date"] == date(2027, 4, 5)
+
+
 @pytest.mark.parametrize(
     ("status", "step", "message"),
     [

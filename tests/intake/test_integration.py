@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from services.erasure import planning
+from services.erasure.registry import Registry
+from services.erasure.settings import ErasureSettings
 from services.intake.app import create_app
 from shared import rules, topics
 from shared.messaging import DLQ_REASON
@@ -98,7 +101,7 @@ async def test_request_lifecycle_pause_extension_and_refusals(settings: Settings
             settings,
             step("request-info-received.json", a, "2027-03-18T10:00:00+01:00"),
             step("request-identity-verified.json", a, "2027-03-18T11:00:00+01:00"),
-            step("request-extended.json", a, "2027-03-25T09:00:00+01:00"),
+            step("request-extended.json", a, "2027-04-12T09:00:00+02:00"),  # after 5 Apr
             step("request-responded.json", a, "2027-04-20T15:00:00+02:00"),
         )
         closed = await until_status(intake, headers, a, "closed")
@@ -117,6 +120,9 @@ async def test_request_lifecycle_pause_extension_and_refusals(settings: Settings
         assert closed["due_date"] == "2027-04-15"
         extended = rules.roll_forward(date(2027, 6, 5) + (date(2027, 3, 18) - date(2027, 3, 8)))
         assert closed["extended_due_date"] == closed["effective_due_date"] == extended.isoformat()
+        # Issue 10 item 9: notified past the unpaused end, within the paused one: valid.
+        assert closed["base_due_date"] == "2027-04-15" and closed["extension_valid"] is True
+        assert closed["clock"]["extension_notified_on"] == "2027-04-12"
         assert closed["pauses"] == [
             {
                 "requested_on": "2027-03-08",
@@ -261,3 +267,73 @@ async def test_decisions_erasure_work_progress_and_frequency(settings: Settings)
         csv = await intake.get("/v1/requests/export.csv", headers=headers)
         assert csv.text.startswith("request_id,right,status") and "art12_5_review" in csv.text
         assert email not in csv.text
+
+
+async def test_post_mortem_directive_ordering_erasure_becomes_erasure_work(
+    settings: Settings,
+) -> None:
+    # Issue 10 item 10: the directive's erasure reaches the erasure service as a request
+    # case, invoices restricted until their own end (C. com. L123-22), and plans like one.
+    pm = rid("REQ-PM")
+    details = {
+        "requester_role": "designated_person",
+        "requester_id": "executor_x",
+        "directives": {
+            "type": "particular",
+            "specific_consent": True,
+            "registered_with_controller": True,
+            "content": ["erase_all_data"],
+            "designated_person": "executor_x",
+        },
+        "requested_actions": ["erase_all_data"],
+        "date_of_death": "2027-02-10",
+        "categories": [
+            "profile",
+            {
+                "category": "invoices",
+                "lawful_basis": "legal_obligation",
+                "financial_year_end": "2026-12-31",
+            },
+        ],
+    }
+    bootstrap = settings.kafka_bootstrap_servers
+    async with (
+        running(create_app(settings)),
+        topic_reader(bootstrap, topics.REQUEST_EVENTS) as out,
+        topic_reader(bootstrap, topics.ERASURE_WORK) as work,
+    ):
+        await send(
+            settings, example("request-postmortem-received.json", request_id=pm, details=details)
+        )
+        decided = (await events_of(out, pm, "gardien.request.decided", 1))[0]["data"]
+        assert [(d["category"], d["action"]) for d in decided["decisions"]] == [
+            ("profile", "erase"),
+            ("invoices", "retain_restricted"),
+        ]
+        assert decided["post_mortem"]["erasure_ordered"] is True
+        item = await read_until(work, lambda r: json.loads(r.value)["data"].get("request_id") == pm)
+        data = json.loads(item.value)["data"]
+    assert data["case_id"] == f"req:{pm}" and data["origin"] == "request"
+    assert data["due_by"] == "2027-04-30"
+    assert [(c["category"], c["action"], c.get("retain_until")) for c in data["categories"]] == [
+        ("profile", "erase", None),
+        ("invoices", "restrict", "2036-12-31"),
+    ]
+    registry = Registry.model_validate(
+        {
+            "systems": [
+                {"id": "crm", "categories": {"profile": {}}, "identifiers": ["customer_id"]},
+                {"id": "billing", "categories": {"invoices": {}}, "identifiers": ["customer_id"]},
+            ]
+        }
+    )
+    case = planning.plan_case(
+        planning.WorkRequested.model_validate(data),
+        registry,
+        ErasureSettings(),
+        datetime(2027, 3, 31, 12, tzinfo=UTC),
+    )
+    (erased,) = case.systems["crm"].lines
+    (kept,) = case.systems["billing"].lines
+    assert (erased.action, erased.kind) == ("erase", "erasure")
+    assert (kept.action, kept.kind, kept.retain_until) == ("restrict", "retention", "2036-12-31")

@@ -7,6 +7,7 @@ from typing import Any
 
 from services.intake import domain, state, updates
 from services.intake.domain import Lifecycle, Status
+from services.intake.http import view
 from services.intake.messages import jsonable
 from shared.events import new_event
 from shared.events.inbound import RequestExtended, RequestStep
@@ -79,6 +80,40 @@ def test_extension_reasons_ride_on_the_status_event() -> None:
         "notified_on": "2027-03-08",
         "reasons": ["seven systems"],
     }
+
+
+def test_extension_after_a_pause_is_on_the_status_event_and_the_request_view() -> None:
+    # Issue 10 item 9: paused 8-18 Mar, extended on 12 Apr (past the unpaused end of 5 Apr,
+    # within the paused one of 15 Apr): valid, and both ends move by the 10 paused days.
+    pause = {"requested_on": "2027-03-08", "received_on": "2027-03-18", "reason": "clarification"}
+    doc = stored(receipt_date="2027-03-05", status="in_progress", pauses=[pause])
+    ev = new_event(
+        "gdpr.request.extended",
+        {"request_id": "R-1", "at": "2027-04-12T09:00:00+02:00", "reasons": ["volume"]},
+        source="t",
+        event_id="e-ext",
+        time=AT,
+    )
+    data = RequestExtended.model_validate(ev.data)
+    before = state.lifecycle(doc)
+    after = domain.apply(before, updates.step_of(ev, data, "Europe/Paris"))
+    update = updates.moved(doc, ev, data, before, after)
+    (entry,) = update["$push"]["outbox"]["$each"]
+    clock = entry["event"]["data"]["clock"]
+    assert clock["base_due_date"] == "2027-04-15" and clock["extension_valid"] is True
+    assert clock["extended_due_date"] == clock["effective_due_date"] == "2027-06-15"
+    assert clock["extension_notified_on"] == "2027-04-12"
+    request = {
+        **doc,
+        **update["$set"],
+        "right": "access",
+        "received_at": AT,
+        "channel": "web",
+        "subject": {"kind": "customer"},
+    }
+    shown = view(request)
+    assert (shown.base_due_date, shown.extended_due_date) == ("2027-04-15", "2027-06-15")
+    assert shown.extension_valid is True and shown.effective_due_date == "2027-06-15"
 
 
 def test_closed_case_closes_an_answered_request() -> None:

@@ -8,20 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.rules.golden import GARDIEN_VECTORS, ROOT, VECTORS, case_input, load, without_prose
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "rules" / "vectors.json"
-CASES: list[Any] = json.loads(VECTORS.read_text(encoding="utf-8")) if VECTORS.is_file() else []
-
-
-def without_prose(value: Any) -> Any:
-    """Drop the prose keys ``ground`` and ``reason`` at every depth."""
-    if isinstance(value, dict):
-        return {k: without_prose(v) for k, v in value.items() if k not in ("ground", "reason")}
-    if isinstance(value, list):
-        return [without_prose(v) for v in value]
-    return value
+CASES = load(VECTORS) + load(GARDIEN_VECTORS)
 
 
 def run(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
@@ -37,9 +26,9 @@ def run(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_eval_all_vectors() -> None:
-    if not CASES:
-        pytest.skip("golden vectors not found")
-    cases = [{k: c[k] for k in ("id", "rule", "input")} for c in CASES]
+    assert VECTORS.is_file(), f"golden cases missing: {VECTORS}"
+    assert GARDIEN_VECTORS.is_file(), f"golden cases missing: {GARDIEN_VECTORS}"
+    cases = [case_input(c) for c in CASES]
     proc = run(["eval"], json.dumps(cases))
     assert proc.returncode == 0, proc.stderr
     outputs = json.loads(proc.stdout)

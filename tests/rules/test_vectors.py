@@ -1,46 +1,58 @@
-"""Every golden case of /work/shared/rules/vectors.json through the evaluation interface."""
+"""Every golden case (reference copy and Gardien's own) through the evaluation interface."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.rules.evaluate import evaluate_case
+from tests.rules.golden import (
+    GARDIEN_VECTORS,
+    REFERENCE_COUNT,
+    UPSTREAM,
+    VECTORS,
+    case_input,
+    load,
+    without_prose,
+)
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "rules" / "vectors.json"
-PROSE = ("ground", "reason")
-
-
-def _cases() -> list[Any]:
-    if not VECTORS.is_file():
-        return []
-    cases: list[Any] = json.loads(VECTORS.read_text(encoding="utf-8"))
-    return cases
-
-
-def without_prose(value: Any) -> Any:
-    """Drop the prose keys at every depth: they are ignored by the comparison."""
-    if isinstance(value, dict):
-        return {k: without_prose(v) for k, v in value.items() if k not in PROSE}
-    if isinstance(value, list):
-        return [without_prose(v) for v in value]
-    return value
-
-
-CASES = _cases()
+CASES = load(VECTORS)
+OWN = load(GARDIEN_VECTORS)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_vector(case: dict[str, Any]) -> None:
-    result = evaluate_case({k: case[k] for k in ("id", "rule", "input")})
+    result = evaluate_case(case_input(case))
+    assert result["id"] == case["id"]
+    assert without_prose(result["output"]) == without_prose(case["expected"])
+
+
+@pytest.mark.parametrize("case", OWN, ids=[c["id"] for c in OWN])
+def test_gardien_vector(case: dict[str, Any]) -> None:
+    result = evaluate_case(case_input(case))
     assert result["id"] == case["id"]
     assert without_prose(result["output"]) == without_prose(case["expected"])
 
 
 def test_vectors_present() -> None:
-    if not CASES:
-        pytest.skip(f"golden vectors not found at {VECTORS}")
-    assert len(CASES) >= 60
+    assert VECTORS.is_file(), f"the project copy of the golden cases is missing: {VECTORS}"
+    assert len(CASES) == REFERENCE_COUNT
+
+
+def test_gardien_vectors_present() -> None:
+    assert GARDIEN_VECTORS.is_file(), f"Gardien's own golden cases are missing: {GARDIEN_VECTORS}"
+    assert OWN, "no Gardien golden case"
+
+
+def test_ids_unique_across_both_files() -> None:
+    ids = [c["id"] for c in CASES + OWN]
+    assert len(ids) == len(set(ids))
+
+
+def test_copy_equals_upstream() -> None:
+    if not UPSTREAM.is_file():
+        pytest.skip(f"no upstream reference next to the project ({UPSTREAM})")
+    assert VECTORS.read_bytes() == UPSTREAM.read_bytes(), (
+        f"{VECTORS} differs from {UPSTREAM}: copy the reference again"
+    )
