@@ -40,13 +40,20 @@ class Runtime:
     broker: KafkaBroker
     consumer: Consumer
     metrics: Metrics
-    pseudonyms: Pseudonymiser
     client: AsyncMongoClient[Document] | None = None
+    _pseudonyms: Pseudonymiser | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def span(self, name: str) -> AbstractContextManager[Span]:
         """Start a span of this service's tracer (attributes: ids only, never personal data)."""
         return self.provider.get_tracer(f"gardien.{self.service}").start_as_current_span(name)
+
+    @property
+    def pseudonyms(self) -> Pseudonymiser:
+        """The deployment's subject pseudonymiser (loaded from the settings when first used)."""
+        if self._pseudonyms is None:
+            self._pseudonyms = self.settings.pseudonymiser()
+        return self._pseudonyms
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -71,7 +78,6 @@ def create_service_app(
     spec: ServiceSpec, settings: Settings, exporter: SpanExporter | None = None
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs the service's FastStream broker and database."""
-    pseudonyms = settings.pseudonymiser()  # fails fast, before any client is built
     provider = setup_tracing(spec.name, settings, exporter)
     broker = create_broker(settings, spec.name, provider)
     metrics = Metrics(spec.name)
@@ -82,13 +88,13 @@ def create_service_app(
         broker,
         Consumer(broker, settings, spec.name, metrics),
         metrics,
-        pseudonyms,
     )
     spec.wire(runtime)
     runtime.consumer.subscribe()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.pseudonyms  # noqa: B018 - a missing key fails the start, not the first event
         runtime.client = create_client(settings)
         await spec.indexes.apply(runtime.db)
         await broker.start()
