@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI, Request
 
-from shared.gateway import create_gateway
+from services.gateway.app import create_gateway
 from shared.settings import Settings
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.asyncapi import document, to_yaml
+from gardien.asyncapi import document, to_yaml
 from shared.settings import Settings
 from shared.topics import all_topics
 from tests.support import REPO

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from gardien import stack
+from gardien.endpoints import DEFAULT_HOME, client_settings, live_stack, load_settings
+from gardien.launcher import Launcher, run
 from services.audit.cli import audit_app
-from shared import stack
-from shared.cli.endpoints import DEFAULT_HOME, client_settings, live_stack, load_settings
-from shared.cli.launcher import Launcher, run
 from shared.errors import EventRejected
 from shared.rules.cli import rules_app
 from shared.settings import SERVICE_NAMES
@@ -147,7 +147,7 @@ def service(
     except PseudonymKeyError as exc:
         fail(str(exc))
     if name == "api":
-        from shared.gateway import create_gateway
+        from services.gateway.app import create_gateway
 
         uvicorn.run(
             create_gateway(settings),
@@ -328,7 +328,7 @@ def asyncapi(
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Print the AsyncAPI 3.0 description of every topic, generated from the code."""
-    from shared.asyncapi import render
+    from gardien.asyncapi import render
 
     text = render()
     if out is None:
