@@ -27,6 +27,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_or_free(preferred: int) -> int:
+    """``preferred`` when nothing listens on it on 127.0.0.1, else a free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Return once 127.0.0.1:``port`` accepts connections; raise after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

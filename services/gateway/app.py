@@ -6,12 +6,13 @@ the services' OpenAPI documents so `/docs` shows the whole API.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
 from shared.settings import Settings
@@ -25,6 +26,17 @@ HOP_HEADERS = {
     "content-length",
     "content-encoding",
 }
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def services(settings: Settings) -> dict[str, str]:
+    """Service name -> base URL."""
+    return {
+        "intake": settings.gardien_intake_url,
+        "deadlines": settings.gardien_deadlines_url,
+        "erasure": settings.gardien_erasure_url,
+        "audit": settings.gardien_audit_url,
+    }
 
 
 def routes(settings: Settings) -> dict[str, str]:
@@ -38,17 +50,33 @@ def routes(settings: Settings) -> dict[str, str]:
     }
 
 
-def create_gateway(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
+def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """The gateway app; it forwards /v1/* and reports the services' readiness."""
-    table = routes(settings)
-    services = {
-        "intake": settings.gardien_intake_url,
-        "deadlines": settings.gardien_deadlines_url,
-        "erasure": settings.gardien_erasure_url,
-        "audit": settings.gardien_audit_url,
-    }
+    app = FastAPI(
+        title="Gardien API",
+        version="0.1.0",
+        lifespan=_with_client(transport),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services(settings)
+    app.state.routes = routes(settings)
+    for path, endpoint in (
+        ("/healthz", healthz),
+        ("/readyz", readyz),
+        ("/openapi.json", openapi),
+        ("/docs", docs),
+    ):
+        app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
+    return app
+
+
+def _with_client(
+    transport: httpx.AsyncBaseTransport | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan holding one HTTP client to the services for the app's whole life."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,88 +84,82 @@ def create_gateway(
             app.state.client = client
             yield
 
-    app = FastAPI(
-        title="Gardien API",
-        version="0.1.0",
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-    )
+    return lifespan
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": "api"}
 
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> JSONResponse:
-        checks = {}
-        for name, base in services.items():
-            try:
-                checks[name] = (
-                    await request.app.state.client.get(f"{base}/readyz")
-                ).status_code == 200
-            except httpx.HTTPError:
-                checks[name] = False
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok", "service": "api"}
 
-    @app.get("/openapi.json", include_in_schema=False)
-    async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(await _merged_openapi(request.app.state.client, services))
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> Response:
-        from fastapi.openapi.docs import get_swagger_ui_html
-
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Gardien API")
-
-    @app.api_route(
-        "/v1/{path:path}",
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        include_in_schema=False,
-    )
-    async def forward(request: Request, path: str) -> Response:
-        target = next(
-            (
-                base
-                for prefix, base in table.items()
-                if request.url.path == prefix or request.url.path.startswith(prefix + "/")
-            ),
-            None,
-        )
-        if target is None:
-            return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        # Forward the path and query exactly as received (still percent-encoded): decoded,
-        # a control character or non-ASCII byte would make an invalid upstream URL.
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string", b"")
-        url = f"{target}{raw_path.decode('latin-1')}" + (
-            f"?{query.decode('latin-1')}" if query else ""
-        )
+async def readyz(request: Request) -> JSONResponse:
+    """200 when every service answers its own /readyz with 200, else 503 and which ones."""
+    client: httpx.AsyncClient = request.app.state.client
+    checks = {}
+    for name, base in request.app.state.services.items():
         try:
-            upstream = await request.app.state.client.request(
-                request.method, url, content=await request.body(), headers=headers
-            )
-        except httpx.InvalidURL:
-            return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
+            checks[name] = (await client.get(f"{base}/readyz")).status_code == 200
         except httpx.HTTPError:
-            return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
-        out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
-        return Response(upstream.content, status_code=upstream.status_code, headers=out)
-
-    return app
+            checks[name] = False
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-async def _merged_openapi(client: httpx.AsyncClient, services: dict[str, str]) -> dict[str, Any]:
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(await merged_openapi(request.app.state.client, request.app.state.services))
+
+
+async def docs() -> Response:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Gardien API")
+
+
+async def forward(request: Request, path: str) -> Response:
+    """Send the request to the service owning its path; relay the answer."""
+    target = owner(request.app.state.routes, request.url.path)
+    if target is None:
+        return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    try:
+        upstream = await request.app.state.client.request(
+            request.method,
+            target + raw_target(request),
+            content=await request.body(),
+            headers=headers,
+        )
+    except httpx.InvalidURL:
+        return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
+    except httpx.HTTPError:
+        return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
+    out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+    return Response(upstream.content, status_code=upstream.status_code, headers=out)
+
+
+def owner(table: dict[str, str], path: str) -> str | None:
+    """Base URL of the service whose prefix is ``path`` or a parent of it."""
+    return next(
+        (base for prefix, base in table.items() if path == prefix or path.startswith(prefix + "/")),
+        None,
+    )
+
+
+def raw_target(request: Request) -> str:
+    """The path and query exactly as received (still percent-encoded).
+
+    Decoded, a control character or non-ASCII byte would make an invalid upstream URL.
+    """
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    return raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+
+
+async def merged_openapi(client: httpx.AsyncClient, bases: dict[str, str]) -> dict[str, Any]:
+    """One OpenAPI document with the paths and components of every service that answers."""
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Gardien API", "version": "0.1.0"},
         "paths": {},
         "components": {"schemas": {}, "securitySchemes": {}},
     }
-    for base in services.values():
+    for base in bases.values():
         try:
             doc = (await client.get(f"{base}/openapi.json")).json()
         except (httpx.HTTPError, ValueError):
