@@ -2,6 +2,7 @@
 
 - ``shared/`` imports neither ``services`` nor ``gardien`` (the composition root).
 - A service imports no other service and not the composition root.
+- Domain modules (``services/*/domain.py``, the rules engine) import no I/O adapter.
 - Dynamic imports count: ``import_module("services.x.app")``, ``__import__(f"services.{n}")``.
 """
 
@@ -77,11 +78,9 @@ def _within(name: str, package: str) -> bool:
 def violations(root: Path) -> list[str]:
     """Every forbidden import under ``root`` (a checkout), as "file:line imports module"."""
     found: list[str] = []
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*(root / "shared").rglob("*.py"), *(root / "services").rglob("*.py")]):
         rel = path.relative_to(root)
         top = rel.parts[0]
-        if top not in {"shared", "services"}:
-            continue
         here = ".".join(rel.parts[:2]) if top == "services" else "shared"
         for name, line in imported(path, root):
             if _forbidden(top, here, name) and not _excepted(rel.as_posix(), name):
@@ -102,8 +101,55 @@ def _forbidden(top: str, here: str, name: str) -> bool:
     return name.startswith("services.") and not _within(name, here)
 
 
+# What a pure module may not import: drivers, servers, clients and the modules that use them.
+ADAPTERS = (
+    "pymongo",
+    "faststream",
+    "aiokafka",
+    "httpx",
+    "fastapi",
+    "uvicorn",
+    "typer",
+    "socket",
+    "subprocess",
+    "shared.mongo",
+    "shared.messaging",
+    "shared.outbox",
+    "shared.service",
+    "shared.telemetry",
+    "shared.kafka_admin",
+)
+CLI_STEMS = {"cli", "__main__"}
+
+
+def domain_modules(root: Path) -> list[Path]:
+    """Each service's domain.py and the rules engine (its command-line face aside)."""
+    rules = [p for p in (root / "shared" / "rules").glob("*.py") if p.stem not in CLI_STEMS]
+    return sorted([*(root / "services").glob("*/domain.py"), *rules])
+
+
+def impure_imports(root: Path) -> list[str]:
+    return [
+        f"{path.relative_to(root)}:{line} imports {name}"
+        for path in domain_modules(root)
+        for name, line in imported(path, root)
+        if any(_within(name, adapter) for adapter in ADAPTERS)
+    ]
+
+
 def test_shared_and_services_respect_the_layers() -> None:
     assert violations(REPO) == []
+
+
+def test_domain_modules_import_no_adapter() -> None:
+    assert len(domain_modules(REPO)) > 10
+    assert impure_imports(REPO) == []
+
+
+def test_every_known_exception_is_still_needed() -> None:
+    for file, module in KNOWN_EXCEPTIONS:
+        names = [name for name, _ in imported(REPO / file, REPO)]
+        assert any(_within(n, module) for n in names), f"{file} no longer imports {module}"
 
 
 @pytest.mark.parametrize(
@@ -133,3 +179,12 @@ def test_the_check_catches_each_kind_of_import(
     target.parent.mkdir(parents=True)
     target.write_text(source)
     assert bool(violations(tmp_path)) is bad
+
+
+def test_the_purity_check_catches_an_adapter_in_a_domain_module(tmp_path: Path) -> None:
+    (tmp_path / "services" / "intake").mkdir(parents=True)
+    (tmp_path / "shared" / "rules").mkdir(parents=True)
+    (tmp_path / "services" / "intake" / "domain.py").write_text("from shared import outbox\n")
+    (tmp_path / "shared" / "rules" / "cli.py").write_text("import typer\n")
+    (tmp_path / "shared" / "rules" / "dates.py").write_text("import holidays\n")
+    assert impure_imports(tmp_path) == ["services/intake/domain.py:1 imports shared.outbox"]
