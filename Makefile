@@ -25,8 +25,8 @@ run: env
 
 lint: env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shared services tests examples
-	$(VENV)/bin/mypy shared services tests/support.py
+	$(VENV)/bin/ruff format --check shared services gardien tests examples bench
+	$(VENV)/bin/mypy shared services gardien tests/support.py
 
 test: lint
 	$(VENV)/bin/pytest -ra

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import stack
+from gardien import stack
 
 
 def machine() -> str:

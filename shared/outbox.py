@@ -2,12 +2,15 @@
 
 A use case writes its new state and the events it causes in one versioned document update
 (the whole ``outbox`` array is set, with ``outbox_pending: true``); ``relay`` then publishes
-them and clears each once sent, under the same version check. A crash between the two
-leaves the events in the document, and the next relay (or the start-up sweep) sends them:
-the events have deterministic ids, so consumers that see one twice ignore it.
+every pending event, oldest first, and empties the array in one update under the same
+version check (when a writer changed the document meanwhile, it reads it again and sends
+only the events it has not sent yet). A crash between the two leaves the events in the
+document, and the next relay (or the start-up sweep) sends them: the events have
+deterministic ids, so consumers that see one twice ignore it.
 
-Arrays are always written whole: the embedded MongoDB server stores documents pushed with
-``$push`` as JSON strings and empties an array on ``$pull`` by sub-document (docs/devstack.md).
+The array is only ever replaced whole with ``$set``, never changed with ``$push`` or
+``$pull``, which the embedded MongoDB server mishandles on arrays of sub-documents
+(docs/devstack.md); entries that come back as JSON strings are decoded.
 """
 
 from __future__ import annotations

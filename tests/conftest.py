@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import stack
+from gardien import stack
 from shared.kafka_admin import ensure_topics
 from shared.settings import Settings
 from shared.topics import all_topics

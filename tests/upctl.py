@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from shared import stack
+from gardien import stack
 from tests.support import REPO
 
 
@@ -54,7 +54,7 @@ def start_up(
         [
             sys.executable,
             "-m",
-            "shared.cli.main",
+            "gardien",
             "up",
             "--home",
             str(home),

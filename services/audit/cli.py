@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gardien.endpoints import client_settings
 from services.audit.checkpoints import public_key
 from services.audit.repository import AuditStore
 from services.audit.settings import AuditSettings
 from services.audit.verification import Report, Verifier
-from shared.cli.endpoints import client_settings
 from shared.mongo import create_client, service_database
 from shared.settings import Settings
 

@@ -1,7 +1,9 @@
 """Gardien's pure GDPR rules engine (France): deadlines, decisions and retention.
 
-Every function here is pure: dates and instants come in as parameters, the clock is never
-read, and bad inputs raise ``RuleError(code, message)``.
+The rules are pure: dates and instants come in as parameters, the clock is never read,
+nothing is read or written, and bad inputs raise ``RuleError(code, message)``. The one
+exception is ``load_policy``, which reads a YAML policy profile from a file (bad profiles
+raise ``PolicyError``); callers load it once at start-up and pass the ``Policy`` in.
 """
 
 from shared.rules.breaches import BreachDeadline, BreachGates, breach_deadline, breach_gates

@@ -229,7 +229,7 @@ class Up:
 
     def gardien(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli.main", *args],
+            [sys.executable, "-m", "gardien", *args],
             env=self.env,
             cwd=REPO,
             capture_output=True,

@@ -128,7 +128,7 @@ def generate(rng: random.Random, count: int) -> list[Hostile]:
                 )
             ).encode(),
         ),
-        # ARCHITECTURE.md: instants are "ISO 8601 with offset"; a number is not one.
+        # The contract (shared/events/common.py): instants are ISO 8601 with offset; not numbers.
         "numeric_dates": lambda n: (
             topics.REQUESTS,
             json.dumps(

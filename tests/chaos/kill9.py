@@ -12,7 +12,7 @@ import random
 import sys
 import time
 
-from shared import stack
+from gardien import stack
 from tests.chaos.harness import (
     SERVICES,
     FakeSystems,

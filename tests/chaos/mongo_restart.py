@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from shared import stack
+from gardien import stack
 from tests.chaos.harness import (
     SERVICES,
     FakeSystems,

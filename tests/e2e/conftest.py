@@ -34,7 +34,7 @@ class System:
     def gardien(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run the `gardien` command against this system."""
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli.main", *args],
+            [sys.executable, "-m", "gardien", *args],
             env=self.env,
             input=stdin,
             capture_output=True,

@@ -111,7 +111,7 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
     event = example("request-erasure-received.json", request_id=request_id)
     (tmp_path / "erasure.json").write_text(json.dumps(event))
     published = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "publish", str(tmp_path / "erasure.json")],
+        [sys.executable, "-m", "gardien", "publish", str(tmp_path / "erasure.json")],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -183,7 +183,7 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
     assert EMAIL not in export.text
 
     verify = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "audit", "verify"],
+        [sys.executable, "-m", "gardien", "audit", "verify"],
         env=env,
         cwd=REPO,
         capture_output=True,

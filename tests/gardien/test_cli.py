@@ -11,7 +11,7 @@ from tests.support import REPO
 
 def gardien(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", *args],
+        [sys.executable, "-m", "gardien", *args],
         env={**os.environ, **env},
         cwd=REPO,
         capture_output=True,
@@ -34,7 +34,7 @@ def test_unknown_service_and_empty_input_are_refused() -> None:
     assert unknown.returncode == 2
     assert "unknown service 'billing'" in unknown.stderr
     empty = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "publish", "-"],
+        [sys.executable, "-m", "gardien", "publish", "-"],
         input="",
         cwd=REPO,
         capture_output=True,

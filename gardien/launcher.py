@@ -20,15 +20,15 @@ from pathlib import Path
 
 import typer
 
-from shared import stack
-from shared.cli.endpoints import UP_STATE
+from gardien import stack
+from gardien.endpoints import UP_STATE
 from shared.kafka_admin import ensure_topics
 from shared.pseudonyms import ensure_key_file
 from shared.topics import all_topics
 
 SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
 STATE_FILE = UP_STATE
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # The reference connected systems (examples/connected_systems) and their extra arguments;
 # the newsletter's port matches its URL in examples/connected_systems/registry.yaml.
 REFERENCE_SYSTEMS = {
@@ -132,7 +132,7 @@ class Launcher:
 
     def start_children(self) -> None:
         base = self.service_env()
-        gardien = [sys.executable, "-m", "shared.cli.main"]
+        gardien = [sys.executable, "-m", "gardien"]
         for name, port in self.ports().items():
             env = {**base, "GARDIEN_SERVICE_PORT": str(port)}
             self.children.append(

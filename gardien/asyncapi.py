@@ -8,9 +8,12 @@ the two equal.
 
 from __future__ import annotations
 
+from importlib import import_module
+from secrets import token_hex
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from shared import topics
 from shared.events.envelope import CloudEvent
@@ -63,10 +66,11 @@ def _messages() -> dict[str, Any]:
 
 def _subscriptions(settings: Settings) -> dict[str, list[str]]:
     """Topic -> services that consume it, read from each service's wiring."""
+    # The wiring does not depend on the key; a throwaway one lets this run without any.
+    wiring = settings.model_copy(update={"gardien_pseudonym_key": SecretStr(token_hex(32))})
     consumers: dict[str, list[str]] = {}
     for name in SERVICE_NAMES:
-        module = __import__(f"services.{name}.app", fromlist=["create_app"])
-        runtime = module.create_app(settings).state.runtime
+        runtime = import_module(f"services.{name}.app").create_app(wiring).state.runtime
         for topic in runtime.consumer.topics():
             consumers.setdefault(topic, []).append(name)
     return consumers
@@ -74,39 +78,7 @@ def _subscriptions(settings: Settings) -> dict[str, list[str]]:
 
 def document(settings: Settings | None = None) -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
-    settings = settings or Settings()
-    messages = _messages()
-    by_topic: dict[str, list[str]] = {}
-    for event_type, (_, topic) in EVENT_TYPES.items():
-        by_topic.setdefault(topic, []).append(_message_name(event_type))
-    for prefix, topic in INTERNAL_PREFIXES.items():
-        by_topic.setdefault(topic, []).append(_message_name(prefix + "*"))
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    consumers = _subscriptions(settings)
-    for topic, partitions in sorted(topics.all_topics().items()):
-        key = topic.replace(".", "_")
-        refs = {m: {"$ref": f"#/components/messages/{m}"} for m in sorted(by_topic.get(topic, []))}
-        channel: dict[str, Any] = {
-            "address": topic,
-            "messages": refs,
-            "description": f"{partitions} partition(s); key = aggregate id (never personal data)",
-        }
-        if topic.endswith(topics.DLQ_SUFFIX):
-            channel["description"] = (
-                "Dead letters: records as received, reason in header x-gardien-dlq-reason"
-            )
-        channels[key] = channel
-        for service in consumers.get(topic, []):
-            operations[f"{service}_receives_{key}"] = {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{key}"},
-            }
-        for service in PRODUCERS.get(topic, []):
-            operations[f"{service}_sends_{key}"] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{key}"},
-            }
+    channels, operations = _channels_and_operations(_subscriptions(settings or Settings()))
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -117,7 +89,50 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         "defaultContentType": "application/cloudevents+json",
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages},
+        "components": {"messages": _messages()},
+    }
+
+
+def _messages_by_topic() -> dict[str, list[str]]:
+    by_topic: dict[str, list[str]] = {}
+    for event_type, (_, topic) in EVENT_TYPES.items():
+        by_topic.setdefault(topic, []).append(_message_name(event_type))
+    for prefix, topic in INTERNAL_PREFIXES.items():
+        by_topic.setdefault(topic, []).append(_message_name(prefix + "*"))
+    return by_topic
+
+
+def _channels_and_operations(
+    consumers: dict[str, list[str]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One channel per topic, and each service's receive and send operations on it."""
+    by_topic = _messages_by_topic()
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic, partitions in sorted(topics.all_topics().items()):
+        key = topic.replace(".", "_")
+        channels[key] = _channel(topic, partitions, sorted(by_topic.get(topic, [])))
+        for service in consumers.get(topic, []):
+            operations[f"{service}_receives_{key}"] = _operation("receive", key)
+        for service in PRODUCERS.get(topic, []):
+            operations[f"{service}_sends_{key}"] = _operation("send", key)
+    return channels, operations
+
+
+def _operation(action: str, channel: str) -> dict[str, Any]:
+    # A new dict each time: a shared one would be written as a YAML anchor and aliases.
+    return {"action": action, "channel": {"$ref": f"#/channels/{channel}"}}
+
+
+def _channel(topic: str, partitions: int, messages: list[str]) -> dict[str, Any]:
+    if topic.endswith(topics.DLQ_SUFFIX):
+        description = "Dead letters: records as received, reason in header x-gardien-dlq-reason"
+    else:
+        description = f"{partitions} partition(s); key = aggregate id (never personal data)"
+    return {
+        "address": topic,
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
+        "description": description,
     }
 
 

@@ -1,0 +1,5 @@
+"""`python -m gardien` runs the `gardien` command."""
+
+from gardien.cli import main
+
+main()

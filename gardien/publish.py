@@ -1,0 +1,106 @@
+"""`gardien publish`: send CloudEvents from a file or stdin to the topic of their type."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gardien.console import HOME, fail
+from gardien.endpoints import DEFAULT_HOME, client_settings
+from shared.errors import EventRejected
+
+
+def publish(
+    source: Annotated[
+        str, typer.Argument(help="A JSON file of one or more CloudEvents, or - for stdin")
+    ],
+    topic: Annotated[
+        str | None,
+        typer.Option(help="Send as-is to this topic, unvalidated (to test dead-lettering)."),
+    ] = None,
+    home: HOME = DEFAULT_HOME,
+) -> None:
+    """Publish CloudEvents (a JSON object, array or JSON Lines) to the topic of their type."""
+    from shared.events import aggregate_key, parse_event
+
+    if topic is not None:
+        items = _read_events(source)
+        asyncio.run(_publish_raw(home, topic, [json.dumps(item).encode() for item in items]))
+        typer.echo(f"sent {len(items)} record(s) unvalidated to {topic}")
+        return
+    events = []
+    for index, item in enumerate(_read_events(source), start=1):
+        try:
+            events.append(parse_event(item))
+        except EventRejected as exc:
+            fail(f"event {index}: {exc.reason}")
+    asyncio.run(_publish_all(home, events))
+    for event in events:
+        typer.echo(f"published {event.type} {event.id} (key {aggregate_key(event)})")
+
+
+def _read_events(source: str) -> list[dict[str, Any]]:
+    text = sys.stdin.read() if source == "-" else _read_file(source)
+    stripped = text.strip()
+    if not stripped:
+        fail("no event to publish: the input is empty")
+    try:
+        loaded = json.loads(stripped)
+        items = loaded if isinstance(loaded, list) else [loaded]
+    except json.JSONDecodeError:
+        try:
+            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            fail(f"{source}: not JSON nor JSON Lines (line {exc.lineno}: {exc.msg})")
+    return items
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    return ""
+
+
+async def _publish_raw(home: Path, topic: str, bodies: list[bytes]) -> None:
+    broker = await _connected_broker(home)
+    try:
+        for body in bodies:
+            await broker.publish(body, topic=topic)
+    finally:
+        await broker.stop()
+
+
+async def _connected_broker(home: Path) -> Any:
+    import logging
+
+    from shared.messaging import create_broker
+    from shared.telemetry import setup_tracing
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one line below says it
+    settings = client_settings(home)
+    broker = create_broker(settings, "cli", setup_tracing("cli", settings))
+    try:
+        await asyncio.wait_for(broker.connect(), timeout=15)
+    except Exception as exc:
+        await broker.stop()
+        fail(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {type(exc).__name__}")
+    return broker
+
+
+async def _publish_all(home: Path, events: list[Any]) -> None:
+    from shared.events import aggregate_key
+    from shared.messaging import publish_event
+
+    broker = await _connected_broker(home)
+    try:
+        for event in events:
+            await publish_event(broker, event, aggregate_key(event))
+    finally:
+        await broker.stop()

@@ -1,0 +1,1 @@
+"""The HTTP API gateway: one address in front of the four services (`gardien service api`)."""

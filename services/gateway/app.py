@@ -1,0 +1,170 @@
+"""The HTTP API front: one address that forwards each path to the service that owns it.
+
+Services keep their own data and their own routes; the gateway holds no state. It merges
+the services' OpenAPI documents so `/docs` shows the whole API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
+
+from shared.settings import Settings
+
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-encoding",
+}
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def services(settings: Settings) -> dict[str, str]:
+    """Service name -> base URL."""
+    return {
+        "intake": settings.gardien_intake_url,
+        "deadlines": settings.gardien_deadlines_url,
+        "erasure": settings.gardien_erasure_url,
+        "audit": settings.gardien_audit_url,
+    }
+
+
+def routes(settings: Settings) -> dict[str, str]:
+    """Path prefix -> base URL of the owning service."""
+    return {
+        "/v1/requests": settings.gardien_intake_url,
+        "/v1/deadlines": settings.gardien_deadlines_url,
+        "/v1/erasure": settings.gardien_erasure_url,
+        "/v1/audit": settings.gardien_audit_url,
+        "/v1/webhooks": settings.gardien_audit_url,
+    }
+
+
+def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The gateway app; it forwards /v1/* and reports the services' readiness."""
+    app = FastAPI(
+        title="Gardien API",
+        version="0.1.0",
+        lifespan=_with_client(transport),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services(settings)
+    app.state.routes = routes(settings)
+    for path, endpoint in (
+        ("/healthz", healthz),
+        ("/readyz", readyz),
+        ("/openapi.json", openapi),
+        ("/docs", docs),
+    ):
+        app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
+    return app
+
+
+def _with_client(
+    transport: httpx.AsyncBaseTransport | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan holding one HTTP client to the services for the app's whole life."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=30.0, transport=transport) as client:
+            app.state.client = client
+            yield
+
+    return lifespan
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok", "service": "api"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """200 when every service answers its own /readyz with 200, else 503 and which ones."""
+    client: httpx.AsyncClient = request.app.state.client
+    checks = {}
+    for name, base in request.app.state.services.items():
+        try:
+            checks[name] = (await client.get(f"{base}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            checks[name] = False
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(await merged_openapi(request.app.state.client, request.app.state.services))
+
+
+async def docs() -> Response:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Gardien API")
+
+
+async def forward(request: Request, path: str) -> Response:
+    """Send the request to the service owning its path; relay the answer."""
+    target = owner(request.app.state.routes, request.url.path)
+    if target is None:
+        return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    try:
+        upstream = await request.app.state.client.request(
+            request.method,
+            target + raw_target(request),
+            content=await request.body(),
+            headers=headers,
+        )
+    except httpx.InvalidURL:
+        return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
+    except httpx.HTTPError:
+        return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
+    out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+    return Response(upstream.content, status_code=upstream.status_code, headers=out)
+
+
+def owner(table: dict[str, str], path: str) -> str | None:
+    """Base URL of the service whose prefix is ``path`` or a parent of it."""
+    return next(
+        (base for prefix, base in table.items() if path == prefix or path.startswith(prefix + "/")),
+        None,
+    )
+
+
+def raw_target(request: Request) -> str:
+    """The path and query exactly as received (still percent-encoded).
+
+    Decoded, a control character or non-ASCII byte would make an invalid upstream URL.
+    """
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    return raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+
+
+async def merged_openapi(client: httpx.AsyncClient, bases: dict[str, str]) -> dict[str, Any]:
+    """One OpenAPI document with the paths and components of every service that answers."""
+    merged: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "Gardien API", "version": "0.1.0"},
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+    }
+    for base in bases.values():
+        try:
+            doc = (await client.get(f"{base}/openapi.json")).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        merged["paths"].update(doc.get("paths", {}))
+        for part in ("schemas", "securitySchemes"):
+            merged["components"][part].update(doc.get("components", {}).get(part, {}))
+    return merged

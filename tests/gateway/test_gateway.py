@@ -1,0 +1,128 @@
+"""The gateway forwards each path to its owner as received, reports readiness, merges OpenAPI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+
+from services.gateway.app import create_app
+from shared.settings import Settings
+
+SERVICES = ("intake", "deadlines", "erasure", "audit")
+SETTINGS = Settings(**{f"gardien_{name}_url": f"http://{name}" for name in SERVICES})  # type: ignore[arg-type]
+
+
+def upstream() -> FastAPI:
+    """Every service at once: it answers with who it is (the Host header) and what it got."""
+    app = FastAPI(openapi_url=None)
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        return Response(status_code=503 if request.headers["host"] == "erasure" else 200)
+
+    @app.get("/openapi.json")
+    async def openapi(request: Request) -> dict[str, Any]:
+        name = request.headers["host"]
+        return {
+            "paths": {f"/v1/{name}": {"get": {}}},
+            "components": {"schemas": {name.title(): {"type": "object"}}},
+        }
+
+    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
+    async def echo(request: Request, rest: str) -> Response:
+        body = {
+            "service": request.headers["host"],
+            "method": request.method,
+            "raw_path": request.scope["raw_path"].decode(),
+            "query": request.url.query,
+            "body": (await request.body()).decode(),
+            "x_api_key": request.headers.get("x-api-key"),
+        }
+        return Response(
+            json.dumps(body),
+            status_code=201 if request.method == "POST" else 200,
+            headers={"content-type": "application/json", "x-upstream": "yes"},
+        )
+
+    return app
+
+
+class Services(httpx.AsyncBaseTransport):
+    """Routes to ``upstream()``; the hosts in ``down`` refuse connections."""
+
+    def __init__(self, down: frozenset[str] = frozenset()) -> None:
+        self.app = httpx.ASGITransport(app=upstream())
+        self.down = down
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host in self.down:
+            raise httpx.ConnectError("refused", request=request)
+        return await self.app.handle_async_request(request)
+
+
+async def call(
+    path: str, method: str = "GET", down: frozenset[str] = frozenset(), **kw: Any
+) -> httpx.Response:
+    gateway = create_app(SETTINGS, transport=Services(down))
+    async with gateway.router.lifespan_context(gateway):
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return await client.request(method, path, **kw)
+
+
+async def test_odd_paths_are_forwarded_as_received() -> None:
+    reply = await call("/v1/webhooks/%10%C3%9C?x=%20y")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["raw_path"] == "/v1/webhooks/%10%C3%9C"
+    assert reply.json()["query"] == "x=%20y"
+
+
+async def test_each_prefix_goes_to_its_owner() -> None:
+    owners = {
+        "/v1/requests": "intake",
+        "/v1/requests/r1/status": "intake",
+        "/v1/deadlines/d1": "deadlines",
+        "/v1/erasure/cases": "erasure",
+        "/v1/audit/subjects/x": "audit",
+        "/v1/webhooks": "audit",
+    }
+    for path, owner in owners.items():
+        assert (await call(path)).json()["service"] == owner, path
+
+
+async def test_method_body_and_headers_are_forwarded_and_the_status_kept() -> None:
+    reply = await call("/v1/requests", "POST", content=b'{"a": 1}', headers={"X-API-Key": "k"})
+    assert reply.status_code == 201
+    got = reply.json()
+    assert (got["method"], got["body"], got["x_api_key"]) == ("POST", '{"a": 1}', "k")
+    assert reply.headers["x-upstream"] == "yes"
+
+
+async def test_unknown_prefix_is_404_and_a_prefix_is_not_a_word_start() -> None:
+    assert (await call("/v1/nothing-here")).status_code == 404
+    assert (await call("/v1/requestsX")).status_code == 404
+
+
+async def test_an_unreachable_owner_is_503() -> None:
+    reply = await call("/v1/audit/x", down=frozenset({"audit"}))
+    assert reply.status_code == 503
+    assert reply.json() == {"detail": "the owning service is unreachable"}
+
+
+async def test_readyz_reports_each_service() -> None:
+    reply = await call("/readyz", down=frozenset({"audit"}))
+    assert reply.status_code == 503
+    checks = {"intake": True, "deadlines": True, "erasure": False, "audit": False}
+    assert reply.json() == {"ready": False, "checks": checks}
+    assert (await call("/healthz")).json() == {"status": "ok", "service": "api"}
+
+
+async def test_openapi_merges_the_reachable_services() -> None:
+    doc = (await call("/openapi.json", down=frozenset({"deadlines"}))).json()
+    assert set(doc["paths"]) == {"/v1/intake", "/v1/erasure", "/v1/audit"}
+    assert set(doc["components"]["schemas"]) == {"Intake", "Erasure", "Audit"}
+    assert doc["info"]["title"] == "Gardien API"
+    assert (await call("/docs")).status_code == 200
