@@ -9,11 +9,9 @@ the two equal.
 from __future__ import annotations
 
 from importlib import import_module
-from secrets import token_hex
 from typing import Any
 
 import yaml
-from pydantic import SecretStr
 
 from shared import topics
 from shared.events.envelope import CloudEvent
@@ -66,11 +64,9 @@ def _messages() -> dict[str, Any]:
 
 def _subscriptions(settings: Settings) -> dict[str, list[str]]:
     """Topic -> services that consume it, read from each service's wiring."""
-    # The wiring does not depend on the key; a throwaway one lets this run without any.
-    wiring = settings.model_copy(update={"gardien_pseudonym_key": SecretStr(token_hex(32))})
     consumers: dict[str, list[str]] = {}
     for name in SERVICE_NAMES:
-        runtime = import_module(f"services.{name}.app").create_app(wiring).state.runtime
+        runtime = import_module(f"services.{name}.app").create_app(settings).state.runtime
         for topic in runtime.consumer.topics():
             consumers.setdefault(topic, []).append(name)
     return consumers
