@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.auth import KeyStore
 from shared.health import Readiness
 from shared.messaging import Consumer, create_broker
-from shared.metrics import Metrics
+from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.mongo import Document, IndexPlan, create_client, service_database
 from shared.pseudonyms import Pseudonymiser
 from shared.settings import Settings
@@ -77,7 +77,7 @@ def create_service_app(
     pseudonyms = settings.pseudonymiser()  # fails fast, before any client is built
     provider = setup_tracing(spec.name, settings, exporter)
     broker = create_broker(settings, spec.name, provider)
-    metrics = Metrics(spec.name)
+    metrics = Metrics(spec.name, settings)
     runtime = Runtime(
         spec.name,
         settings,
@@ -97,6 +97,7 @@ def create_service_app(
         await broker.start()
         for hook in spec.after_start:
             await hook(runtime)
+        runtime.tasks.append(asyncio.create_task(metrics.run(), name="metrics"))
         log.info("%s started", spec.name)
         try:
             yield
@@ -107,6 +108,7 @@ def create_service_app(
             await broker.stop()
             await runtime.client.close()
             provider.shutdown()
+            metrics.shutdown()
 
     app = FastAPI(title=f"Gardien {spec.name}", lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
@@ -114,7 +116,7 @@ def create_service_app(
     _health_routes(app, runtime)
     for router in spec.routers:
         app.include_router(router)
-    instrument_fastapi(app, provider)
+    instrument_fastapi(app, provider, metrics.provider)
     return app
 
 
@@ -141,5 +143,5 @@ def _health_routes(app: FastAPI, runtime: Runtime) -> None:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(runtime.metrics.exposition())
+    async def metrics() -> Response:
+        return Response(runtime.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
