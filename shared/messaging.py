@@ -63,6 +63,7 @@ def create_broker(settings: Settings, service: str, provider: TracerProvider) ->
         client_id=f"gardien-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
         log_level=logging.DEBUG,
+        logger=logging.getLogger("gardien.kafka"),  # our handlers, not FastStream's colours
         request_timeout_ms=10_000,
     )
 
