@@ -85,8 +85,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         ids = dict(getattr(record, "ids", {}))
-        if getattr(record, "trace_id", None):
-            ids["trace_id"] = record.trace_id
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            ids["trace_id"] = trace_id
         return f"{line} [{' '.join(f'{k}={v}' for k, v in ids.items())}]" if ids else line
 
 
