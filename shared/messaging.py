@@ -121,6 +121,11 @@ class Consumer:
 
         self._routes[topic] = on_record
 
+    @property
+    def group(self) -> str:
+        """The consumer group of this service (one per service)."""
+        return f"gardien-{self.service}"
+
     def topics(self) -> list[str]:
         """The topics this consumer reads (for the AsyncAPI description)."""
         return sorted(self._routes)
@@ -141,7 +146,7 @@ class Consumer:
         self.broker.subscriber(
             *sorted(routes),
             decoder=_raw_body,
-            group_id=f"gardien-{self.service}",
+            group_id=self.group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.gardien_fetch_max_wait_ms,

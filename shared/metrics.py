@@ -155,6 +155,7 @@ class Metrics:
 
     async def run(self) -> None:
         """Refresh the gauges every ``refresh_every`` seconds until cancelled."""
+        await asyncio.sleep(1.0)  # let the service finish starting
         while True:
             await self.refresh()
             await asyncio.sleep(self.refresh_every)

@@ -19,12 +19,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.auth import KeyStore
 from shared.health import Readiness
+from shared.lag import ConsumerLag
 from shared.messaging import Consumer, create_broker
 from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.mongo import Document, IndexPlan, create_client, service_database
 from shared.pseudonyms import Pseudonymiser
 from shared.settings import Settings
 from shared.telemetry import instrument_fastapi, setup_tracing
+from shared.topics import all_topics
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ def create_service_app(
         await broker.start()
         for hook in spec.after_start:
             await hook(runtime)
+        lag = _lag_gauge(runtime)
         runtime.tasks.append(asyncio.create_task(metrics.run(), name="metrics"))
         log.info("%s started", spec.name)
         try:
@@ -106,6 +109,8 @@ def create_service_app(
                 task.cancel()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
             await broker.stop()
+            if lag is not None:
+                await lag.close()
             await runtime.client.close()
             provider.shutdown()
             metrics.shutdown()
@@ -118,6 +123,22 @@ def create_service_app(
         app.include_router(router)
     instrument_fastapi(app, provider, metrics.provider)
     return app
+
+
+def _lag_gauge(runtime: Runtime) -> ConsumerLag | None:
+    """Register the consumer-lag gauge of the service's group (None when it reads nothing)."""
+    plan = all_topics()
+    read = {t: plan[t] for t in runtime.consumer.topics() if t in plan}
+    if not read:
+        return None
+    lag = ConsumerLag(runtime.settings.kafka_bootstrap_servers, runtime.consumer.group, read)
+    runtime.metrics.gauge(
+        "gardien.consumer.lag",
+        "Records of each partition the service's consumer group has not committed yet.",
+        "{message}",
+        lag.figures,
+    )
+    return lag
 
 
 def _health_routes(app: FastAPI, runtime: Runtime) -> None:

@@ -72,7 +72,8 @@ async def test_database_backed_gauges_are_refreshed_in_the_background() -> None:
 async def test_a_running_service_exposes_consumer_and_http_figures(settings: Settings) -> None:
     headers = api_key(settings)
     event = example("request-received.json", request_id="REQ-METRICS-1")
-    async with running(intake_app(settings)) as intake:
+    app = intake_app(settings)
+    async with running(app) as intake:
         await produce(
             settings.kafka_bootstrap_servers,
             topics.REQUESTS,
@@ -97,9 +98,21 @@ async def test_a_running_service_exposes_consumer_and_http_figures(settings: Set
             return response.text if mine and mine[0] >= 1 else None
 
         text = await wait_for(counted)
+
+        async def caught_up() -> list[tuple[dict[str, str], float]] | None:
+            await app.state.runtime.metrics.refresh()
+            lag = samples((await intake.get("/metrics")).text, "gardien_consumer_lag")
+            mine = [
+                v for labels, v in lag if labels["messaging_destination_name"] == topics.REQUESTS
+            ]
+            return lag if mine and not any(mine) else None
+
+        lag = await wait_for(caught_up)
     routes = {
         labels.get("http_route")
         for labels, _ in samples(text, "http_server_request_duration_seconds_count")
     }
     assert "/v1/requests/{request_id}" in routes
     assert "alice" not in text.lower() and "@" not in text
+    partitions = {labels["messaging_destination_partition_id"] for labels, _ in lag}
+    assert len(partitions) > 1  # one figure per partition
