@@ -40,6 +40,8 @@ class StoredKey:
     name: str
     sha256: str
     scopes: frozenset[str]
+    created_at: str | None = None
+    revoked_at: str | None = None
 
 
 class KeyStore:
@@ -59,10 +61,7 @@ class KeyStore:
         if stamp == self._stamp:
             return
         raw = json.loads(self.path.read_text() or "{}")
-        self._keys = {
-            k["id"]: StoredKey(k["id"], k["name"], k["sha256"], frozenset(k["scopes"]))
-            for k in raw.get("keys", [])
-        }
+        self._keys = {k["id"]: _stored(k) for k in raw.get("keys", [])}
         self._stamp = stamp
 
     def authenticate(self, presented: str) -> StoredKey | None:
@@ -72,7 +71,7 @@ class KeyStore:
         stored = self._keys.get(key_id)
         if stored is None or not hmac.compare_digest(stored.sha256, _digest(presented)):
             return None
-        return stored
+        return None if stored.revoked_at else stored
 
     def create(self, name: str, scopes: list[str]) -> str:
         """Add a key and return it; this is the only time it is ever shown."""
@@ -81,7 +80,7 @@ class KeyStore:
             raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
         key_id = secrets.token_hex(4)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        raw = json.loads(self.path.read_text() or "{}") if self.path.exists() else {}
+        raw = self._raw()
         raw.setdefault("keys", []).append(
             {
                 "id": key_id,
@@ -91,16 +90,55 @@ class KeyStore:
                 "created_at": datetime.now(UTC).isoformat(),
             }
         )
+        self._write(raw)
+        return key
+
+    def listing(self) -> list[StoredKey]:
+        """Every key ever created, revoked ones included, oldest first."""
+        self._stamp = None
+        self._load()
+        return list(self._keys.values())
+
+    def revoke(self, ref: str) -> StoredKey:
+        """Revoke the one key whose id or name is ``ref``; KeyError when none or several match."""
+        raw = self._raw()
+        found = [k for k in raw.get("keys", []) if ref in (k["id"], k["name"])]
+        if len(found) != 1:
+            why = "no key" if not found else f"{len(found)} keys"
+            raise KeyError(f"{why} with id or name {ref!r}; see `gardien apikey list`")
+        if not found[0].get("revoked_at"):
+            found[0]["revoked_at"] = datetime.now(UTC).isoformat()
+            self._write(raw)
+        return _stored(found[0])
+
+    def _raw(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        raw: dict[str, Any] = json.loads(self.path.read_text() or "{}")
+        return raw
+
+    def _write(self, raw: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(raw, indent=2))
         os.chmod(tmp, 0o600)
         tmp.replace(self.path)
-        return key
+        self._stamp = None
 
     def is_empty(self) -> bool:
         self._load()
         return not self._keys
+
+
+def _stored(k: dict[str, Any]) -> StoredKey:
+    return StoredKey(
+        k["id"],
+        k["name"],
+        k["sha256"],
+        frozenset(k["scopes"]),
+        k.get("created_at"),
+        k.get("revoked_at"),
+    )
 
 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -63,6 +63,7 @@ def create_broker(settings: Settings, service: str, provider: TracerProvider) ->
         client_id=f"gardien-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
         log_level=logging.DEBUG,
+        logger=logging.getLogger("gardien.kafka"),  # our handlers, not FastStream's colours
         request_timeout_ms=10_000,
     )
 
@@ -120,6 +121,11 @@ class Consumer:
 
         self._routes[topic] = on_record
 
+    @property
+    def group(self) -> str:
+        """The consumer group of this service (one per service)."""
+        return f"gardien-{self.service}"
+
     def topics(self) -> list[str]:
         """The topics this consumer reads (for the AsyncAPI description)."""
         return sorted(self._routes)
@@ -140,7 +146,7 @@ class Consumer:
         self.broker.subscriber(
             *sorted(routes),
             decoder=_raw_body,
-            group_id=f"gardien-{self.service}",
+            group_id=self.group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.gardien_fetch_max_wait_ms,

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -18,14 +18,19 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.auth import KeyStore
+from shared.health import Readiness
+from shared.lag import ConsumerLag
 from shared.messaging import Consumer, create_broker
-from shared.metrics import Metrics
+from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.mongo import Document, IndexPlan, create_client, service_database
 from shared.pseudonyms import Pseudonymiser
 from shared.settings import Settings
 from shared.telemetry import instrument_fastapi, setup_tracing
+from shared.topics import all_topics
 
 log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 0.8  # seconds per check: /readyz answers well within 1 s
 
 Hook = Callable[["Runtime"], Awaitable[None]]
 
@@ -80,7 +85,7 @@ def create_service_app(
     """A FastAPI app whose lifespan runs the service's FastStream broker and database."""
     provider = setup_tracing(spec.name, settings, exporter)
     broker = create_broker(settings, spec.name, provider)
-    metrics = Metrics(spec.name)
+    metrics = Metrics(spec.name, settings)
     runtime = Runtime(
         spec.name,
         settings,
@@ -100,6 +105,8 @@ def create_service_app(
         await broker.start()
         for hook in spec.after_start:
             await hook(runtime)
+        lag = _lag_gauge(runtime)
+        runtime.tasks.append(asyncio.create_task(metrics.run(), name="metrics"))
         log.info("%s started", spec.name)
         try:
             yield
@@ -108,8 +115,11 @@ def create_service_app(
                 task.cancel()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
             await broker.stop()
+            if lag is not None:
+                await lag.close()
             await runtime.client.close()
             provider.shutdown()
+            metrics.shutdown()
 
     app = FastAPI(title=f"Gardien {spec.name}", lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
@@ -117,8 +127,24 @@ def create_service_app(
     _health_routes(app, runtime)
     for router in spec.routers:
         app.include_router(router)
-    instrument_fastapi(app, provider)
+    instrument_fastapi(app, provider, metrics.provider)
     return app
+
+
+def _lag_gauge(runtime: Runtime) -> ConsumerLag | None:
+    """Register the consumer-lag gauge of the service's group (None when it reads nothing)."""
+    plan = all_topics()
+    read = {t: plan[t] for t in runtime.consumer.topics() if t in plan}
+    if not read:
+        return None
+    lag = ConsumerLag(runtime.settings.kafka_bootstrap_servers, runtime.consumer.group, read)
+    runtime.metrics.gauge(
+        "gardien.consumer.lag",
+        "Records of each partition the service's consumer group has not committed yet.",
+        "{message}",
+        lag.figures,
+    )
+    return lag
 
 
 def _health_routes(app: FastAPI, runtime: Runtime) -> None:
@@ -126,18 +152,23 @@ def _health_routes(app: FastAPI, runtime: Runtime) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.service}
 
+    async def kafka() -> bool:
+        return bool(await runtime.broker.ping(timeout=READY_TIMEOUT))
+
+    async def mongodb() -> bool:
+        if runtime.client is None:
+            return False
+        await runtime.client.admin.command("ping")
+        return True
+
+    readiness = Readiness({"kafka": kafka, "mongodb": mongodb}, timeout=READY_TIMEOUT)
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        checks = {"kafka": await runtime.broker.ping(timeout=2.0), "mongodb": False}
-        try:
-            if runtime.client is not None:
-                await runtime.client.admin.command("ping")
-                checks["mongodb"] = True
-        except Exception:
-            log.warning("mongodb ping failed")
+        checks = await readiness.state()
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(runtime.metrics.exposition())
+    async def metrics() -> Response:
+        return Response(runtime.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
         " (gardien up creates it).",
     )
     gardien_log_level: str = Field(default="INFO", description="Log level of every service.")
+    gardien_log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json (one object per line), text, or auto: text on a terminal, else json.",
+    )
     gardien_fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=5000, description="Consumer fetch wait; lower means lower latency."
     )

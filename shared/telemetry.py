@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
@@ -12,6 +13,7 @@ from opentelemetry.trace import Span
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from opentelemetry.sdk.metrics import MeterProvider
 
     from shared.settings import Settings
 
@@ -51,13 +53,18 @@ def _without_query(span: Span, scope: dict[str, Any]) -> None:
         span.set_attribute("url.query", "")
 
 
-def instrument_fastapi(app: FastAPI, provider: TracerProvider) -> None:
-    """Trace every HTTP request of ``app`` (health probes excluded), without query strings."""
+def instrument_fastapi(
+    app: FastAPI, provider: TracerProvider, meters: MeterProvider | None = None
+) -> None:
+    """Trace and time every HTTP request of ``app`` (probes excluded), without query strings."""
+    # The stable HTTP conventions: http.server.request.duration in seconds, by http.route.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=provider,
+        meter_provider=meters,
         excluded_urls="healthz,readyz,metrics",
         server_request_hook=_without_query,
     )

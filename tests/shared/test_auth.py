@@ -56,3 +56,28 @@ async def test_scopes_are_enforced(tmp_path: Path) -> None:
     assert forbidden.status_code == 403 and "audit:read" in forbidden.json()["detail"]
     assert (await call(app, {})).status_code == 401
     assert (await call(app, {"X-API-Key": "gdn_nope_nope"})).status_code == 401
+
+
+def test_keys_are_listed_without_secrets_and_revoked_keys_are_refused(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    key = store.create("dpo", ["audit:read"])
+    other = store.create("ops", ["admin"])
+    listed = {k.name: k for k in store.listing()}
+    assert set(listed) == {"dpo", "ops"} and listed["dpo"].revoked_at is None
+    revoked = store.revoke("dpo")
+    assert revoked.revoked_at is not None
+    # Another process's store sees the revocation too (re-read on change).
+    assert KeyStore(tmp_path / "keys.json").authenticate(key) is None
+    assert store.authenticate(key) is None
+    assert store.authenticate(other) is not None
+    assert store.revoke(revoked.key_id).revoked_at == revoked.revoked_at  # idempotent
+
+
+def test_revoking_an_unknown_or_ambiguous_key_says_why(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    store.create("twin", ["admin"])
+    store.create("twin", ["admin"])
+    with pytest.raises(KeyError, match="2 keys"):
+        store.revoke("twin")
+    with pytest.raises(KeyError, match="no key"):
+        store.revoke("nobody")

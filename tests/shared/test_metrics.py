@@ -1,0 +1,118 @@
+"""Metrics: OpenTelemetry instruments read back through Prometheus' own text parser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.intake.app import create_app as intake_app
+from shared import topics
+from shared.metrics import Key, Metrics
+from shared.settings import Settings
+from tests.support import api_key, event_bytes, example, produce, running, wait_for
+
+
+def families(text: str) -> dict[str, object]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        ({k: v for k, v in s.labels.items() if not k.startswith("otel_scope")}, s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name
+    ]
+
+
+async def test_every_family_has_a_type_and_help_and_no_unknown_types() -> None:
+    metrics = Metrics("intake")
+    metrics.consumed(topics.REQUESTS, "gardien-intake")
+    metrics.dead_lettered(topics.REQUESTS, "gardien-intake", "invalid")
+    metrics.handled(topics.REQUESTS, "gardien-intake", "gdpr.request.received", 0.003, True)
+    text = metrics.exposition().decode()
+    assert "# HELP messaging_client_consumed_messages_total" in text
+    assert "# TYPE messaging_process_duration_seconds histogram" in text
+    found = families(text)
+    assert {"messaging_client_consumed_messages", "gardien_dead_letters"} <= set(found)
+    assert all(getattr(f, "type", "unknown") != "unknown" for f in found.values())
+    consumed = samples(text, "messaging_client_consumed_messages_total")
+    by_outcome = {labels.get("error_type") or "ok": value for labels, value in consumed}
+    assert by_outcome == {"ok": 1.0, "dead_lettered": 1.0}
+    assert consumed[0][0]["messaging_destination_name"] == topics.REQUESTS
+    assert consumed[0][0]["messaging_consumer_group_name"] == "gardien-intake"
+    assert samples(text, "process_cpu_time_seconds_total")
+    assert samples(text, "process_memory_usage_bytes")[0][1] > 0
+
+
+async def test_database_backed_gauges_are_refreshed_in_the_background() -> None:
+    metrics = Metrics("deadlines")
+    figures: dict[Key, float] = {(("gardien.timer.state", "due"),): 3.0}
+
+    async def source() -> Mapping[Key, float]:
+        return figures
+
+    metrics.gauge("gardien.timers", "Timers by state.", "{timer}", source)
+    await metrics.refresh()
+    assert samples(metrics.exposition().decode(), "gardien_timers") == [
+        ({"gardien_timer_state": "due"}, 3.0)
+    ]
+
+    async def broken() -> Mapping[Key, float]:
+        raise ConnectionError("mongo away")
+
+    metrics._gauges["gardien.timers"].source = broken
+    await metrics.refresh()  # keeps the last figures, raises nothing
+    assert samples(metrics.exposition().decode(), "gardien_timers")[0][1] == 3.0
+
+
+@pytest.mark.integration
+async def test_a_running_service_exposes_consumer_and_http_figures(settings: Settings) -> None:
+    headers = api_key(settings)
+    event = example("request-received.json", request_id="REQ-METRICS-1")
+    app = intake_app(settings)
+    async with running(app) as intake:
+        await produce(
+            settings.kafka_bootstrap_servers,
+            topics.REQUESTS,
+            [(b"REQ-METRICS-1", event_bytes(event))],
+        )
+
+        async def stored() -> bool | None:
+            r = await intake.get("/v1/requests/REQ-METRICS-1", headers=headers)
+            return True if r.status_code == 200 else None
+
+        await wait_for(stored)
+
+        async def counted() -> str | None:  # the count follows the handler's last write
+            response = await intake.get("/metrics")
+            assert response.headers["content-type"].startswith("text/plain")
+            consumed = samples(response.text, "messaging_client_consumed_messages_total")
+            mine = [
+                v
+                for labels, v in consumed
+                if labels["messaging_destination_name"] == topics.REQUESTS
+            ]
+            return response.text if mine and mine[0] >= 1 else None
+
+        text = await wait_for(counted)
+
+        async def caught_up() -> list[tuple[dict[str, str], float]] | None:
+            await app.state.runtime.metrics.refresh()
+            lag = samples((await intake.get("/metrics")).text, "gardien_consumer_lag")
+            mine = [
+                v for labels, v in lag if labels["messaging_destination_name"] == topics.REQUESTS
+            ]
+            return lag if mine and not any(mine) else None
+
+        lag = await wait_for(caught_up)
+    routes = {
+        labels.get("http_route")
+        for labels, _ in samples(text, "http_server_request_duration_seconds_count")
+    }
+    assert "/v1/requests/{request_id}" in routes
+    assert "alice" not in text.lower() and "@" not in text
+    partitions = {labels["messaging_destination_partition_id"] for labels, _ in lag}
+    assert len(partitions) > 1  # one figure per partition
