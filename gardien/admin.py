@@ -104,9 +104,41 @@ def apikey_create(
     home: HOME = DEFAULT_HOME,
 ) -> None:
     """Create an API key; it is printed once and only its hash is kept."""
-    path = Path(os.environ.get("GARDIEN_API_KEYS_FILE", home / "api-keys.json"))
     try:
-        key = KeyStore(path).create(name, scope)
+        key = _keys(home).create(name, scope)
     except ValueError as exc:
         fail(str(exc))
     typer.echo(key)
+
+
+@apikey_app.command("list")
+def apikey_list(home: HOME = DEFAULT_HOME) -> None:
+    """List every key: id, name, scopes, created, revoked (never the key or its hash)."""
+    keys = _keys(home).listing()
+    if not keys:
+        typer.echo("no API keys")
+        return
+    typer.echo(f"{'id':<10}{'name':<24}{'scopes':<32}{'created':<27}revoked")
+    for k in keys:
+        scopes = ",".join(sorted(k.scopes))
+        created = (k.created_at or "-")[:25]
+        typer.echo(
+            f"{k.key_id:<10}{k.name[:23]:<24}{scopes[:31]:<32}{created:<27}{k.revoked_at or '-'}"
+        )
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id or its (unique) name.")],
+    home: HOME = DEFAULT_HOME,
+) -> None:
+    """Revoke a key at once; running services refuse it from their next request."""
+    try:
+        revoked = _keys(home).revoke(key)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    typer.echo(f"revoked {revoked.key_id} ({revoked.name}) at {revoked.revoked_at}")
+
+
+def _keys(home: Path) -> KeyStore:
+    return KeyStore(Path(os.environ.get("GARDIEN_API_KEYS_FILE", home / "api-keys.json")))

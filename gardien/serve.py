@@ -107,13 +107,16 @@ def service(
     from shared.pseudonyms import PseudonymKeyError
 
     settings = load_settings()
-    configure_logging(settings.gardien_log_level, name)
+    configure_logging(settings.gardien_log_level, name, settings.gardien_log_format)
     try:
         settings.pseudonymiser()
     except PseudonymKeyError as exc:
         fail(str(exc))
     app, port = _service_app(name, settings)
-    uvicorn.run(app, host=settings.gardien_http_host, port=port, log_level="warning")
+    # log_config=None: uvicorn keeps the handlers configured above (one format per process).
+    uvicorn.run(
+        app, host=settings.gardien_http_host, port=port, log_level="warning", log_config=None
+    )
 
 
 def _service_app(name: str, settings: Settings) -> tuple[FastAPI, int]:

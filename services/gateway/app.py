@@ -6,7 +6,9 @@ the services' OpenAPI documents so `/docs` shows the whole API.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -15,7 +17,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
+from shared.health import Check, Readiness
+from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.settings import Settings
+from shared.telemetry import instrument_fastapi, setup_tracing
+
+READY_TIMEOUT = 0.8  # seconds per service probe
+QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}  # probes would drown the access log
+access = logging.getLogger("gardien.access")
 
 HOP_HEADERS = {
     "connection",
@@ -62,14 +71,22 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     )
     app.state.services = services(settings)
     app.state.routes = routes(settings)
+    app.state.metrics = Metrics("api", settings)
+    app.state.readiness = Readiness(
+        {name: _ready_check(app, base) for name, base in app.state.services.items()},
+        timeout=READY_TIMEOUT,
+    )
     for path, endpoint in (
         ("/healthz", healthz),
         ("/readyz", readyz),
+        ("/metrics", metrics),
         ("/openapi.json", openapi),
         ("/docs", docs),
     ):
         app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
+    app.middleware("http")(access_log)
+    instrument_fastapi(app, setup_tracing("api", settings), app.state.metrics.provider)
     return app
 
 
@@ -82,7 +99,10 @@ def _with_client(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=30.0, transport=transport) as client:
             app.state.client = client
-            yield
+            try:
+                yield
+            finally:
+                app.state.metrics.shutdown()
 
     return lifespan
 
@@ -91,17 +111,49 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "service": "api"}
 
 
+def _ready_check(app: FastAPI, base: str) -> Check:
+    async def check() -> bool:
+        client: httpx.AsyncClient = app.state.client
+        return (await client.get(f"{base}/readyz", timeout=READY_TIMEOUT)).status_code == 200
+
+    return check
+
+
 async def readyz(request: Request) -> JSONResponse:
-    """200 when every service answers its own /readyz with 200, else 503 and which ones."""
-    client: httpx.AsyncClient = request.app.state.client
-    checks = {}
-    for name, base in request.app.state.services.items():
-        try:
-            checks[name] = (await client.get(f"{base}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            checks[name] = False
+    """200 when every service answers its own /readyz with 200, else 503 and which ones.
+
+    The services are asked together, each bounded, so the answer comes within a second.
+    """
+    checks = await request.app.state.readiness.state()
     ready = all(checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """The gateway's own figures (HTTP requests by route and status, process)."""
+    body = request.app.state.metrics.exposition()
+    return Response(body, media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+async def access_log(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """One line per request: method, path without its query string, status, duration."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        if request.url.path not in QUIET_PATHS:
+            access.info(
+                "%s %s %d %.1fms",
+                request.method,
+                request.url.path,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 async def openapi(request: Request) -> JSONResponse:

@@ -43,3 +43,27 @@ def test_unknown_service_and_empty_input_are_refused() -> None:
     )
     assert empty.returncode == 2
     assert empty.stderr.strip() == "gardien: no event to publish: the input is empty"
+
+
+def test_api_keys_are_listed_and_revoked(tmp_path: os.PathLike[str]) -> None:
+    keys = f"{tmp_path}/api-keys.json"
+    created = gardien(
+        "apikey", "create", "--name", "dpo", "--scope", "audit:read", GARDIEN_API_KEYS_FILE=keys
+    )
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    listed = gardien("apikey", "list", GARDIEN_API_KEYS_FILE=keys)
+    assert listed.returncode == 0 and "dpo" in listed.stdout and "audit:read" in listed.stdout
+    assert secret not in listed.stdout and secret.split("_")[-1] not in listed.stdout
+    revoked = gardien("apikey", "revoke", "dpo", GARDIEN_API_KEYS_FILE=keys)
+    assert revoked.returncode == 0 and revoked.stdout.startswith("revoked ")
+    from pathlib import Path
+
+    from shared.auth import KeyStore
+
+    assert KeyStore(Path(keys)).authenticate(secret) is None
+    again = gardien("apikey", "revoke", "nobody", GARDIEN_API_KEYS_FILE=keys)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        "gardien: no key with id or name 'nobody'; see `gardien apikey list`"
+    ]

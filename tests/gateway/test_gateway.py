@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request, Response
 
 from services.gateway.app import create_app
@@ -53,20 +56,28 @@ def upstream() -> FastAPI:
 class Services(httpx.AsyncBaseTransport):
     """Routes to ``upstream()``; the hosts in ``down`` refuse connections."""
 
-    def __init__(self, down: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, down: frozenset[str] = frozenset(), hang: frozenset[str] = frozenset()
+    ) -> None:
         self.app = httpx.ASGITransport(app=upstream())
-        self.down = down
+        self.down, self.hang = down, hang
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.host in self.down:
             raise httpx.ConnectError("refused", request=request)
+        if request.url.host in self.hang:
+            await asyncio.sleep(3600)
         return await self.app.handle_async_request(request)
 
 
 async def call(
-    path: str, method: str = "GET", down: frozenset[str] = frozenset(), **kw: Any
+    path: str,
+    method: str = "GET",
+    down: frozenset[str] = frozenset(),
+    hang: frozenset[str] = frozenset(),
+    **kw: Any,
 ) -> httpx.Response:
-    gateway = create_app(SETTINGS, transport=Services(down))
+    gateway = create_app(SETTINGS, transport=Services(down, hang))
     async with gateway.router.lifespan_context(gateway):
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
@@ -126,3 +137,33 @@ async def test_openapi_merges_the_reachable_services() -> None:
     assert set(doc["components"]["schemas"]) == {"Intake", "Erasure", "Audit"}
     assert doc["info"]["title"] == "Gardien API"
     assert (await call("/docs")).status_code == 200
+
+
+async def test_readyz_answers_promptly_when_a_service_hangs() -> None:
+    # The probe's own bound answers; 5 s here only keeps a regression from hanging the suite.
+    reply = await asyncio.wait_for(call("/readyz", hang=frozenset({"deadlines"})), 5)
+    assert reply.status_code == 503
+    assert reply.json()["checks"]["deadlines"] is False
+
+
+async def test_each_request_is_logged_without_its_query_string(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gardien.access"):
+        await call("/v1/audit/events?subject=alice@example.com")
+        await call("/healthz")
+    lines = [r.getMessage() for r in caplog.records if r.name == "gardien.access"]
+    assert len(lines) == 1
+    method, path, status, took = lines[0].split()
+    assert (method, path, status) == ("GET", "/v1/audit/events", "200")
+    assert took.endswith("ms")
+
+
+async def test_gateway_metrics_are_prometheus_text() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await call("/v1/requests")
+    reply = await call("/metrics")
+    assert reply.status_code == 200
+    names = {f.name for f in text_string_to_metric_families(reply.text)}
+    assert {"process_cpu_time_seconds", "process_memory_usage_bytes"} <= names
