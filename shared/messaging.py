@@ -80,14 +80,21 @@ def create_broker(settings: Settings, service: str, provider: TracerProvider) ->
     )
 
 
-async def publish_event(broker: KafkaBroker, event: CloudEvent, key: str) -> None:
-    """Publish ``event`` to the topic of its type, keyed by its aggregate id."""
-    await broker.publish(
-        event.to_json(),
-        topic=topic_for_type(event.type),
-        key=key.encode(),
-        headers={"content-type": "application/cloudevents+json", "ce_type": event.type},
-    )
+async def publish_event(
+    broker: KafkaBroker, event: CloudEvent, key: str, *, binary: bool = False
+) -> None:
+    """Publish ``event`` to the topic of its type, keyed by its aggregate id.
+
+    Structured mode by default; ``binary`` sends the attributes as ``ce_*`` headers and the
+    data as the value (both modes are read alike, see ``shared.events.binding``).
+    """
+    if binary:
+        raw_headers, body = event.to_binary()
+        headers = {name: value.decode() for name, value in raw_headers}
+    else:
+        body = event.to_json()
+        headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
+    await broker.publish(body, topic=topic_for_type(event.type), key=key.encode(), headers=headers)
 
 
 class Consumer:
@@ -240,9 +247,10 @@ class Consumer:
             DLQ_TIMESTAMP: str(record.timestamp_ms),
         }
         headers = [*record.raw_headers, *((k, v.encode()) for k, v in added.items())]
+        value = getattr(msg.raw_message, "value", None)  # None stays None (binary: no data)
         await _producer(self.broker).send_and_wait(
             topics.dlq(topic),
-            value=record.body,
+            value=value if value is not None or record.key is not None else b"",
             key=record.key,
             headers=headers,
             timestamp_ms=record.timestamp_ms if record.timestamp_ms > 0 else None,

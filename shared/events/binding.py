@@ -84,6 +84,18 @@ def binary_envelope(headers: Iterable[Header], value: bytes | None) -> dict[str,
     return envelope
 
 
+def binary_record(envelope: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
+    """(headers, value) of a JSON-ready event in binary mode: the inverse of ``binary_envelope``."""
+    headers = []
+    for name, attribute in envelope.items():
+        if name == "data":
+            continue
+        text = attribute if isinstance(attribute, str) else json.dumps(attribute)
+        header = CONTENT_TYPE if name == "datacontenttype" else f"{CE_PREFIX}{name}"
+        headers.append((header, text.encode()))
+    return headers, json.dumps(envelope.get("data", {}), separators=(",", ":")).encode()
+
+
 def binary_location(attribute: str) -> str:
     """Where a binary-mode attribute travels, for error messages."""
     if attribute == "data":

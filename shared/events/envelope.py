@@ -23,6 +23,7 @@ from shared.events.binding import (
     Mode,
     binary_envelope,
     binary_location,
+    binary_record,
     content_mode,
     media_type,
 )
@@ -74,6 +75,10 @@ class CloudEvent(BaseModel):
     def to_json(self) -> bytes:
         """Structured-mode JSON bytes of the event."""
         return self.model_dump_json(exclude_none=True).encode()
+
+    def to_binary(self) -> tuple[list[tuple[str, bytes]], bytes]:
+        """Binary-mode (headers, value) of the event: ``ce_*`` headers, the data as value."""
+        return binary_record(self.model_dump(mode="json", exclude_none=True))
 
 
 def _describe(error: ValidationError, where: Callable[[str], str] = str) -> str:

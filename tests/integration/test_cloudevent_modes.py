@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +21,7 @@ from confluent_kafka import Producer
 
 from services.intake.app import create_app as intake_app
 from shared import topics
-from shared.events import CloudEvent
+from shared.events import CloudEvent, parse_event
 from shared.messaging import DLQ_OFFSET, DLQ_REASON, DLQ_TIMESTAMP, DLQ_TOPIC
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
@@ -151,3 +155,28 @@ async def test_poison_binary_event_is_dead_lettered_with_every_header_and_can_be
             return r.status_code == 200
 
         await wait_for(stored, timeout=30)
+
+
+async def test_gardien_publish_binary_sends_ce_headers_and_the_data_as_value(
+    settings: Settings, tmp_path: Path
+) -> None:
+    event = example("request-received.json", request_id="REQ-MODE-CLI")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    gardien = Path(sys.executable).with_name("gardien")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    async with topic_reader(settings.kafka_bootstrap_servers, topics.REQUESTS) as reader:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(gardien), "publish", "--binary", "--home", str(tmp_path), str(path)],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        record = await read_until(reader, lambda r: r.key == b"REQ-MODE-CLI", timeout=30)
+    headers = dict(record.headers)
+    assert headers["ce_id"] == event["id"].encode()
+    assert headers["content-type"] == b"application/json"
+    assert json.loads(record.value) == event["data"]
+    assert parse_event(record.value, list(record.headers)) == parse_event(json.dumps(event))

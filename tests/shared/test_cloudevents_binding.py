@@ -201,3 +201,22 @@ def test_json_data_content_type_may_carry_a_utf8_charset(content_type: str) -> N
     assert parse_event(json.dumps(structured)).datacontenttype == "application/json"
     with pytest.raises(EventRejected, match="datacontenttype"):
         parse_event(json.dumps({**event, "datacontenttype": "application/json; charset=latin-1"}))
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_gardien_binary_records_round_trip_and_read_as_the_sdk_reads_them(name: str) -> None:
+    event = parse_event((EXAMPLES / name).read_bytes())
+    headers, value = event.to_binary()
+    assert parse_event(value, headers) == event
+    assert all(n.startswith("ce_") or n == "content-type" for n, _ in headers)
+    theirs = kafka.from_binary(kafka.KafkaMessage(dict(headers), None, value), JSONFormat())
+    assert theirs.get_data() == event.data
+    ours = event.model_dump(exclude_none=True)
+    del ours["data"]
+    assert theirs.get_attributes() == ours
+
+
+def test_binary_extensions_are_sent_as_strings() -> None:
+    event = parse_event(json.dumps({**example("request-received.json"), "priority": 3}))
+    headers, _ = event.to_binary()
+    assert ("ce_priority", b"3") in headers
