@@ -25,7 +25,15 @@ from shared.events import CloudEvent, parse_event
 from shared.messaging import DLQ_OFFSET, DLQ_REASON, DLQ_TIMESTAMP, DLQ_TOPIC
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
-from tests.support import api_key, example, read_until, running, topic_reader, wait_for
+from tests.support import (
+    api_key,
+    example,
+    read_all,
+    read_until,
+    running,
+    topic_reader,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 STAMP_MS = 1_804_000_000_123
@@ -45,7 +53,7 @@ def sdk_message(event: dict[str, Any], mode: str) -> Any:
 
 
 async def send(
-    bootstrap: str, topic: str, value: bytes, headers: Headers, key: bytes | None = None
+    bootstrap: str, topic: str, value: bytes | None, headers: Headers, key: bytes | None = None
 ) -> None:
     """One record with an explicit timestamp, by a plain aiokafka producer."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -138,7 +146,17 @@ async def test_poison_binary_event_is_dead_lettered_with_every_header_and_can_be
     async with running(intake_app(settings)) as intake:
         async with topic_reader(bootstrap, topics.dlq(topics.REQUESTS)) as dlq:
             await send(bootstrap, topics.REQUESTS, message.value, original, b"REQ-MODE-POISON")
-            dead = await read_until(dlq, lambda r: r.key == b"REQ-MODE-POISON", timeout=30)
+            await send(bootstrap, topics.REQUESTS, None, original, b"REQ-MODE-EMPTY")
+            found = await read_all(
+                dlq,
+                {
+                    "poison": lambda r: r.key == b"REQ-MODE-POISON",
+                    "empty": lambda r: r.key == b"REQ-MODE-EMPTY",
+                },
+                timeout=30,
+            )
+        dead, empty = found["poison"], found["empty"]
+        assert empty.value is None and list(empty.headers)[: len(original)] == original
         copied = list(dead.headers)
         assert copied[: len(original)] == original
         added = dict(copied[len(original) :])
