@@ -71,8 +71,13 @@ def binary_envelope(headers: Iterable[Header], value: bytes | None) -> dict[str,
         if not lowered.startswith(CE_PREFIX):
             continue  # other headers (traceparent, ...) are not event attributes
         attribute = lowered[len(CE_PREFIX) :]
-        if attribute in NOT_ATTRIBUTES or not ATTRIBUTE_NAME.match(attribute):
+        if attribute in NOT_ATTRIBUTES:
             raise EventRejected(f"binary mode: header {lowered} is not a CloudEvents attribute")
+        if not ATTRIBUTE_NAME.match(attribute):  # the name is not quoted: it could be anything
+            raise EventRejected(
+                "binary mode: a ce_ header is not named ce_<attribute> "
+                "(attribute names are lower-case letters and digits)"
+            )
         if attribute in envelope:
             raise EventRejected(f"binary mode: header {lowered} appears more than once")
         envelope[attribute] = _text(lowered, raw)

@@ -120,7 +120,8 @@ def test_a_time_the_event_carries_wins_over_the_record_timestamp() -> None:
         ({"ce_subject": None, "ce_id": b""}, "header ce_id: String should have at least 1"),
         ({"content-type": b"application/xml"}, "header content-type: Input should be"),
         ({"ce_data": b"{}"}, "header ce_data is not a CloudEvents attribute"),
-        ({"ce_bad-name": b"x"}, "header ce_bad-name is not a CloudEvents attribute"),
+        ({"ce_bad-name": b"x"}, "a ce_ header is not named ce_<attribute>"),
+        ({"ce_alice@example.org": b"x"}, "a ce_ header is not named ce_<attribute>"),
         ({"ce_type": b"gdpr.request.teleported"}, "unknown event type"),
     ],
 )
