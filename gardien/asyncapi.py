@@ -80,7 +80,10 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         "info": {
             "title": "Gardien events",
             "version": "0.1.0",
-            "description": "CloudEvents 1.0 in structured JSON mode, one per record.",
+            "description": (
+                "CloudEvents 1.0, one per record. Gardien sends structured JSON mode and reads"
+                " structured or binary mode (ce_* headers, data as value; docs/events.md)."
+            ),
         },
         "defaultContentType": "application/cloudevents+json",
         "channels": channels,
@@ -122,7 +125,10 @@ def _operation(action: str, channel: str) -> dict[str, Any]:
 
 def _channel(topic: str, partitions: int, messages: list[str]) -> dict[str, Any]:
     if topic.endswith(topics.DLQ_SUFFIX):
-        description = "Dead letters: records as received, reason in header x-gardien-dlq-reason"
+        description = (
+            "Dead letters: records as received (key, value, every header), then headers"
+            " x-gardien-dlq-reason, -topic, -partition, -offset, -service, -at, -timestamp"
+        )
     else:
         description = f"{partitions} partition(s); key = aggregate id (never personal data)"
     return {

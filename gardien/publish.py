@@ -23,6 +23,9 @@ def publish(
         str | None,
         typer.Option(help="Send as-is to this topic, unvalidated (to test dead-lettering)."),
     ] = None,
+    binary: Annotated[
+        bool, typer.Option(help="CloudEvents binary content mode: ce_* headers, data as value.")
+    ] = False,
     home: HOME = DEFAULT_HOME,
 ) -> None:
     """Publish CloudEvents (a JSON object, array or JSON Lines) to the topic of their type."""
@@ -39,7 +42,7 @@ def publish(
             events.append(parse_event(item))
         except EventRejected as exc:
             fail(f"event {index}: {exc.reason}")
-    asyncio.run(_publish_all(home, events))
+    asyncio.run(_publish_all(home, events, binary))
     for event in events:
         typer.echo(f"published {event.type} {event.id} (key {aggregate_key(event)})")
 
@@ -94,13 +97,13 @@ async def _connected_broker(home: Path) -> Any:
     return broker
 
 
-async def _publish_all(home: Path, events: list[Any]) -> None:
+async def _publish_all(home: Path, events: list[Any], binary: bool = False) -> None:
     from shared.events import aggregate_key
     from shared.messaging import publish_event
 
     broker = await _connected_broker(home)
     try:
         for event in events:
-            await publish_event(broker, event, aggregate_key(event))
+            await publish_event(broker, event, aggregate_key(event), binary=binary)
     finally:
         await broker.stop()

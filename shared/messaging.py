@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -20,6 +22,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 from shared import topics
 from shared.errors import EventRejected, PermanentError, TransientError
 from shared.events import CloudEvent, parse_event, topic_for_type
+from shared.events.binding import Header
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -30,7 +33,11 @@ Handler = Callable[[CloudEvent], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Delivery:
-    """One Kafka record as received: where it came from, its headers and raw body."""
+    """One Kafka record as received: where it came from, its headers and raw body.
+
+    ``headers`` is a convenience view (decoded, last value wins); ``raw_headers`` are the
+    record's headers byte for byte and in order, as the CloudEvents binding reads them.
+    """
 
     topic: str
     partition: int
@@ -39,6 +46,11 @@ class Delivery:
     headers: dict[str, str]
     body: bytes
     timestamp_ms: int
+    raw_headers: tuple[Header, ...] = ()
+
+    def event(self) -> CloudEvent:
+        """The record as a validated CloudEvent, in whichever content mode it was sent."""
+        return parse_event(self.body, self.raw_headers, self.timestamp_ms)
 
 
 RawHandler = Callable[[Delivery], Awaitable[None]]
@@ -54,6 +66,7 @@ DLQ_PARTITION = "x-gardien-dlq-partition"
 DLQ_OFFSET = "x-gardien-dlq-offset"
 DLQ_SERVICE = "x-gardien-dlq-service"
 DLQ_AT = "x-gardien-dlq-at"
+DLQ_TIMESTAMP = "x-gardien-dlq-timestamp"  # the original record's timestamp, in ms
 
 
 def create_broker(settings: Settings, service: str, provider: TracerProvider) -> KafkaBroker:
@@ -68,14 +81,21 @@ def create_broker(settings: Settings, service: str, provider: TracerProvider) ->
     )
 
 
-async def publish_event(broker: KafkaBroker, event: CloudEvent, key: str) -> None:
-    """Publish ``event`` to the topic of its type, keyed by its aggregate id."""
-    await broker.publish(
-        event.to_json(),
-        topic=topic_for_type(event.type),
-        key=key.encode(),
-        headers={"content-type": "application/cloudevents+json", "ce_type": event.type},
-    )
+async def publish_event(
+    broker: KafkaBroker, event: CloudEvent, key: str, *, binary: bool = False
+) -> None:
+    """Publish ``event`` to the topic of its type, keyed by its aggregate id.
+
+    Structured mode by default; ``binary`` sends the attributes as ``ce_*`` headers and the
+    data as the value (both modes are read alike, see ``shared.events.binding``).
+    """
+    if binary:
+        raw_headers, body = event.to_binary()
+        headers = {name: value.decode() for name, value in raw_headers}
+    else:
+        body = event.to_json()
+        headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
+    await broker.publish(body, topic=topic_for_type(event.type), key=key.encode(), headers=headers)
 
 
 class Consumer:
@@ -107,16 +127,7 @@ class Consumer:
         """Call ``handler`` with each record of ``topic`` as received, unvalidated."""
 
         async def on_record(msg: KafkaMessage) -> None:
-            raw = msg.raw_message
-            delivery = Delivery(
-                topic=topic,
-                partition=_partition(msg),
-                offset=_offset(msg),
-                key=getattr(raw, "key", None),
-                body=msg.body,
-                headers={k: str(v) for k, v in msg.headers.items()},
-                timestamp_ms=int(getattr(raw, "timestamp", 0) or 0),
-            )
+            delivery = _delivery(msg, topic)
             await self._guard(msg, topic, lambda: handler(delivery))
 
         self._routes[topic] = on_record
@@ -145,6 +156,7 @@ class Consumer:
 
         self.broker.subscriber(
             *sorted(routes),
+            parser=_lenient_headers,
             decoder=_raw_body,
             group_id=self.group,
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -159,7 +171,7 @@ class Consumer:
         self, msg: KafkaMessage, topic: str, handler: Handler, dead_letters: bool
     ) -> None:
         try:
-            event = parse_event(msg.body)
+            event = _delivery(msg, topic).event()
             expected = topic_for_type(event.type)
             if expected != topic:
                 raise EventRejected(f"event type {event.type} belongs on {expected}, not {topic}")
@@ -224,17 +236,31 @@ class Consumer:
         return True
 
     async def dead_letter(self, msg: KafkaMessage, topic: str, reason: str) -> None:
-        """Send the record as received to ``<topic>.dlq`` with the reason in headers."""
-        headers = {
+        """Copy the record as received to ``<topic>.dlq``, the reason in added headers.
+
+        The copy keeps the key, value, timestamp and every original header byte for byte
+        and in order (so the event can be rebuilt and re-driven); the ``x-gardien-dlq-*``
+        headers follow them.
+        """
+        record = _delivery(msg, topic)
+        added = {
             DLQ_REASON: reason[:1000],
             DLQ_TOPIC: topic,
-            DLQ_PARTITION: str(_partition(msg)),
-            DLQ_OFFSET: str(_offset(msg)),
+            DLQ_PARTITION: str(record.partition),
+            DLQ_OFFSET: str(record.offset),
             DLQ_SERVICE: self.service,
             DLQ_AT: datetime.now(UTC).isoformat(),
+            DLQ_TIMESTAMP: str(record.timestamp_ms),
         }
-        key = getattr(msg.raw_message, "key", None)
-        await self.broker.publish(msg.body, topic=topics.dlq(topic), key=key, headers=headers)
+        headers = [*record.raw_headers, *((k, v.encode()) for k, v in added.items())]
+        value = getattr(msg.raw_message, "value", None)  # None stays None (binary: no data)
+        await _producer(self.broker).send_and_wait(
+            topics.dlq(topic),
+            value=value if value is not None or record.key is not None else b"",
+            key=record.key,
+            headers=headers,
+            timestamp_ms=record.timestamp_ms if record.timestamp_ms > 0 else None,
+        )
         self.metrics.inc("events_dead_lettered", topic)
         log.warning("dead-lettered %s[%d]@%d: %s", topic, _partition(msg), _offset(msg), reason)
 
@@ -246,6 +272,40 @@ async def _raw_body(msg: Any) -> bytes:
     makes that raise RecursionError before any handler could dead-letter it.
     """
     return bytes(msg.body)
+
+
+async def _lenient_headers(record: Any, default: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, given headers it can decode; the message keeps the record as is.
+
+    The default parser decodes every header value as UTF-8 and fails on any other bytes
+    or a null value, before a handler could dead-letter the record: it would come back
+    for ever. The binding checks the headers it reads itself (``shared.events.binding``).
+    """
+    readable = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in record.headers]
+    message = await default(dataclasses.replace(record, headers=readable))
+    message.raw_message = record
+    return message
+
+
+def _delivery(msg: KafkaMessage, topic: str) -> Delivery:
+    raw = msg.raw_message
+    return Delivery(
+        topic=topic,
+        partition=_partition(msg),
+        offset=_offset(msg),
+        key=getattr(raw, "key", None),
+        body=msg.body,
+        headers={k: str(v) for k, v in msg.headers.items()},
+        timestamp_ms=int(getattr(raw, "timestamp", 0) or 0),
+        raw_headers=tuple((str(k), v) for k, v in getattr(raw, "headers", ()) or ()),
+    )
+
+
+def _producer(broker: KafkaBroker) -> AIOKafkaProducer:
+    """The broker's aiokafka producer: FastStream's publish re-encodes headers as text."""
+    producer = broker.config.producer._producer.producer  # type: ignore[attr-defined]
+    assert isinstance(producer, AIOKafkaProducer)
+    return producer
 
 
 def _partition(msg: KafkaMessage) -> int:

@@ -89,7 +89,7 @@ class Auditor:
         if d.topic.endswith(topics.DLQ_SUFFIX):
             return self._rejection(d, now)
         try:
-            event = parse_event(d.body)
+            event = parse_event(d.body, d.raw_headers, d.timestamp_ms)
         except EventRejected:
             return None  # the topic's owner dead-letters it; audited from the DLQ
         record_id = f"{d.topic}|{event.id}"

@@ -1,14 +1,16 @@
-"""CloudEvents 1.0 structured-mode envelope: parse, validate, build."""
+"""CloudEvents 1.0 envelope: parse (structured or binary Kafka record), validate, build."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -16,12 +18,38 @@ from pydantic import (
 )
 
 from shared.errors import EventRejected
+from shared.events.binding import (
+    Header,
+    Mode,
+    binary_envelope,
+    binary_location,
+    binary_record,
+    content_mode,
+    media_type,
+)
 from shared.events.common import Data, Instant
 from shared.events.registry import EVENT_TYPES, INTERNAL_PREFIXES, data_model
 
 MAX_EVENT_BYTES = 1_000_000  # Apache Kafka's default record limit is 1 MiB; stay under it.
 
 EventType = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def _json_media_type(value: object) -> object:
+    """``application/json``, also written with a UTF-8 charset parameter or in capitals."""
+    if not isinstance(value, str):
+        return value
+    kind, _, params = value.partition(";")
+    charset = params.strip().lower().replace(" ", "")
+    if (
+        charset in ("", "charset=utf-8", 'charset="utf-8"')
+        and media_type(kind) == "application/json"
+    ):
+        return "application/json"
+    return value
+
+
+DataContentType = Annotated[Literal["application/json"], BeforeValidator(_json_media_type)]
 
 
 class CloudEvent(BaseModel):
@@ -34,7 +62,7 @@ class CloudEvent(BaseModel):
     source: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     type: EventType
     time: Instant
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: DataContentType = "application/json"
     subject: Annotated[str, StringConstraints(max_length=256)] | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -48,19 +76,24 @@ class CloudEvent(BaseModel):
         """Structured-mode JSON bytes of the event."""
         return self.model_dump_json(exclude_none=True).encode()
 
+    def to_binary(self) -> tuple[list[tuple[str, bytes]], bytes]:
+        """Binary-mode (headers, value) of the event: ``ce_*`` headers, the data as value."""
+        return binary_record(self.model_dump(mode="json", exclude_none=True))
 
-def _describe(error: ValidationError) -> str:
+
+def _describe(error: ValidationError, where: Callable[[str], str] = str) -> str:
     """Field paths and messages of a validation error, never the offending values."""
     parts = []
     for item in error.errors(include_input=False, include_url=False)[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "event"
-        parts.append(f"{where}: {item['msg']}")
+        loc = [str(p) for p in item["loc"]]
+        path = ".".join([where(loc[0]), *loc[1:]]) if loc else "event"
+        parts.append(f"{path}: {item['msg']}")
     more = error.error_count() - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
-    """Parse and validate one event, raising EventRejected with a value-free reason."""
+def _structured(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """The JSON object of a structured-mode event."""
     if isinstance(raw, bytes | str):
         if len(raw) > MAX_EVENT_BYTES:
             raise EventRejected(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
@@ -74,10 +107,46 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
             raise EventRejected(f"not UTF-8 text: bad byte at position {exc.start}") from None
     if not isinstance(raw, dict):
         raise EventRejected("a CloudEvent must be a JSON object")
+    return raw
+
+
+def _binary(raw: bytes | str | dict[str, Any], headers: Iterable[Header]) -> dict[str, Any]:
+    """The attributes and data of a binary-mode event."""
+    if isinstance(raw, dict):
+        raise EventRejected("binary mode: the record value must be the event data as bytes")
+    value = raw.encode() if isinstance(raw, str) else raw
+    if len(value) > MAX_EVENT_BYTES:
+        raise EventRejected(f"value is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}")
+    return binary_envelope(headers, value)
+
+
+def parse_event(
+    raw: bytes | str | dict[str, Any],
+    headers: Iterable[Header] = (),
+    record_time_ms: int | None = None,
+) -> CloudEvent:
+    """Parse and validate one event, raising EventRejected with a value-free reason.
+
+    ``headers`` are the Kafka record's headers: they choose the content mode (structured
+    or binary, see ``binding``). An event without ``time`` takes the record's timestamp
+    (``record_time_ms``, milliseconds since the epoch) when there is one.
+    """
+    headers = list(headers)
+    binary = content_mode(headers) is Mode.BINARY
+    envelope = _binary(raw, headers) if binary else _structured(raw)
+    if "time" not in envelope and record_time_ms is not None and record_time_ms > 0:
+        envelope = {**envelope, "time": datetime.fromtimestamp(record_time_ms / 1000, UTC)}
     try:
-        event = CloudEvent.model_validate(raw)
+        event = CloudEvent.model_validate(envelope)
     except ValidationError as exc:
-        raise EventRejected(f"invalid CloudEvent envelope: {_describe(exc)}") from None
+        reason = _describe(exc, binary_location) if binary else _describe(exc)
+        mode = "binary-mode " if binary else ""
+        raise EventRejected(f"invalid {mode}CloudEvent envelope: {reason}") from None
+    _check_data(event)
+    return event
+
+
+def _check_data(event: CloudEvent) -> None:
     model = data_model(event.type)
     if model is None:
         known = (
@@ -88,7 +157,6 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent:
         model.model_validate(event.data)
     except ValidationError as exc:
         raise EventRejected(f"invalid data for {event.type}: {_describe(exc)}") from None
-    return event
 
 
 def new_event(
