@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gardien import stack
 from services.intake.app import create_app as intake_app
-from shared import stack
 from shared.health import Readiness
 from shared.settings import Settings
 from tests.support import running
