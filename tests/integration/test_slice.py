@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from services.audit.app import create_app as audit_app
@@ -26,7 +28,13 @@ pytestmark = pytest.mark.integration
 async def test_request_is_stored_and_audited_and_poison_is_dead_lettered(
     settings: Settings,
 ) -> None:
-    good = example("request-received.json", request_id="REQ-SLICE-1")
+    # A subject of its own: the shared broker replays other tests' requests to this intake,
+    # and a subject seen often enough would be flagged for access-frequency review.
+    subject = {
+        "kind": "customer",
+        "identifiers": {"email": f"slice-{uuid.uuid4().hex}@example.org"},
+    }
+    good = example("request-received.json", request_id="REQ-SLICE-1", subject=subject)
     bad = example("malformed.json")
     headers = api_key(settings)
     async with running(intake_app(settings)) as intake, running(audit_app(settings)) as audit:
