@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,9 @@ class Delivery:
 
 
 RawHandler = Callable[[Delivery], Awaitable[None]]
+# A batch: the valid events (or raw records) of ONE partition of one poll, in offset order.
+BatchHandler = Callable[[Sequence[CloudEvent]], Awaitable[None]]
+RawBatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 # Errors that say "try again later": the message is not committed and comes back.
 TRANSIENT = (TransientError, ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
@@ -122,6 +125,29 @@ class Consumer:
             await self._process(msg, topic, handler, dead_letters)
 
         self._routes[topic] = on_record
+
+    def batches(self, topic: str, handler: BatchHandler, *, dead_letters: bool = True) -> None:
+        """Like ``events``, but ``handler`` takes the valid events of one partition at once.
+
+        The contract a batch handler relies on: events in offset order, one partition per
+        call, invalid records already dead-lettered (by the owner) and left out; the offsets
+        are committed only after the handler returns; when it raises an unexpected error the
+        events are handed over again one at a time, so that a poison event is found and
+        dead-lettered alone. A handler must therefore be idempotent per event.
+        """
+
+        async def each(event: CloudEvent) -> None:
+            await handler([event])
+
+        self.events(topic, each, dead_letters=dead_letters)
+
+    def raw_batches(self, topic: str, handler: RawBatchHandler) -> None:
+        """Like ``raw``, but ``handler`` takes the records of one partition at once."""
+
+        async def each(delivery: Delivery) -> None:
+            await handler([delivery])
+
+        self.raw(topic, each)
 
     def raw(self, topic: str, handler: RawHandler) -> None:
         """Call ``handler`` with each record of ``topic`` as received, unvalidated."""
