@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +21,6 @@ REF_FIELDS = (
 PERSONAL_FIELDS = ("details", "note", "detail", "reasons", "reasons_for_delay")
 # Aggregates whose events can be linked to a subject key (most specific first).
 LINKABLE = ("request_id", "case_id", "command_id")
-
-
-def normalise_identifier(value: str) -> str:
-    """The form identifiers are hashed in: trimmed and case-folded."""
-    return value.strip().casefold()
-
-
-def subject_ref(key: bytes, identifier: str) -> str:
-    """Keyed hash (HMAC-SHA256) of one identifier: findable, not reversible."""
-    return hmac.new(key, normalise_identifier(identifier).encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,8 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
     for category in categories:
         known_category(category, uses.policy)  # refuse before writing anything
     identifiers = subject.identifiers.present() if subject else {}
-    refs = clocks.subject_refs(identifiers)
-    owner = contract_id or clocks.subject_key(identifiers)
+    refs = uses.pseudonyms.refs(identifiers)
+    owner = contract_id or clocks.subject_key(refs)
     holds = await uses.timers.active_holds(refs)
     start = local_date(at).isoformat()
     for category in categories:
@@ -136,7 +136,7 @@ def _hold_entry(hold: Doc) -> Doc:
 async def hold_placed(uses: Deadlines, event: CloudEvent) -> None:
     """An active hold blocks every purge in its scope (R-RET-4)."""
     data = LegalHold.model_validate(event.data)
-    refs = sorted({r for s in data.scope.subjects for r in clocks.subject_refs(_ids(s))})
+    refs = sorted({r for s in data.scope.subjects for r in uses.pseudonyms.refs(_ids(s))})
     hold = {
         "_id": data.hold_id or data.matter,
         "matter": data.matter,

@@ -22,6 +22,7 @@ from services.deadlines.domain import CLOSED, Base
 from services.deadlines.repository import MongoTimers
 from shared.errors import TransientError, TransitionRefused
 from shared.events import CloudEvent
+from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy
 from shared.service import Runtime
 
@@ -48,6 +49,11 @@ class Deadlines:
     @property
     def broker(self) -> KafkaBroker:
         return self.runtime.broker
+
+    @property
+    def pseudonyms(self) -> Pseudonymiser:
+        """The deployment's subject pseudonyms (the same in every service)."""
+        return self.runtime.pseudonyms
 
     async def apply(self, timer_id: str, event: CloudEvent, compute: Compute) -> None:
         """Apply ``compute`` to one timer unless ``event`` was applied to it already."""

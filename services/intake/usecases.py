@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +13,7 @@ from services.intake import domain, messages, state, updates
 from services.intake.decisions import Decided, decide
 from services.intake.details import parse_details
 from services.intake.domain import Lifecycle, Status
-from services.intake.repository import MongoRequests, MongoSubjectHistory, vault_secret
+from services.intake.repository import MongoRequests, MongoSubjectHistory
 from shared import rules
 from shared.clock import Clock, SystemClock
 from shared.errors import TransientError, TransitionRefused
@@ -38,7 +36,6 @@ class Intake:
     runtime: Runtime
     policy: rules.Policy = field(default_factory=rules.default_policy)
     clock: Clock = field(default_factory=SystemClock)
-    _hash_key: bytes | None = None
 
     @property
     def requests(self) -> MongoRequests:
@@ -60,13 +57,9 @@ class Intake:
         """Publish events a crash left in request documents."""
         return await relay_all(self.broker, self._collection)
 
-    async def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
-        """Keyed hashes (HMAC-SHA256) of the subject's identifiers: never the raw values."""
-        if self._hash_key is None:
-            self._hash_key = await vault_secret(self.runtime.db, "subject-hash")
-        key = self._hash_key
-        values = sorted({v.strip().casefold() for v in identifiers.values()})
-        return [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in values]
+    def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
+        """The subject's pseudonyms (``shared.pseudonyms``): never the raw values."""
+        return self.runtime.pseudonyms.refs(identifiers)
 
     async def receive(self, event: CloudEvent) -> None:
         """Record a new request once, whatever the number of deliveries of its event."""
@@ -92,7 +85,7 @@ class Intake:
         policy = self.policy
         receipt = rules.receipt_date(data.received_at, policy.timezone)
         lc = Lifecycle(Status.RECEIVED, receipt, policy.holiday_calendar)
-        hashes = await self.subject_hashes(data.subject.identifiers.present())
+        hashes = self.subject_hashes(data.subject.identifiers.present())
         right = data.right.value
         await self.history.record(hashes, data.request_id, right, receipt)
         past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []

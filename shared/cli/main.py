@@ -143,7 +143,8 @@ def service(
 
     configure_logging(settings.gardien_log_level, name)
     try:
-        settings.pseudonymiser()
+        if name != "api":  # the gateway computes no pseudonyms: it does not get the key
+            settings.pseudonymiser()
     except PseudonymKeyError as exc:
         fail(str(exc))
     if name == "api":
