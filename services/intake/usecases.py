@@ -19,10 +19,19 @@ from shared.clock import Clock, SystemClock
 from shared.errors import TransientError, TransitionRefused
 from shared.events import CloudEvent
 from shared.events.inbound import RequestExtended, RequestReceived, RequestResponded, RequestStep
-from shared.outbox import outbox_entry, relay, relay_all
+from shared.outbox import outbox_entry, relay, relay_all, seal_event, stored_entries
 from shared.service import Runtime
+from shared.subject_vault import SubjectVault
 
 Update = updates.Update
+CASE_CLOSED = "gardien.erasure.case.closed"
+
+
+def key_id(request_id: str) -> str:
+    """The subject key of one request: a new request is a new relationship, a new key."""
+    return f"request:{request_id}"
+
+
 STEP_MODELS: dict[str, type[RequestStep]] = {
     "extended": RequestExtended,
     "responded": RequestResponded,
@@ -44,6 +53,11 @@ class Intake:
     @property
     def history(self) -> MongoSubjectHistory:
         return MongoSubjectHistory(self.runtime.db)
+
+    @property
+    def vault(self) -> SubjectVault:
+        """Per-request keys of the subjects' identifiers and details (docs/intake.md)."""
+        return SubjectVault(self.runtime.db)
 
     @property
     def broker(self) -> KafkaBroker:
@@ -87,14 +101,9 @@ class Intake:
         lc = Lifecycle(Status.RECEIVED, receipt, policy.holiday_calendar)
         hashes = self.subject_hashes(data.subject.identifiers.present())
         right = data.right.value
-        await self.history.record(hashes, data.request_id, right, receipt)
-        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
-        try:
-            details = parse_details(data.details)
-            decision = decide(right, data.subject.kind.value, details, receipt, policy, past)
-        except ValueError as exc:  # the request stands; a person reviews its details
-            decision = Decided(flags=["details_invalid"], details_error=str(exc)[:500])
-            details = None
+        decision, details = await self._decide(data, receipt, hashes)
+        kid, now = key_id(data.request_id), self.clock.now()
+        identifiers = data.subject.identifiers.present()
         doc: dict[str, Any] = {
             "_id": data.request_id,
             "source_event_id": event.id,
@@ -105,29 +114,62 @@ class Intake:
             "channel": data.channel,
             "subject": {
                 "kind": data.subject.kind.value,
-                "identifiers": data.subject.identifiers.present(),
+                "identifiers": await self.vault.seal(kid, identifiers, "subject.identifiers", now),
             },
-            "details": data.details or {},
-            "created_at": self.clock.now(),
+            "subject_refs": hashes,
+            "details": (
+                await self.vault.seal(kid, data.details, "details", now) if data.details else {}
+            ),
+            "created_at": now,
             **state.fields(lc),
             **messages.jsonable(updates.decision_fields(decision)),
             "history": [updates.entry(Status.RECEIVED, event, data.received_at)],
             "refusals": [],
             "applied_events": [event.id],
         }
+        subject = {"kind": data.subject.kind.value, "identifiers": identifiers}
+        await self._queue(doc, event, subject, decision, details)
+        return doc
+
+    async def _decide(
+        self, data: RequestReceived, receipt: Any, hashes: list[str]
+    ) -> tuple[Decided, Any]:
+        """The rules engine's decision on a new request (and its parsed details, if valid)."""
+        right = data.right.value
+        await self.history.record(hashes, data.request_id, right, receipt)
+        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
+        try:
+            details = parse_details(data.details)
+            kind = data.subject.kind.value
+            return decide(right, kind, details, receipt, self.policy, past), details
+        except ValueError as exc:  # the request stands; a person reviews its details
+            return Decided(flags=["details_invalid"], details_error=str(exc)[:500]), None
+
+    async def _queue(
+        self,
+        doc: dict[str, Any],
+        event: CloudEvent,
+        subject: dict[str, Any],
+        decision: Decided,
+        details: Any,
+    ) -> None:
+        """The new request's outgoing events, subjects sealed (held work waits for identity)."""
+        kid, now, rid = key_id(doc["_id"]), self.clock.now(), doc["_id"]
         outgoing = [messages.accepted(event, doc)]
         if decision.anything:
-            outgoing.append(messages.decided(event, data.request_id, right, decision))
+            outgoing.append(messages.decided(event, rid, doc["right"], decision))
         if decision.work:
-            work = messages.work_requested(event, doc, decision, doc["clock"]["effective_due_date"])
+            due = doc["clock"]["effective_due_date"]
+            work = messages.work_requested(event, rid, subject, decision, due)
             if details is not None and details.await_identity:
-                doc["held_work"] = [outbox_entry(work, work.data["case_id"])]
+                held = await seal_event(work, self.vault, kid, now)
+                doc["held_work"] = [outbox_entry(held, work.data["case_id"])]
             else:
                 outgoing.append(work)
                 doc["open_work"] = [decision.work_case]
-        doc["outbox"] = [outbox_entry(e, e.data.get("case_id", data.request_id)) for e in outgoing]
+        pairs = [(e, str(e.data.get("case_id", rid))) for e in outgoing]
+        doc["outbox"] = await stored_entries(pairs, self.vault, kid, now)
         doc["outbox_pending"] = True
-        return doc
 
     async def follow_up(self, event: CloudEvent) -> None:
         """Move a request on a follow-up event; an impossible one is refused and audited."""
@@ -152,6 +194,10 @@ class Intake:
         with self.runtime.span("intake.case_reported") as span:
             span.set_attribute("gardien.request_id", request_id)
             await self._mutate(request_id, event, lambda doc: updates.progress(doc, event, kind))
+            if event.type == CASE_CLOSED:
+                # The subject is erased: its identifiers and details here become noise.
+                shredded = await self.vault.destroy(key_id(request_id), self.clock.now())
+                span.set_attribute("gardien.subject_key_destroyed", shredded)
 
     async def _mutate(
         self, request_id: str, event: CloudEvent, change: Callable[[dict[str, Any]], Update | None]
