@@ -9,6 +9,7 @@ from typing import Any
 from services.deadlines import clocks
 from services.deadlines.documents import Change, spec_of
 from services.deadlines.domain import Base
+from services.deadlines.subjects import sealed_subject
 from services.deadlines.usecases import Deadlines, is_closed, known_category, require_timer
 from shared.errors import TransitionRefused
 from shared.events import CloudEvent
@@ -101,9 +102,10 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
     start = local_date(at).isoformat()
     for category in categories:
         timer_id = f"retention:{owner}:{category}"
+        sealed = await sealed_subject(uses, timer_id, subject)
 
         def compute(
-            doc: Doc | None, category: str = category, tid: str = timer_id
+            doc: Doc | None, category: str = category, tid: str = timer_id, sealed: Any = sealed
         ) -> Change | None:
             if is_closed(doc):
                 return None
@@ -111,8 +113,8 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
             # A later contact restarts the period; a re-sent older one never shortens it.
             inputs["start_date"] = max(start, inputs.get("start_date", start))
             inputs.update(category=category, contract_id=contract_id)
-            if subject is not None:
-                inputs["subject"] = subject.model_dump(mode="json", exclude_none=True)
+            if sealed is not None:
+                inputs["subject"] = sealed  # opened only when the purge work is relayed
             known = {h["key"] for h in inputs["holds"]}
             inputs["holds"] = inputs["holds"] + [
                 _hold_entry(h) for h in holds

@@ -25,6 +25,7 @@ from shared.events import CloudEvent
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy
 from shared.service import Runtime
+from shared.subject_vault import SubjectVault
 
 Compute = Callable[[dict[str, Any] | None], Change | None]
 ATTEMPTS = 5
@@ -49,6 +50,11 @@ class Deadlines:
     @property
     def broker(self) -> KafkaBroker:
         return self.runtime.broker
+
+    @property
+    def vault(self) -> SubjectVault:
+        """Subject keys of the retention clocks (``services/deadlines/subjects.py``)."""
+        return SubjectVault(self.runtime.db)
 
     @property
     def pseudonyms(self) -> Pseudonymiser:
