@@ -54,8 +54,19 @@ class SubjectVault:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.keys: AsyncCollection[dict[str, Any]] = db[KEYS]
+        # Live keys read by this instance. Build one vault per operation (as the
+        # repositories do), so a key destroyed by another replica is not used for long.
+        self._live: dict[str, bytes] = {}
 
     async def _key(self, kid: str, now: datetime | None, create: bool) -> bytes | None:
+        if kid in self._live:
+            return self._live[kid]
+        key = await self._read(kid, now, create)
+        if key is not None:
+            self._live[kid] = key
+        return key
+
+    async def _read(self, kid: str, now: datetime | None, create: bool) -> bytes | None:
         doc = await self.keys.find_one({"_id": kid})
         if doc is None and create:
             fresh = {"_id": kid, "key": _b64(AESGCM.generate_key(256)), "created_at": now}
@@ -98,6 +109,7 @@ class SubjectVault:
         Destroying a key that never existed leaves a tombstone too, so a late first write
         for an erased relationship cannot create it afterwards.
         """
+        self._live.pop(kid, None)
         stamp = now.isoformat()  # instants written with $set come back as text on nx-27017
         for _ in range(3):
             doc = await self.keys.find_one({"_id": kid}, {"key": 1})
