@@ -15,7 +15,7 @@ from services.erasure.domain import Case
 from shared.events import CloudEvent
 from shared.mongo import IndexPlan
 from shared.outbox import stored_entries
-from shared.subject_vault import SubjectVault, is_sealed
+from shared.subject_vault import KeyShredded, SubjectVault, is_sealed
 
 CASES = "cases"
 ROUTES = "routes"
@@ -76,13 +76,16 @@ class MongoCases:
 
     async def add(self, case: Case, events: Events) -> bool:
         """Insert a new case with its first events; False when it exists already."""
-        doc = {
-            "_id": case.case_id,
-            **await self._stored(case),
-            "applied": [],
-            "outbox": await self.entries(case.case_id, events),
-            "outbox_pending": bool(events),
-        }
+        try:
+            doc = {
+                "_id": case.case_id,
+                **await self._stored(case),
+                "applied": [],
+                "outbox": await self.entries(case.case_id, events),
+                "outbox_pending": bool(events),
+            }
+        except KeyShredded:
+            return False  # the case closed and its key is gone: a redelivered work item
         if case.next_due_at is None:
             doc.pop("next_due_at")
         try:
