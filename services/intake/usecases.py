@@ -102,7 +102,7 @@ class Intake:
         hashes = self.subject_hashes(data.subject.identifiers.present())
         right = data.right.value
         decision, details = await self._decide(data, receipt, hashes)
-        kid, now = key_id(data.request_id), self.clock.now()
+        kid, now, vault = key_id(data.request_id), self.clock.now(), self.vault
         identifiers = data.subject.identifiers.present()
         doc: dict[str, Any] = {
             "_id": data.request_id,
@@ -114,12 +114,10 @@ class Intake:
             "channel": data.channel,
             "subject": {
                 "kind": data.subject.kind.value,
-                "identifiers": await self.vault.seal(kid, identifiers, "subject.identifiers", now),
+                "identifiers": await vault.seal(kid, identifiers, "subject.identifiers", now),
             },
             "subject_refs": hashes,
-            "details": (
-                await self.vault.seal(kid, data.details, "details", now) if data.details else {}
-            ),
+            "details": await vault.seal(kid, data.details, "details", now) if data.details else {},
             "created_at": now,
             **state.fields(lc),
             **messages.jsonable(updates.decision_fields(decision)),
@@ -128,7 +126,8 @@ class Intake:
             "applied_events": [event.id],
         }
         subject = {"kind": data.subject.kind.value, "identifiers": identifiers}
-        await self._queue(doc, event, subject, decision, details)
+        hold = details is not None and details.await_identity
+        await self._queue(doc, event, subject, decision, hold=hold, vault=vault)
         return doc
 
     async def _decide(
@@ -151,7 +150,9 @@ class Intake:
         event: CloudEvent,
         subject: dict[str, Any],
         decision: Decided,
-        details: Any,
+        *,
+        hold: bool,
+        vault: SubjectVault,
     ) -> None:
         """The new request's outgoing events, subjects sealed (held work waits for identity)."""
         kid, now, rid = key_id(doc["_id"]), self.clock.now(), doc["_id"]
@@ -161,14 +162,14 @@ class Intake:
         if decision.work:
             due = doc["clock"]["effective_due_date"]
             work = messages.work_requested(event, rid, subject, decision, due)
-            if details is not None and details.await_identity:
-                held = await seal_event(work, self.vault, kid, now)
+            if hold:
+                held = await seal_event(work, vault, kid, now)
                 doc["held_work"] = [outbox_entry(held, work.data["case_id"])]
             else:
                 outgoing.append(work)
                 doc["open_work"] = [decision.work_case]
         pairs = [(e, str(e.data.get("case_id", rid))) for e in outgoing]
-        doc["outbox"] = await stored_entries(pairs, self.vault, kid, now)
+        doc["outbox"] = await stored_entries(pairs, vault, kid, now)
         doc["outbox_pending"] = True
 
     async def follow_up(self, event: CloudEvent) -> None:
