@@ -18,7 +18,6 @@ strings only (no binary, no ObjectId outside ``_id``).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 from datetime import datetime
@@ -69,11 +68,12 @@ class SubjectVault:
     async def _read(self, kid: str, now: datetime | None, create: bool) -> bytes | None:
         doc = await self.keys.find_one({"_id": kid})
         if doc is None and create:
-            fresh = {"_id": kid, "key": _b64(AESGCM.generate_key(256)), "created_at": now}
-            # Another replica may have created (or destroyed) it first: theirs stands.
-            with contextlib.suppress(DuplicateKeyError):
-                await self.keys.insert_one(fresh)
-            doc = await self.keys.find_one({"_id": kid})
+            key = AESGCM.generate_key(256)
+            try:
+                await self.keys.insert_one({"_id": kid, "key": _b64(key), "created_at": now})
+                return key
+            except DuplicateKeyError:  # another replica created (or destroyed) it first
+                doc = await self.keys.find_one({"_id": kid})
         if doc is None or not doc.get("key"):
             return None
         return base64.b64decode(str(doc["key"]))

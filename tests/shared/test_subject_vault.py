@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -47,3 +48,16 @@ async def test_a_key_destroyed_before_it_existed_is_never_created(
         await vault.seal(kid, {"email": "a@b.c"}, "x", NOW)
     other = await vault.seal(kid + "-new", {"email": "a@b.c"}, "x", NOW)
     assert await vault.open(other, "x") == {"email": "a@b.c"}
+
+
+async def test_replicas_creating_one_key_at_once_end_up_with_the_same_key(
+    settings: Settings, mongo_client: Any
+) -> None:
+    db = service_database(mongo_client, settings, "deadlines")
+    kid = f"retention:CTR-{uuid.uuid4().hex[:6]}:customer"
+    replicas = [SubjectVault(db) for _ in range(4)]
+    sealed = await asyncio.gather(
+        *(r.seal(kid, {"n": i}, "subject") for i, r in enumerate(replicas))
+    )
+    reader = SubjectVault(db)
+    assert [await reader.open(s, "subject") for s in sealed] == [{"n": i} for i in range(4)]
