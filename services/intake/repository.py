@@ -41,6 +41,7 @@ class SubjectHistory(Protocol):
     async def record(
         self, hashes: list[str], request_id: str, right: str, receipt: date
     ) -> None: ...
+    async def requests_of(self, hashes: list[str]) -> list[str]: ...
     async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]: ...
 
 
@@ -96,6 +97,11 @@ class MongoSubjectHistory:
             }
             with contextlib.suppress(DuplicateKeyError):
                 await self.collection.insert_one(doc)
+
+    async def requests_of(self, hashes: list[str]) -> list[str]:
+        """Ids of every request recorded under one of ``hashes`` (the same subject)."""
+        found = self.collection.find({"subject_hash": {"$in": hashes}}, {"request_id": 1})
+        return sorted({str(doc["request_id"]) async for doc in found})
 
     async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]:
         """Receipt dates of this subject's other requests of ``right`` (once per request)."""

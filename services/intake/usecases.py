@@ -196,9 +196,22 @@ class Intake:
             span.set_attribute("gardien.request_id", request_id)
             await self._mutate(request_id, event, lambda doc: updates.progress(doc, event, kind))
             if event.type == CASE_CLOSED:
-                # The subject is erased: its identifiers and details here become noise.
-                shredded = await self.vault.destroy(key_id(request_id), self.clock.now())
-                span.set_attribute("gardien.subject_key_destroyed", shredded)
+                shredded = await self._shred(request_id)
+                span.set_attribute("gardien.subject_keys_destroyed", shredded)
+
+    async def _shred(self, request_id: str) -> int:
+        """Destroy the request's key once its work is done; for an erasure, the subject's.
+
+        The identifiers and details sealed under them become noise. An erasure also shreds
+        the subject's earlier requests (found by pseudonym in ``subject_requests``); an
+        objection ends only its own request's need for them.
+        """
+        vault, now = self.vault, self.clock.now()
+        doc = await self.requests.get(request_id)
+        ids = {request_id}
+        if doc is not None and doc.get("right") == "erasure" and doc.get("subject_refs"):
+            ids |= set(await self.history.requests_of(doc["subject_refs"]))
+        return sum([await vault.destroy(key_id(rid), now) for rid in sorted(ids)])
 
     async def _mutate(
         self, request_id: str, event: CloudEvent, change: Callable[[dict[str, Any]], Update | None]

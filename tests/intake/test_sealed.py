@@ -25,7 +25,7 @@ def closed_case(request_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def test_held_work_is_sealed_sent_in_clear_on_identity_and_shredded_on_close(
+async def test_held_work_is_sealed_sent_on_identity_and_the_subject_shredded_on_close(
     settings: Settings,
 ) -> None:
     request_id = rid("REQ-SEAL")
@@ -37,14 +37,20 @@ async def test_held_work_is_sealed_sent_in_clear_on_identity_and_shredded_on_clo
         details={"contract_status": "terminated", "contract_end_date": "2026-06-30",
                  "await_identity": True, "purpose": f"note about {email}"},
     )  # fmt: skip
+    earlier = example(
+        "request-received.json",
+        request_id=rid("REQ-EARLIER"),
+        subject={"kind": "customer", "identifiers": {"email": email.upper()}},
+    )
     app = create_app(settings)
     intake = app.state.intake
     async with (
         running(app),
         topic_reader(settings.kafka_bootstrap_servers, topics.ERASURE_WORK) as work,
     ):
-        await send(settings, received)
+        await send(settings, earlier, received)
         doc = await wait_for(lambda: intake.requests.get(request_id))
+        await wait_for(lambda: intake.requests.get(earlier["data"]["request_id"]))
         assert doc["held_work"]  # waits for identity, sealed meanwhile
         text = json.dumps(doc, default=str).casefold()
         assert email.casefold() not in text and customer.casefold() not in text
@@ -63,6 +69,8 @@ async def test_held_work_is_sealed_sent_in_clear_on_identity_and_shredded_on_clo
             [(key, event_bytes(closed_case(request_id)))],
         )
         await wait_for(lambda: intake.vault.destroyed(f"request:{request_id}"))
+        # The subject's earlier access request (same e-mail, other case) is shredded too.
+        assert await intake.vault.destroyed(f"request:{earlier['data']['request_id']}")
         final = await intake.requests.get(request_id)
         assert (
             await intake.vault.open(final["subject"]["identifiers"], "subject.identifiers") is None
