@@ -109,7 +109,8 @@ def service(
     settings = load_settings()
     configure_logging(settings.gardien_log_level, name, settings.gardien_log_format)
     try:
-        settings.pseudonymiser()
+        if name != GATEWAY:  # the gateway computes no pseudonyms: it does not get the key
+            settings.pseudonymiser()
     except PseudonymKeyError as exc:
         fail(str(exc))
     app, port = _service_app(name, settings)

@@ -11,11 +11,18 @@ deterministic ids, so consumers that see one twice ignore it.
 The array is only ever replaced whole with ``$set``, never changed with ``$push`` or
 ``$pull``, which the embedded MongoDB server mishandles on arrays of sub-documents
 (docs/devstack.md); entries that come back as JSON strings are decoded.
+
+Events that name a subject (``data.subject``, ``data.identifiers``) are stored with those
+fields sealed under the subject's key (``seal_event``, ``shared/subject_vault.py``) in the
+same database; ``relay`` opens them just before publishing. A field whose key was destroyed
+meanwhile is left out of the published event (the subject was erased).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -23,8 +30,47 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.events import CloudEvent
 from shared.messaging import publish_event
+from shared.subject_vault import SubjectVault, is_sealed
 
+log = logging.getLogger(__name__)
 MAX_RACES = 20
+PERSONAL = ("subject", "identifiers")  # event data fields that name a subject
+
+
+async def seal_event(
+    event: CloudEvent, vault: SubjectVault, kid: str, now: datetime | None = None
+) -> CloudEvent:
+    """``event`` with the fields naming a subject sealed under key ``kid`` (for storage)."""
+    names = [n for n in PERSONAL if n in event.data and not is_sealed(event.data[n])]
+    if not names:
+        return event
+    data = dict(event.data)
+    for name in names:
+        data[name] = await vault.seal(kid, data[name], name, now)
+    return event.model_copy(update={"data": data})
+
+
+async def opened_event(event: CloudEvent, vault: SubjectVault) -> CloudEvent:
+    """``event`` as published: sealed fields opened, those of destroyed keys left out."""
+    names = [n for n in PERSONAL if is_sealed(event.data.get(n))]
+    if not names:
+        return event
+    data = dict(event.data)
+    for name in names:
+        value = await vault.open(data[name], name)
+        if value is None:
+            log.warning("event %s: subject key destroyed, %s left out", event.id, name)
+            data.pop(name)
+        else:
+            data[name] = value
+    return event.model_copy(update={"data": data})
+
+
+async def stored_entries(
+    events: list[tuple[CloudEvent, str]], vault: SubjectVault, kid: str, now: datetime | None
+) -> list[dict[str, Any]]:
+    """Outbox entries of ``(event, key)`` pairs, subject fields sealed under ``kid``."""
+    return [outbox_entry(await seal_event(e, vault, kid, now), key) for e, key in events]
 
 
 def outbox_entry(event: CloudEvent, key: str) -> dict[str, Any]:
@@ -47,6 +93,7 @@ async def relay(
 ) -> int:
     """Publish the pending events of one document, oldest first; return how many."""
     sent: set[str] = set()
+    vault = SubjectVault(collection.database)
     for _ in range(MAX_RACES):
         doc = await collection.find_one({"_id": doc_id}, {"outbox": 1, "version": 1})
         if doc is None:
@@ -55,7 +102,7 @@ async def relay(
         for entry in entries:
             if entry["id"] not in sent:
                 event = CloudEvent.model_validate(entry["event"])
-                await publish_event(broker, event, entry["key"])
+                await publish_event(broker, await opened_event(event, vault), entry["key"])
                 sent.add(entry["id"])
         if not entries and not doc.get("outbox_pending"):
             return len(sent)

@@ -50,6 +50,8 @@ def create_app(
         checkpointer, dispatcher = parts["checkpointer"], parts["dispatcher"]
         assert isinstance(checkpointer, Checkpointer)
         assert isinstance(dispatcher, Dispatcher)
+        # Retired: subject references now use the deployment's pseudonym key (shared/pseudonyms).
+        await runtime.db["vault"].delete_one({"_id": "subject-hmac"})
         runtime.tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoints"))
         runtime.tasks.append(asyncio.create_task(dispatcher.run(), name="audit-webhooks"))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +24,6 @@ LINKABLE = ("request_id", "case_id", "command_id", "contract_id")
 # The aggregates that begin a relationship with a subject: only a request or contract first
 # seen after the subject's key was destroyed earns the key a new generation.
 RELATIONSHIPS = ("request_id", "contract_id")
-
-
-def normalise_identifier(value: str) -> str:
-    """The form identifiers are hashed in: trimmed and case-folded."""
-    return value.strip().casefold()
-
-
-def subject_ref(key: bytes, identifier: str) -> str:
-    """Keyed hash (HMAC-SHA256) of one identifier: findable, not reversible."""
-    return hmac.new(key, normalise_identifier(identifier).encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

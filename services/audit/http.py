@@ -86,7 +86,7 @@ async def _query(auditor: Auditor, f: Filters) -> dict[str, Any]:
     query: dict[str, Any] = {}
     if f.subject:
         # Through the scalar subject index (see repository.SUBJECT_INDEX), then by _id.
-        ref = await auditor.subject_ref(f.subject)
+        ref = auditor.subject_ref(f.subject)
         query["_id"] = {"$in": await auditor.store.records_of_subject(ref)}
     for field, value in (
         ("refs.request_id", f.request_id),

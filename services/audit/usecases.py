@@ -21,7 +21,6 @@ from shared.events import parse_event
 from shared.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TOPIC, Delivery
 from shared.service import Runtime
 
-HMAC_SECRET = "subject-hmac"  # noqa: S105 - the vault entry name, not a secret
 CASE_CLOSED = "gardien.erasure.case.closed"
 LOCAL_CHAIN = "gardien.audit.local/0"  # records the audit service itself originates
 
@@ -34,7 +33,6 @@ class Auditor:
         self.clock: Clock = clock or SystemClock()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
-        self._hmac_key: bytes | None = None
         # Called after each stored record (webhook queue, checkpoint trigger).
         self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
@@ -42,14 +40,9 @@ class Auditor:
     def store(self) -> AuditStore:
         return AuditStore(self.runtime.db)
 
-    async def hmac_key(self) -> bytes:
-        if self._hmac_key is None:
-            self._hmac_key = await self.store.secret(HMAC_SECRET)
-        return self._hmac_key
-
-    async def subject_ref(self, identifier: str) -> str:
-        """The keyed hash a DPO's identifier is looked up by."""
-        return domain.subject_ref(await self.hmac_key(), identifier)
+    def subject_ref(self, identifier: str) -> str:
+        """The keyed hash a DPO's identifier is looked up by (``shared.pseudonyms``)."""
+        return self.runtime.pseudonyms.ref(identifier)
 
     async def record(self, delivery: Delivery) -> None:
         """Audit one delivered record exactly once (re-deliveries are recognised)."""
@@ -116,10 +109,9 @@ class Auditor:
         self, record_id: str, data: dict[str, Any], refs: dict[str, str]
     ) -> tuple[list[str], list[dict[str, Any]]]:
         """(subject refs, sealed personal parts) of one event's data."""
-        key = await self.hmac_key()
         # One entry per subject slot of the data, so a part's ``subject`` index finds its owner;
         # a slot naming nobody (a whole-system order) stays as an empty entry.
-        slots = [[domain.subject_ref(key, i) for i in s] for s in domain.subjects_in(data)]
+        slots = [[self.subject_ref(i) for i in s] for s in domain.subjects_in(data)]
         subjects = [s for s in slots if s]
         names = [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
         linked = await self.store.linked(names) if names else []

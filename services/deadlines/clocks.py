@@ -29,19 +29,9 @@ PAUSED_STATUSES = {"awaiting_identity", "awaiting_information"}
 FINAL_STATUSES = {"responded", "partly_refused", "refused", "closed"}
 
 
-def subject_refs(identifiers: dict[str, Any]) -> list[str]:
-    """One pseudonymous reference per identifier, so a hold naming any of them matches."""
-    return sorted(
-        "s-" + hashlib.sha256(f"{k}={v}".encode()).hexdigest()[:20]
-        for k, v in identifiers.items()
-        if v
-    )
-
-
-def subject_key(identifiers: dict[str, Any]) -> str:
-    """A stable pseudonymous key for a subject (never a raw identifier)."""
-    joined = "|".join(subject_refs(identifiers))
-    return "s-" + hashlib.sha256(joined.encode()).hexdigest()[:20]
+def subject_key(refs: list[str]) -> str:
+    """A stable key for a subject without a contract, from its pseudonyms (already keyed)."""
+    return "s-" + hashlib.sha256("|".join(sorted(refs)).encode()).hexdigest()[:20]
 
 
 def _day(value: str | None) -> date | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from services.deadlines import reactions
+from services.deadlines import reactions, subjects
 from services.deadlines.usecases import Deadlines
 from shared import topics
 from shared.events import CloudEvent
@@ -22,11 +22,12 @@ ROUTES: dict[str, Reaction] = {
     "gdpr.legal_hold.released": reactions.hold_released,
     "gdpr.processor.replaced": reactions.processor_replaced,
     "gdpr.processor.deletion_certified": reactions.deletion_certified,
+    subjects.CASE_CLOSED: subjects.case_closed,
 }
 # Deadlines dead-letters the topics it owns; intake owns the requests topics and erasure
 # the processors topic, so invalid records there are dead-lettered by them only.
 OWNED = [topics.BREACHES, topics.CONTRACTS, topics.LEGAL_HOLDS]
-SHARED = [topics.PROCESSORS, topics.REQUEST_EVENTS]
+SHARED = [topics.PROCESSORS, topics.REQUEST_EVENTS, topics.ERASURE_CASES]
 
 
 def register(runtime: Runtime, uses: Deadlines) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from services.deadlines import clocks, holdgate
 from services.deadlines.documents import Change, spec_of
 from services.deadlines.domain import Base
+from services.deadlines.subjects import sealed_subject
 from services.deadlines.usecases import Deadlines, is_closed, known_category, require_timer
 from shared.errors import TransitionRefused
 from shared.events import CloudEvent
@@ -95,15 +96,16 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
     for category in categories:
         known_category(category, uses.policy)  # refuse before writing anything
     identifiers = subject.identifiers.present() if subject else {}
-    refs = clocks.subject_refs(identifiers)
-    owner = contract_id or clocks.subject_key(identifiers)
+    refs = uses.pseudonyms.refs(identifiers)
+    owner = contract_id or clocks.subject_key(refs)
     holds = await uses.timers.active_holds(refs)
     start = local_date(at).isoformat()
     for category in categories:
         timer_id = f"retention:{owner}:{category}"
+        sealed = await sealed_subject(uses, timer_id, subject)
 
         def compute(
-            doc: Doc | None, category: str = category, tid: str = timer_id
+            doc: Doc | None, category: str = category, tid: str = timer_id, sealed: Any = sealed
         ) -> Change | None:
             if is_closed(doc):
                 return None
@@ -111,8 +113,8 @@ async def retention_started(uses: Deadlines, event: CloudEvent) -> None:
             # A later contact restarts the period; a re-sent older one never shortens it.
             inputs["start_date"] = max(start, inputs.get("start_date", start))
             inputs.update(category=category, contract_id=contract_id)
-            if subject is not None:
-                inputs["subject"] = subject.model_dump(mode="json", exclude_none=True)
+            if sealed is not None:
+                inputs["subject"] = sealed  # opened only when the purge work is relayed
             known = {h["key"] for h in inputs["holds"]}
             inputs["holds"] = inputs["holds"] + [
                 _hold_entry(h) for h in holds
@@ -130,7 +132,7 @@ _hold_entry = holdgate.hold_entry
 async def hold_placed(uses: Deadlines, event: CloudEvent) -> None:
     """An active hold blocks every purge in its scope (R-RET-4)."""
     data = LegalHold.model_validate(event.data)
-    refs = sorted({r for s in data.scope.subjects for r in clocks.subject_refs(_ids(s))})
+    refs = sorted({r for s in data.scope.subjects for r in uses.pseudonyms.refs(_ids(s))})
     hold = {
         "_id": data.hold_id or data.matter,
         "matter": data.matter,

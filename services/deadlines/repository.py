@@ -18,6 +18,8 @@ from pymongo.errors import DuplicateKeyError
 from shared.events import CloudEvent
 from shared.messaging import publish_event
 from shared.mongo import IndexPlan
+from shared.outbox import opened_event
+from shared.subject_vault import SubjectVault
 
 TIMERS = "timers"
 HOLDS = "holds"
@@ -52,6 +54,7 @@ class MongoTimers:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.collection: AsyncCollection[Doc] = db[TIMERS]
         self.holds: AsyncCollection[Doc] = db[HOLDS]
+        self.vault = SubjectVault(db)  # opens sealed subjects of purge work at relay
 
     async def get(self, timer_id: str) -> Doc | None:
         return await self.collection.find_one({"_id": timer_id})
@@ -115,7 +118,8 @@ class MongoTimers:
         doc = await self.collection.find_one({"_id": timer_id}, {"outbox": 1, "version": 1})
         pending = (doc or {}).get("outbox", [])
         for entry in pending:
-            await publish_event(broker, CloudEvent.model_validate(entry["event"]), entry["key"])
+            event = await opened_event(CloudEvent.model_validate(entry["event"]), self.vault)
+            await publish_event(broker, event, entry["key"])
         if not pending or doc is None:
             return 0
         ids = [entry["id"] for entry in pending]

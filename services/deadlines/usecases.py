@@ -22,8 +22,10 @@ from services.deadlines.domain import CLOSED, Base
 from services.deadlines.repository import MongoTimers
 from shared.errors import TransientError, TransitionRefused
 from shared.events import CloudEvent
+from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy
 from shared.service import Runtime
+from shared.subject_vault import SubjectVault
 
 Compute = Callable[[dict[str, Any] | None], Change | None]
 ATTEMPTS = 5
@@ -48,6 +50,16 @@ class Deadlines:
     @property
     def broker(self) -> KafkaBroker:
         return self.runtime.broker
+
+    @property
+    def vault(self) -> SubjectVault:
+        """Subject keys of the retention clocks (``services/deadlines/subjects.py``)."""
+        return SubjectVault(self.runtime.db)
+
+    @property
+    def pseudonyms(self) -> Pseudonymiser:
+        """The deployment's subject pseudonyms (the same in every service)."""
+        return self.runtime.pseudonyms
 
     async def apply(self, timer_id: str, event: CloudEvent, compute: Compute) -> None:
         """Apply ``compute`` to one timer unless ``event`` was applied to it already."""

@@ -14,7 +14,8 @@ from pymongo.errors import DuplicateKeyError
 from services.erasure.domain import Case
 from shared.events import CloudEvent
 from shared.mongo import IndexPlan
-from shared.outbox import outbox_entry
+from shared.outbox import stored_entries
+from shared.subject_vault import KeyShredded, SubjectVault, is_sealed
 
 CASES = "cases"
 ROUTES = "routes"
@@ -35,9 +36,9 @@ INDEXES = IndexPlan(
 Events = list[tuple[CloudEvent, str]]
 
 
-def events_out(events: Events) -> list[dict[str, Any]]:
-    """Outbox entries of ``events``."""
-    return [outbox_entry(event, key) for event, key in events]
+def key_id(case_id: str) -> str:
+    """The subject key of one case (destroyed when the case closes)."""
+    return f"case:{case_id}"
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,20 @@ class MongoCases:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.collection: AsyncCollection[dict[str, Any]] = db[CASES]
         self.routes_collection: AsyncCollection[dict[str, Any]] = db[ROUTES]
+        self.vault = SubjectVault(db)
 
     async def add(self, case: Case, events: Events) -> bool:
         """Insert a new case with its first events; False when it exists already."""
-        doc = {
-            "_id": case.case_id,
-            **_fields(case),
-            "applied": [],
-            "outbox": [outbox_entry(e, k) for e, k in events],
-            "outbox_pending": bool(events),
-        }
+        try:
+            doc = {
+                "_id": case.case_id,
+                **await self._stored(case),
+                "applied": [],
+                "outbox": await self.entries(case.case_id, events),
+                "outbox_pending": bool(events),
+            }
+        except KeyShredded:
+            return False  # the case closed and its key is gone: a redelivered work item
         if case.next_due_at is None:
             doc.pop("next_due_at")
         try:
@@ -89,14 +94,43 @@ class MongoCases:
             return False
         return True
 
+    async def entries(self, case_id: str, events: Events) -> list[dict[str, Any]]:
+        """Outbox entries of ``events``, identifiers sealed under the case's subject key."""
+        return await stored_entries(events, self.vault, key_id(case_id), None)
+
+    async def _stored(self, case: Case) -> dict[str, Any]:
+        """The case's fields as stored: each system's identifiers sealed under the case key."""
+        doc = _fields(case)
+        for name, progress in doc["systems"].items():
+            ids = progress.get("identifiers") or {}
+            aad = f"identifiers|{name}"
+            progress["identifiers"] = (
+                await self.vault.seal(key_id(case.case_id), ids, aad) if ids else {}
+            )
+        return doc
+
+    async def _opened(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A stored case with its identifiers opened ({} once the case key is destroyed)."""
+        for name, progress in (doc.get("systems") or {}).items():
+            ids = progress.get("identifiers")
+            if is_sealed(ids):
+                progress["identifiers"] = await self.vault.open(ids, f"identifiers|{name}") or {}
+        return doc
+
     async def load(self, case_id: str) -> Loaded | None:
         """The case, the ids of the events already applied to it and its unsent events."""
         doc = await self.collection.find_one({"_id": case_id})
         if doc is None:
             return None
         return Loaded(
-            Case.model_validate(doc), list(doc.get("applied", [])), list(doc.get("outbox", []))
+            Case.model_validate(await self._opened(doc)),
+            list(doc.get("applied", [])),
+            list(doc.get("outbox", [])),
         )
+
+    async def destroy_key(self, case_id: str, now: datetime) -> bool:
+        """Crypto-shred the identifiers of a closed case (its stored copies and outbox)."""
+        return await self.vault.destroy(key_id(case_id), now)
 
     async def save(
         self, case: Case, version: int, outbox: list[dict[str, Any]], applied: str | None = None
@@ -107,7 +141,7 @@ class MongoCases:
         pushed with ``$push`` as JSON strings. The version check makes the set safe.
         """
         fields = {
-            **_fields(case),
+            **await self._stored(case),
             "version": version + 1,
             "outbox": outbox,
             "outbox_pending": bool(outbox),
@@ -141,7 +175,11 @@ class MongoCases:
         if cursor:
             query["_id"] = {"$gt": cursor}
         found = self.collection.find(query, {"outbox": 0, "applied": 0})
-        return [doc async for doc in found.sort("_id", ASCENDING).limit(limit)]
+        docs = [doc async for doc in found.sort("_id", ASCENDING).limit(limit)]
+        for doc in docs:  # a listing shows no identifiers: they stay sealed, unread
+            for progress in (doc.get("systems") or {}).values():
+                progress["identifiers"] = {}
+        return docs
 
     async def put_route(self, old: str, new: str, categories: list[str], since: datetime) -> None:
         """Route ``old``'s categories to ``new`` from now on (idempotent)."""

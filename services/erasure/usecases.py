@@ -14,7 +14,7 @@ from services.erasure import domain, holdcases, holds, messages, planning
 from services.erasure.connector import HttpConnector
 from services.erasure.domain import Case, Effect
 from services.erasure.registry import Registry
-from services.erasure.repository import Events, MongoCases, events_out
+from services.erasure.repository import Events, MongoCases
 from services.erasure.settings import ErasureSettings
 from shared.clock import Clock
 from shared.errors import EventRejected, TransientError, TransitionRefused
@@ -116,7 +116,7 @@ class Erasure:
             events.append(messages.case_event(case, "closed", now))
         case.version = 1
         created = await self.cases.add(case, events)
-        await relay(self.broker, self.cases.collection, case.case_id)
+        await self._relay(case)
         if created:
             await self._call_http(self._http_calls(case, events))
 
@@ -232,15 +232,27 @@ class Erasure:
             if loaded is None:
                 raise TransitionRefused(missing)
             if applied is not None and applied in loaded.applied:
+                await self._relay(loaded.case)  # a crash may have come before the relay
                 return False
             case, version = loaded.case, loaded.case.version
             events = change(case)
             if events is None:
                 return False
-            if await self.cases.save(case, version, loaded.outbox + events_out(events), applied):
-                await relay(self.broker, self.cases.collection, case_id)
+            outbox = loaded.outbox + await self.cases.entries(case_id, events)
+            if await self.cases.save(case, version, outbox, applied):
+                await self._relay(case)
                 return True
         raise TransientError(f"case {case_id} kept changing under a concurrent writer")
+
+    async def _relay(self, case: Case) -> None:
+        """Publish the case's queued events; once it is closed, shred its identifiers.
+
+        The key goes only after the relay, so the commands queued with the closing update
+        are still sent; a closed case needs identifiers no more (``domain.close``).
+        """
+        await relay(self.broker, self.cases.collection, case.case_id)
+        if case.state == "closed":
+            await self.cases.destroy_key(case.case_id, self.clock.now())
 
     def _http_calls(self, case: Case, events: Events) -> list[HttpCall]:
         return [

@@ -32,7 +32,9 @@ def create_app(
         uses["intake"] = Intake(runtime, policy, clock or SystemClock())
         handlers.register(runtime, uses["intake"])
 
-    async def relay_pending(_: Runtime) -> None:
+    async def relay_pending(runtime: Runtime) -> None:
+        # Retired: subject hashes now use the deployment's pseudonym key (shared/pseudonyms).
+        await runtime.db["vault"].delete_one({"_id": "subject-hash"})
         await uses["intake"].relay_pending()
 
     spec = ServiceSpec("intake", wire, INDEXES, [router], after_start=[relay_pending])

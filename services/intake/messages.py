@@ -69,15 +69,15 @@ def decided(cause: CloudEvent, request_id: str, right: str, d: Decided) -> Cloud
 
 
 def work_requested(
-    cause: CloudEvent, doc: dict[str, Any], d: Decided, due_by: str | None
+    cause: CloudEvent, request_id: str, subject: dict[str, Any], d: Decided, due_by: str | None
 ) -> CloudEvent:
     """``gardien.erasure.work.requested`` for the erasure service (case ``req:``/``obj:``)."""
     origin = "objection" if d.work_case == "obj" else "request"
     data = {
-        "case_id": f"{d.work_case}:{doc['_id']}",
+        "case_id": f"{d.work_case}:{request_id}",
         "origin": origin,
-        "request_id": doc["_id"],
-        "subject": doc["subject"],
+        "request_id": request_id,
+        "subject": subject,
         "categories": d.work,
         "due_by": due_by,
     }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import secrets
 from datetime import date
 from typing import Any, Protocol
 
@@ -15,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.mongo import IndexPlan
 
-REQUESTS, HISTORY, VAULT = "requests", "subject_requests", "vault"
+REQUESTS, HISTORY = "requests", "subject_requests"
 
 INDEXES = IndexPlan(
     {
@@ -43,6 +41,7 @@ class SubjectHistory(Protocol):
     async def record(
         self, hashes: list[str], request_id: str, right: str, receipt: date
     ) -> None: ...
+    async def requests_of(self, hashes: list[str]) -> list[str]: ...
     async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]: ...
 
 
@@ -99,6 +98,11 @@ class MongoSubjectHistory:
             with contextlib.suppress(DuplicateKeyError):
                 await self.collection.insert_one(doc)
 
+    async def requests_of(self, hashes: list[str]) -> list[str]:
+        """Ids of every request recorded under one of ``hashes`` (the same subject)."""
+        found = self.collection.find({"subject_hash": {"$in": hashes}}, {"request_id": 1})
+        return sorted({str(doc["request_id"]) async for doc in found})
+
     async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]:
         """Receipt dates of this subject's other requests of ``right`` (once per request)."""
         seen: dict[str, date] = {}
@@ -106,16 +110,3 @@ class MongoSubjectHistory:
             if doc["right"] == right and doc["request_id"] != exclude:
                 seen[doc["request_id"]] = date.fromisoformat(doc["receipt_date"])
         return list(seen.values())
-
-
-async def vault_secret(db: AsyncDatabase[dict[str, Any]], name: str) -> bytes:
-    """A named random secret, created once in intake's vault and shared by its replicas."""
-    vault = db[VAULT]
-    doc = await vault.find_one({"_id": name})
-    if doc is None:
-        value = base64.b64encode(secrets.token_bytes(32)).decode()
-        with contextlib.suppress(DuplicateKeyError):  # another replica created it first
-            await vault.insert_one({"_id": name, "key": value})
-        doc = await vault.find_one({"_id": name})
-    assert doc is not None
-    return base64.b64decode(str(doc["key"]))

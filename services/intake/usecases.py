@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,16 +13,25 @@ from services.intake import domain, messages, state, updates
 from services.intake.decisions import Decided, decide
 from services.intake.details import parse_details
 from services.intake.domain import Lifecycle, Status
-from services.intake.repository import MongoRequests, MongoSubjectHistory, vault_secret
+from services.intake.repository import MongoRequests, MongoSubjectHistory
 from shared import rules
 from shared.clock import Clock, SystemClock
 from shared.errors import TransientError, TransitionRefused
 from shared.events import CloudEvent
 from shared.events.inbound import RequestExtended, RequestReceived, RequestResponded, RequestStep
-from shared.outbox import outbox_entry, relay, relay_all
+from shared.outbox import outbox_entry, relay, relay_all, seal_event, stored_entries
 from shared.service import Runtime
+from shared.subject_vault import SubjectVault
 
 Update = updates.Update
+CASE_CLOSED = "gardien.erasure.case.closed"
+
+
+def key_id(request_id: str) -> str:
+    """The subject key of one request: a new request is a new relationship, a new key."""
+    return f"request:{request_id}"
+
+
 STEP_MODELS: dict[str, type[RequestStep]] = {
     "extended": RequestExtended,
     "responded": RequestResponded,
@@ -38,7 +45,6 @@ class Intake:
     runtime: Runtime
     policy: rules.Policy = field(default_factory=rules.default_policy)
     clock: Clock = field(default_factory=SystemClock)
-    _hash_key: bytes | None = None
 
     @property
     def requests(self) -> MongoRequests:
@@ -47,6 +53,11 @@ class Intake:
     @property
     def history(self) -> MongoSubjectHistory:
         return MongoSubjectHistory(self.runtime.db)
+
+    @property
+    def vault(self) -> SubjectVault:
+        """Per-request keys of the subjects' identifiers and details (docs/intake.md)."""
+        return SubjectVault(self.runtime.db)
 
     @property
     def broker(self) -> KafkaBroker:
@@ -60,13 +71,9 @@ class Intake:
         """Publish events a crash left in request documents."""
         return await relay_all(self.broker, self._collection)
 
-    async def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
-        """Keyed hashes (HMAC-SHA256) of the subject's identifiers: never the raw values."""
-        if self._hash_key is None:
-            self._hash_key = await vault_secret(self.runtime.db, "subject-hash")
-        key = self._hash_key
-        values = sorted({v.strip().casefold() for v in identifiers.values()})
-        return [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in values]
+    def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
+        """The subject's pseudonyms (``shared.pseudonyms``): never the raw values."""
+        return self.runtime.pseudonyms.refs(identifiers)
 
     async def receive(self, event: CloudEvent) -> None:
         """Record a new request once, whatever the number of deliveries of its event."""
@@ -92,16 +99,11 @@ class Intake:
         policy = self.policy
         receipt = rules.receipt_date(data.received_at, policy.timezone)
         lc = Lifecycle(Status.RECEIVED, receipt, policy.holiday_calendar)
-        hashes = await self.subject_hashes(data.subject.identifiers.present())
+        hashes = self.subject_hashes(data.subject.identifiers.present())
         right = data.right.value
-        await self.history.record(hashes, data.request_id, right, receipt)
-        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
-        try:
-            details = parse_details(data.details)
-            decision = decide(right, data.subject.kind.value, details, receipt, policy, past)
-        except ValueError as exc:  # the request stands; a person reviews its details
-            decision = Decided(flags=["details_invalid"], details_error=str(exc)[:500])
-            details = None
+        decision, details = await self._decide(data, receipt, hashes)
+        kid, now, vault = key_id(data.request_id), self.clock.now(), self.vault
+        identifiers = data.subject.identifiers.present()
         doc: dict[str, Any] = {
             "_id": data.request_id,
             "source_event_id": event.id,
@@ -112,29 +114,63 @@ class Intake:
             "channel": data.channel,
             "subject": {
                 "kind": data.subject.kind.value,
-                "identifiers": data.subject.identifiers.present(),
+                "identifiers": await vault.seal(kid, identifiers, "subject.identifiers", now),
             },
-            "details": data.details or {},
-            "created_at": self.clock.now(),
+            "subject_refs": hashes,
+            "details": await vault.seal(kid, data.details, "details", now) if data.details else {},
+            "created_at": now,
             **state.fields(lc),
             **messages.jsonable(updates.decision_fields(decision)),
             "history": [updates.entry(Status.RECEIVED, event, data.received_at)],
             "refusals": [],
             "applied_events": [event.id],
         }
+        subject = {"kind": data.subject.kind.value, "identifiers": identifiers}
+        hold = details is not None and details.await_identity
+        await self._queue(doc, event, subject, decision, hold=hold, vault=vault)
+        return doc
+
+    async def _decide(
+        self, data: RequestReceived, receipt: Any, hashes: list[str]
+    ) -> tuple[Decided, Any]:
+        """The rules engine's decision on a new request (and its parsed details, if valid)."""
+        right = data.right.value
+        await self.history.record(hashes, data.request_id, right, receipt)
+        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
+        try:
+            details = parse_details(data.details)
+            kind = data.subject.kind.value
+            return decide(right, kind, details, receipt, self.policy, past), details
+        except ValueError as exc:  # the request stands; a person reviews its details
+            return Decided(flags=["details_invalid"], details_error=str(exc)[:500]), None
+
+    async def _queue(
+        self,
+        doc: dict[str, Any],
+        event: CloudEvent,
+        subject: dict[str, Any],
+        decision: Decided,
+        *,
+        hold: bool,
+        vault: SubjectVault,
+    ) -> None:
+        """The new request's outgoing events, subjects sealed (held work waits for identity)."""
+        kid, now, rid = key_id(doc["_id"]), self.clock.now(), doc["_id"]
         outgoing = [messages.accepted(event, doc)]
         if decision.anything:
-            outgoing.append(messages.decided(event, data.request_id, right, decision))
+            outgoing.append(messages.decided(event, rid, doc["right"], decision))
         if decision.work:
-            work = messages.work_requested(event, doc, decision, doc["clock"]["effective_due_date"])
-            if details is not None and details.await_identity:
-                doc["held_work"] = [outbox_entry(work, work.data["case_id"])]
+            due = doc["clock"]["effective_due_date"]
+            work = messages.work_requested(event, rid, subject, decision, due)
+            if hold:
+                held = await seal_event(work, vault, kid, now)
+                doc["held_work"] = [outbox_entry(held, work.data["case_id"])]
             else:
                 outgoing.append(work)
                 doc["open_work"] = [decision.work_case]
-        doc["outbox"] = [outbox_entry(e, e.data.get("case_id", data.request_id)) for e in outgoing]
+        pairs = [(e, str(e.data.get("case_id", rid))) for e in outgoing]
+        doc["outbox"] = await stored_entries(pairs, vault, kid, now)
         doc["outbox_pending"] = True
-        return doc
 
     async def follow_up(self, event: CloudEvent) -> None:
         """Move a request on a follow-up event; an impossible one is refused and audited."""
@@ -159,6 +195,23 @@ class Intake:
         with self.runtime.span("intake.case_reported") as span:
             span.set_attribute("gardien.request_id", request_id)
             await self._mutate(request_id, event, lambda doc: updates.progress(doc, event, kind))
+            if event.type == CASE_CLOSED:
+                shredded = await self._shred(request_id)
+                span.set_attribute("gardien.subject_keys_destroyed", shredded)
+
+    async def _shred(self, request_id: str) -> int:
+        """Destroy the request's key once its work is done; for an erasure, the subject's.
+
+        The identifiers and details sealed under them become noise. An erasure also shreds
+        the subject's earlier requests (found by pseudonym in ``subject_requests``); an
+        objection ends only its own request's need for them.
+        """
+        vault, now = self.vault, self.clock.now()
+        doc = await self.requests.get(request_id)
+        ids = {request_id}
+        if doc is not None and doc.get("right") == "erasure" and doc.get("subject_refs"):
+            ids |= set(await self.history.requests_of(doc["subject_refs"]))
+        return sum([await vault.destroy(key_id(rid), now) for rid in sorted(ids)])
 
     async def _mutate(
         self, request_id: str, event: CloudEvent, change: Callable[[dict[str, Any]], Update | None]

@@ -49,15 +49,19 @@ async def test_a_hold_opened_after_the_purge_date_blocks_a_purge_not_yet_fired(
         await publish(settings, topics.CONTRACTS, t, inbound("gdpr.contract.ended", ended))
         item = await timer(client, headers, tid, state="blocked")
         assert item["due_at"] is None and item["details"]["late_holds"] == []
-        assert await scheduler.tick() == 0
+        # Ticks may fire other tests' timers (the shared broker replays their events here):
+        # what matters is that this one stays blocked.
+        await scheduler.tick()
+        await timer(client, headers, tid, state="blocked")
 
         release = inbound("gdpr.legal_hold.released", {**hold, "at": "2027-09-30T10:00:00+02:00"})
         await publish(settings, topics.LEGAL_HOLDS, t, release)
         item = await timer(client, headers, tid, state="open")
         assert item["details"]["effective_retain_until"] == "2027-09-30"
-        assert await scheduler.tick() == 0
+        await scheduler.tick()
+        await timer(client, headers, tid, state="open")
         clock.set(datetime(2027, 9, 30, 22, tzinfo=UTC))  # 2027-10-01 00:00 Paris
-        assert await scheduler.tick() == 1
+        assert await scheduler.tick() >= 1
         work = await next_event(reader, f"{tid}:purge:2027-09-30T22:00:00Z")
         assert work["data"]["subject"] == subject
 
@@ -82,7 +86,7 @@ async def test_a_hold_recorded_between_scheduling_and_firing_wins_at_fire_time(
         monkeypatch.setattr(reactions, "_rehold", not_yet)
         await publish(settings, topics.LEGAL_HOLDS, t, inbound("gdpr.legal_hold.placed", hold))
         await wait_hold(app, f"H-{t}")
-        assert await scheduler.tick() == 0  # nothing fired
+        await scheduler.tick()  # this timer does not fire (others' may)
         item = await timer(client, headers, tid, state="blocked")
         assert item["due_at"] is None and "R-RET-4" in item["rules"]
         doc = await app.state.deadlines.timers.get(tid)

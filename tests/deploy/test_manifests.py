@@ -342,3 +342,21 @@ def test_k8s_documents_are_well_formed(path: Path) -> None:
         assert doc.get("apiVersion"), path.name
         assert doc.get("kind"), path.name
         assert doc.get("metadata", {}).get("name"), path.name
+
+
+def test_every_service_gets_the_pseudonym_key_from_a_secret() -> None:
+    """One key for every service, never written in the manifests themselves."""
+    for name, svc in gardien_compose_services(load_compose()).items():
+        if compose_command(svc) in (["service", s] for s in SERVICE_NAMES):
+            value = str((svc.get("environment") or {}).get("GARDIEN_PSEUDONYM_KEY", ""))
+            assert value.startswith("${GARDIEN_PSEUDONYM_KEY:?"), f"compose {name}: no key"
+    found = set()
+    for _, workload, container in gardien_k8s_containers(load_k8s_docs()):
+        args = container.get("args", [])
+        if args[:1] != ["service"] or args[1] not in SERVICE_NAMES:
+            continue
+        env = {e["name"]: e for e in container.get("env", [])}
+        ref = env["GARDIEN_PSEUDONYM_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "gardien-pseudonym" and not ref.get("optional"), workload
+        found.add(args[1])
+    assert found == set(SERVICE_NAMES)
