@@ -122,7 +122,7 @@ body{font:11pt/1.4 Georgia,serif;margin:2em auto;max-width:60em;color:#111}
 h1{font-size:18pt;border-bottom:2px solid #333}h2{font-size:14pt;margin-top:1.5em}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
 th,td{border:1px solid #777;padding:.3em .5em;vertical-align:top;text-align:left}
-th{background:#eee;width:30%}.sheet{margin-top:2em}.muted{color:#555;font-size:9pt}
+th{background:#eee}.kv th{width:30%}.sheet{margin-top:2em}.muted{color:#555;font-size:9pt}
 ul{margin:0;padding-left:1.2em}
 @page{size:A4;margin:15mm}
 @media print{body{margin:0;max-width:none}.sheet{page-break-before:always}
@@ -137,7 +137,7 @@ def _list(items: Iterable[str], empty: str = "none") -> str:
 
 def _rows(rows: Iterable[tuple[str, str]]) -> str:
     body = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
+    return f'<table class="kv">{body}</table>'
 
 
 def _sheet(n: int, a: ActivityRecord) -> str:
