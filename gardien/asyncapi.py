@@ -29,6 +29,7 @@ PRODUCERS: dict[str, list[str]] = {
     topics.ERASURE_COMMANDS: ["erasure"],
     topics.ERASURE_CASES: ["erasure"],
     topics.DEADLINES: ["deadlines"],
+    topics.REGISTER: ["erasure"],
 }
 SERVERS = {
     "embedded": {
