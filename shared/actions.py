@@ -84,7 +84,7 @@ def refused(reason: str) -> HTTPException:
 
 def invalid(reason: str) -> HTTPException:
     """422 with a precise reason."""
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, reason)
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, reason)
 
 
 def missing(what: str) -> HTTPException:

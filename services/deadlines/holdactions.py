@@ -57,6 +57,9 @@ def _hold_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "hold_id": str(doc["_id"]),
         **{k: doc.get(k) for k in HOLD_KEYS},
+        # Booleans written with $set come back as 0/1 from the embedded server.
+        "active": bool(doc.get("active")),
+        "scope_all_subjects": bool(doc.get("scope_all_subjects")),
         "subjects": len(doc.get("subject_refs") or []),
     }
 

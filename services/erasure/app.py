@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.erasure import handlers, holdcases
+from services.erasure.actions import router as actions
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.registry import Registry, load_registry
@@ -53,7 +54,7 @@ def create_app(
     for collection, models in holdcases.INDEXES.items():
         indexes.indexes[collection] = [*indexes.indexes.get(collection, []), *models]
     spec = ServiceSpec(
-        "erasure", wire, indexes, [router], after_start=[relay_pending, start_sweeper]
+        "erasure", wire, indexes, [router, actions], after_start=[relay_pending, start_sweeper]
     )
     app = create_service_app(spec, settings, exporter)
     app.state.erasure = uses["erasure"]

@@ -53,6 +53,9 @@ def routes(settings: Settings) -> dict[str, str]:
     return {
         "/v1/requests": settings.gardien_intake_url,
         "/v1/deadlines": settings.gardien_deadlines_url,
+        "/v1/breaches": settings.gardien_deadlines_url,
+        "/v1/holds": settings.gardien_deadlines_url,
+        "/v1/processors": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
         "/v1/audit": settings.gardien_audit_url,
         "/v1/webhooks": settings.gardien_audit_url,
