@@ -6,18 +6,19 @@ was done and when; the acting key's name (who) is stamped on the event and in it
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request, status
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict
 
 from services.erasure.repository import MongoCases
+from services.erasure.usecases import Erasure
 from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
 from shared.auth import Scope, StoredKey, require
 from shared.events.common import Instant, LongText
 
-router = APIRouter(prefix="/v1/erasure/cases", tags=["erasure actions"])
+router = APIRouter(prefix="/v1/erasure", tags=["erasure actions"])
 Writer = Annotated[StoredKey, require(Scope.ERASURE_WRITE)]
 
 
@@ -39,7 +40,7 @@ EXAMPLE = {
 
 
 @router.post(
-    "/{case_id}/systems/{system}/manual-confirmation",
+    "/cases/{case_id}/systems/{system}/manual-confirmation",
     status_code=status.HTTP_202_ACCEPTED,
     responses=errors(404, 409),
 )
@@ -89,3 +90,13 @@ async def manual_confirmation(
         "confirmed_by": actor.name,
     }
     return await call.publish("gdpr.erasure.result", data)
+
+
+@router.get("/systems", tags=["erasure"])
+async def systems(
+    request: Request, _: Annotated[StoredKey, require(Scope.AUDIT_READ)]
+) -> list[Any]:
+    """The connected-system registry: transport, categories, recipient or processor."""
+    erasure: Erasure = request.app.state.erasure
+    keep = {"id", "description", "transport", "categories", "recipient", "processor"}
+    return [s.model_dump(mode="json", include=keep) for s in erasure.registry.systems]

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
+from services.gateway import console
 from shared.health import Check, Readiness
 from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.settings import Settings
@@ -88,6 +89,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     ):
         app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
+    console.mount(app, settings)
     app.middleware("http")(access_log)
     instrument_fastapi(app, setup_tracing("api", settings), app.state.metrics.provider)
     return app
