@@ -54,7 +54,7 @@ async def today(request: Request) -> Response:
             due.append({**item, "days_left": left})
     due.sort(key=lambda i: i["days_left"])
     breaches = await data(request, session, "/v1/breaches") or []
-    clocks = [r for r in _breach_rows(breaches) if r["state"] in ("open", "approaching", "due")]
+    clocks = [r for r in _breach_rows(breaches) if r.get("base") in ("open", "paused")]
     horizon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     purges = await data(
         request, session, "/v1/deadlines", kind="retention", state=["open", "approaching"],
