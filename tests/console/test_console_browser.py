@@ -69,16 +69,19 @@ def up(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> I
 def page(up: Any) -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="gardien-chromium-")
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, accept_downloads=True, locale="fr-FR"
+        context = pw.chromium.launch_persistent_context(
+            profile,  # a fresh user-data-dir per run
+            executable_path=str(CHROMIUM),
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+            accept_downloads=True,
+            locale="fr-FR",
         )
         context.set_default_timeout(20_000)
         try:
-            yield context.new_page()
+            yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
-            browser.close()
             shutil.rmtree(profile, ignore_errors=True)
 
 
