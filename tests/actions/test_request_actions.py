@@ -65,7 +65,7 @@ async def test_extension_refusal_and_replays(settings: Settings) -> None:
         event = parse_event(record.value, record.headers)
         assert record.key == rid.encode()
         assert event.data == {"request_id": rid, "at": at, "reasons": sent["reasons"]}
-        assert event.actor == "test" and event.actorscope == "intake:write"
+        assert event.model_extra == {"actor": "test", "actorscope": "intake:write"}
 
         after = await until(intake, admin, rid, "extended")
         assert after["effective_due_date"] > before["effective_due_date"]

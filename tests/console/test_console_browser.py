@@ -149,6 +149,10 @@ def test_the_dpo_console(up: Any, page: Any) -> None:
     line = page.locator("tr", has_text=soon)
     assert "3 d" in line.inner_text() or "4 d" in line.inner_text() or "5 d" in line.inner_text()
     shot(page, "today")
+    page.goto(f"{api}/console/lang/fr?next=/console")
+    assert "Aujourd'hui" in page.locator("h1").inner_text()
+    shot(page, "today-fr")
+    page.goto(f"{api}/console/lang/en?next=/console")
 
     # Extend it with reasons and see the due date move.
     line.locator("a").click()

@@ -86,6 +86,7 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (fr, en)
     "verify": ("Vérifier maintenant", "Verify now"),
     "last_verify": ("Dernière vérification", "Last verification"),
     "last_checkpoint": ("Dernier point de contrôle signé", "Last signed checkpoint"),
+    "cats": ("Catégories", "Categories"),
     "no_checkpoint": ("aucun pour l'instant", "none yet"),
     "never": ("jamais (depuis le démarrage)", "never (since start)"),
     "failing": ("Livraisons en échec", "Failing deliveries"),
