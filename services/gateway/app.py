@@ -174,7 +174,10 @@ async def forward(request: Request, path: str) -> Response:
     target = owner(request.app.state.routes, request.url.path)
     if target is None:
         return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    # Raw bytes: a header value outside ASCII (legal as opaque bytes) must not break the forward.
+    headers = [
+        (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
+    ]
     try:
         upstream = await request.app.state.client.request(
             request.method,

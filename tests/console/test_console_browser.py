@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.support import REPO, StackInfo, example
-from tests.upctl import start_up, stop_up, up_env
+from tests.support import REPO, example
 
 CHROMIUM = Path(os.environ.get("GARDIEN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -30,15 +29,6 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 PARIS = ZoneInfo("Europe/Paris")
-REGISTRY = """
-systems:
-  - id: paper-archive
-    description: Paper archive and shared drive (no connector; erased by hand)
-    categories: {profile: {action: erase}, contact: {action: erase}}
-    identifiers: [email, customer_id]
-    transport: {kind: kafka}
-    ack_timeout_seconds: 86400
-"""
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
@@ -47,22 +37,6 @@ pytestmark = [
     ),
 ]
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
-
-
-@pytest.fixture(scope="module")
-def up(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("console-home")
-    (home / "registry.yaml").write_text(REGISTRY)
-    env = up_env(
-        embedded_stack.bootstrap,
-        embedded_stack.mongodb_uri,
-        GARDIEN_ERASURE_REGISTRY_PATH=str(home / "registry.yaml"),
-    )
-    proc, api = start_up(home, env, timeout=90)
-    try:
-        yield api, (home / "admin-api-key").read_text().strip()
-    finally:
-        stop_up(proc)
 
 
 @pytest.fixture(scope="module")
