@@ -66,15 +66,18 @@ class ActionAccepted(BaseModel):
 
 
 def errors(*extra: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers an action declares in OpenAPI (401, 403, 422, and ``extra``)."""
+    """The error answers an action declares in OpenAPI (400, 401, 403, 422, and ``extra``)."""
     text = {
+        400: "The request URL is not valid (the gateway cannot forward it).",
         401: "No API key, or an unknown or revoked one.",
         403: "The key lacks the action's scope.",
         404: "The aggregate the action is about does not exist.",
         409: "The aggregate's state does not allow the action now (the reason is given).",
         422: "The body is invalid, or the Idempotency-Key was used with another body.",
     }
-    return {code: {"model": Problem, "description": text[code]} for code in (401, 403, 422, *extra)}
+    return {
+        code: {"model": Problem, "description": text[code]} for code in (400, 401, 403, 422, *extra)
+    }
 
 
 def refused(reason: str) -> HTTPException:

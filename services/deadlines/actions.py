@@ -74,7 +74,7 @@ def _clock_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-@router.get("/v1/breaches", tags=["breaches"])
+@router.get("/v1/breaches", tags=["breaches"], responses=errors())
 async def list_breaches(request: Request, _: Reader) -> list[dict[str, Any]]:
     """Every breach with its authority (72 h) and data-subject clocks."""
     query = {"kind": {"$in": ["breach_authority", "breach_subjects"]}}

@@ -64,7 +64,7 @@ def _hold_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/holds", tags=["holds"])
+@router.get("/v1/holds", tags=["holds"], responses=errors())
 async def list_holds(request: Request, _: Reader) -> list[dict[str, Any]]:
     """Every legal hold, active and released (subjects are counted, never shown)."""
     found = _timers(request).holds.find({}).sort("_id", 1).limit(1000)

@@ -92,7 +92,7 @@ async def manual_confirmation(
     return await call.publish("gdpr.erasure.result", data)
 
 
-@router.get("/systems", tags=["erasure"])
+@router.get("/systems", tags=["erasure"], responses=errors())
 async def systems(
     request: Request, _: Annotated[StoredKey, require(Scope.AUDIT_READ)]
 ) -> list[Any]:
