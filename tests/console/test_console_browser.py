@@ -116,7 +116,10 @@ def test_the_dpo_console(up: Any, page: Any) -> None:
     page.click("form[action='/console/login'] button")
     cookie = next(c for c in page.context.cookies() if c["name"] == "gardien_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    page.goto(f"{api}/console/lang/en?next=/console")
+    page.goto(f"{api}/console/lang/en?next=/console/requests")
+    assert soon in page.locator("main").inner_text()
+    shot(page, "requests")
+    page.goto(f"{api}/console")
 
     row = until_text(page, f"{api}/console", "main", soon)
     assert soon in row
