@@ -78,15 +78,27 @@ async def lenient_batch(records: Any, default: Callable[[Any], Awaitable[Any]]) 
     or a null value, before the consumer could dead-letter the record: it would come back
     for ever. The binding checks the headers it reads itself (``shared.events.binding``).
     """
-    readable = tuple(
-        dataclasses.replace(
-            r, headers=[(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers]
-        )
-        for r in records
-    )
+    readable = tuple(r if _decodable(r.headers) else _readable(r) for r in records)
     message = await default(readable)
     message.raw_message = tuple(records)
     return message
+
+
+def _decodable(headers: Sequence[tuple[str, bytes | None]]) -> bool:
+    try:
+        for _, value in headers:
+            if value is None:
+                return False
+            value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _readable(record: Any) -> Any:
+    """A copy of ``record`` whose header values all decode (the record itself is kept)."""
+    headers = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in record.headers]
+    return dataclasses.replace(record, headers=headers)
 
 
 async def raw_bodies(msg: Any) -> Any:

@@ -2,47 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared import topics
-from shared.deliveries import Delivery, Where, by_partition, consuming, lenient_batch, raw_bodies
-from shared.errors import EventRejected, PermanentError, TransientError
+from shared.deliveries import Delivery, lenient_batch, raw_bodies
 from shared.events import CloudEvent, topic_for_type
 from shared.metrics import Metrics
+from shared.polling import MAX_UNEXPECTED_ATTEMPTS, TRANSIENT, Poller, Route
 from shared.settings import Settings
 
-__all__ = ["Consumer", "Delivery", "create_broker", "publish_event"]
+__all__ = [
+    "MAX_UNEXPECTED_ATTEMPTS",
+    "TRANSIENT",
+    "Consumer",
+    "Delivery",
+    "create_broker",
+    "publish_event",
+]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
-
-
 RawHandler = Callable[[Delivery], Awaitable[None]]
 # A batch: the valid events (or raw records) of ONE partition of one poll, in offset order.
 BatchHandler = Callable[[Sequence[CloudEvent]], Awaitable[None]]
 RawBatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
-
-# Errors that say "try again later": the message is not committed and comes back.
-TRANSIENT = (TransientError, ConnectionFailure, KafkaError, OSError, asyncio.TimeoutError)
-# Unexpected errors are retried this many times, then dead-lettered with their type.
-MAX_UNEXPECTED_ATTEMPTS = 5
 
 DLQ_REASON = "x-gardien-dlq-reason"
 DLQ_TOPIC = "x-gardien-dlq-topic"
@@ -82,17 +76,7 @@ async def publish_event(
     await broker.publish(body, topic=topic_for_type(event.type), key=key.encode(), headers=headers)
 
 
-@dataclass(frozen=True)
-class _Route:
-    """How the records of one topic are handed over."""
-
-    call: Callable[[Sequence[Any]], Awaitable[None]]
-    parse: bool  # validate each record as a CloudEvent first (else: the Delivery as is)
-    dead_letters: bool  # this consumer owns the topic: it dead-letters invalid records
-    per_record: bool  # the handler takes one item: call it for each, one after another
-
-
-class Consumer:
+class Consumer(Poller):
     """One consumer-group member per service; each poll is handled as per-partition batches.
 
     Offsets are committed once every record of the poll is handled or dead-lettered; on a
@@ -107,15 +91,10 @@ class Consumer:
         metrics: Metrics | None = None,
         provider: TracerProvider | None = None,
     ) -> None:
-        self.metrics = metrics or Metrics(service)
+        tracer = (provider or trace.get_tracer_provider()).get_tracer("gardien.consumer")
+        super().__init__(service, metrics or Metrics(service), tracer)
         self.broker = broker
         self.settings = settings
-        self.service = service
-        self.tracer = (provider or trace.get_tracer_provider()).get_tracer("gardien.consumer")
-        self._attempts: dict[Where, int] = {}
-        # Records dead-lettered in a poll not committed yet: not dead-lettered again.
-        self._settled: set[Where] = set()
-        self._routes: dict[str, _Route] = {}
 
     def events(self, topic: str, handler: Handler, *, dead_letters: bool = True) -> None:
         """Validate each record of ``topic`` as a CloudEvent, then call ``handler``.
@@ -128,9 +107,16 @@ class Consumer:
             for event in items:
                 await handler(event)
 
-        self._routes[topic] = _Route(each, True, dead_letters, True)
+        self._routes[topic] = Route(each, True, dead_letters, True)
 
-    def batches(self, topic: str, handler: BatchHandler, *, dead_letters: bool = True) -> None:
+    def batches(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        dead_letters: bool = True,
+        concurrent: bool = False,
+    ) -> None:
         """Like ``events``, but ``handler`` takes the valid events of one partition at once.
 
         The contract a batch handler relies on: events in offset order, one partition per
@@ -138,12 +124,17 @@ class Consumer:
         are committed only after the handler returns; when it raises an unexpected error the
         events are handed over again one at a time, so that a poison event is found and
         dead-lettered alone. A handler must therefore be idempotent per event.
-        """
-        self._routes[topic] = _Route(handler, True, dead_letters, False)
 
-    def raw_batches(self, topic: str, handler: RawBatchHandler) -> None:
+        ``concurrent``: the handler's partitions are independent of each other, so the
+        groups of one poll are handed over at once (each partition still in order).
+        """
+        self._routes[topic] = Route(handler, True, dead_letters, False, concurrent)
+
+    def raw_batches(
+        self, topic: str, handler: RawBatchHandler, *, concurrent: bool = False
+    ) -> None:
         """Like ``raw``, but ``handler`` takes the records of one partition at once."""
-        self._routes[topic] = _Route(handler, False, False, False)
+        self._routes[topic] = Route(handler, False, False, False, concurrent)
 
     def raw(self, topic: str, handler: RawHandler) -> None:
         """Call ``handler`` with each record of ``topic`` as received, unvalidated."""
@@ -152,12 +143,7 @@ class Consumer:
             for item in items:
                 await handler(item)
 
-        self._routes[topic] = _Route(each, False, False, True)
-
-    @property
-    def group(self) -> str:
-        """The consumer group of this service (one per service)."""
-        return f"gardien-{self.service}"
+        self._routes[topic] = Route(each, False, False, True)
 
     def topics(self) -> list[str]:
         """The topics this consumer reads (for the AsyncAPI description)."""
@@ -186,155 +172,6 @@ class Consumer:
             heartbeat_interval_ms=max(300, self.settings.gardien_kafka_session_timeout_ms // 3),
             title=f"{self.service}",
         )(on_poll)
-
-    async def handle_poll(self, records: Sequence[Any], consumer: Any) -> None:
-        """Handle one poll group by group, then commit it; rewind instead on a failure."""
-        groups = by_partition(records)
-        rewind: dict[TopicPartition, int] = {}
-        try:
-            for (topic, partition), group in groups:
-                tp = TopicPartition(topic, partition)
-                if rewind:  # a transient failure: the rest comes again with the rewound poll
-                    rewind[tp] = group[0].offset
-                    continue
-                back = await self._group(self._routes[topic], group)
-                if back is not None:
-                    rewind[tp] = back
-        except Exception:
-            for (topic, partition), group in groups:  # nothing of this poll may be committed
-                consumer.seek(TopicPartition(topic, partition), group[0].offset)
-            raise
-        if rewind:
-            for tp, offset in rewind.items():
-                consumer.seek(tp, offset)
-            return
-        try:
-            await consumer.commit()
-        except KafkaError as exc:  # the group moved on (rebalance): its new owner re-reads
-            log.warning("commit failed after a poll: %s", type(exc).__name__)
-            return
-        if len(self._settled) > 10_000:
-            self._settled.clear()
-        self._settled.difference_update(d.where for _, group in groups for d in group)
-
-    async def _group(self, route: _Route, group: list[Delivery]) -> int | None:
-        """Handle one partition's records; the offset to rewind to after a transient failure."""
-        items, poison = self._parsed(route, group)
-        if poison:
-            await asyncio.gather(*(self.dead_letter(d, reason) for d, reason in poison))
-            self._settled.update(d.where for d, _ in poison)
-        if not items:
-            return None
-        if route.per_record:
-            return await self._one_by_one(route, items)
-        started, first = time.perf_counter(), items[0][0]
-        try:
-            with consuming(self.tracer, [d for d, _ in items], "kafka"):
-                await route.call([item for _, item in items])
-        except TRANSIENT as exc:
-            self._timed(first.topic, items, started, ok=False)
-            await self._back_off(first.where, exc, unexpected=False)
-            return first.offset
-        except Exception as exc:
-            self._timed(first.topic, items, started, ok=False)
-            log.warning(
-                "batch of %d from %s[%d]@%d failed (%s): replaying one by one",
-                len(items),
-                *first.where,
-                type(exc).__name__,
-            )
-            return await self._one_by_one(route, items)
-        self._timed(first.topic, items, started, ok=True)
-        for d, _ in items:
-            self._attempts.pop(d.where, None)
-            self.metrics.inc("events_processed", d.topic)
-        return None
-
-    def _parsed(
-        self, route: _Route, group: list[Delivery]
-    ) -> tuple[list[tuple[Delivery, Any]], list[tuple[Delivery, str]]]:
-        """(records to hand over with their item, invalid records to dead-letter)."""
-        items: list[tuple[Delivery, Any]] = []
-        poison: list[tuple[Delivery, str]] = []
-        for d in group:
-            if d.where in self._settled:
-                continue  # dead-lettered before a rewind of its poll
-            if not route.parse:
-                items.append((d, d))
-                continue
-            try:
-                event = d.event()
-                expected = topic_for_type(event.type)
-                if expected != d.topic:
-                    raise EventRejected(f"event type {event.type} belongs on {expected}")
-                items.append((d, event))
-            except EventRejected as exc:
-                if route.dead_letters:
-                    poison.append((d, exc.reason))
-            except Exception as exc:  # a record that breaks the parser must not block it
-                log.exception("unexpected failure parsing %s[%d]@%d", *d.where)
-                if route.dead_letters:
-                    poison.append((d, f"could not be parsed: {type(exc).__name__}"))
-        return items, poison
-
-    async def _one_by_one(self, route: _Route, items: list[tuple[Delivery, Any]]) -> int | None:
-        for d, item in items:
-            if not await self._guard(route, d, item):
-                return d.offset
-        return None
-
-    async def _guard(self, route: _Route, d: Delivery, item: Any) -> bool:
-        """Handle one record until done or dead-lettered; False after a transient failure."""
-        while True:
-            started = time.perf_counter()
-            try:
-                with consuming(self.tracer, [d], "kafka"):
-                    await route.call([item])
-            except PermanentError as exc:
-                await self.dead_letter(d, exc.reason)
-            except TRANSIENT as exc:
-                await self._back_off(d.where, exc, unexpected=False)
-                return False
-            except OperationFailure as exc:
-                if await self._back_off(d.where, exc, unexpected=True):
-                    continue
-                await self.dead_letter(d, f"store refused the write: code {exc.code}")
-            except Exception as exc:
-                if await self._back_off(d.where, exc, unexpected=True):
-                    continue
-                reason = f"handler failed {MAX_UNEXPECTED_ATTEMPTS} times: {type(exc).__name__}"
-                await self.dead_letter(d, reason)
-            else:
-                self._timed(d.topic, [(d, item)], started, ok=True)
-                self._attempts.pop(d.where, None)
-                self.metrics.inc("events_processed", d.topic)
-            return True
-
-    def _timed(
-        self, topic: str, items: list[tuple[Delivery, Any]], started: float, *, ok: bool
-    ) -> None:
-        types = {getattr(item, "type", None) or d.headers.get("ce_type", "") for d, item in items}
-        kind = types.pop() if len(types) == 1 else "mixed"
-        self.metrics.handled(topic, self.group, kind, time.perf_counter() - started, ok)
-
-    async def _back_off(self, where: Where, exc: Exception, *, unexpected: bool) -> bool:
-        """Sleep before the next attempt; False once an unexpected error used its attempts."""
-        attempt = self._attempts.get(where, 0) + 1
-        if unexpected and attempt >= MAX_UNEXPECTED_ATTEMPTS:
-            self._attempts.pop(where, None)
-            log.error("giving up on %s[%d]@%d", *where, exc_info=exc)
-            return False
-        self._attempts[where] = attempt
-        delay = min(0.2 * 2 ** (attempt - 1), 30.0)
-        log.warning(
-            "retrying %s[%d]@%d in %.1fs after %s (attempt %d)",
-            *where,
-            delay,
-            type(exc).__name__,
-            attempt,
-        )
-        await asyncio.sleep(delay)
-        return True
 
     async def dead_letter(self, record: Delivery, reason: str) -> None:
         """Copy the record as received to ``<topic>.dlq``, the reason in added headers.

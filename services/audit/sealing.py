@@ -27,13 +27,33 @@ def link_names(refs: dict[str, str]) -> list[str]:
     return [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
 
 
-class Sealer:
-    """Subject keys and links for one batch at a time, with an in-process cache."""
+class Keyring:
+    """The in-process cache of subject keys and links shared by every batch of a process."""
 
     def __init__(self, store: Callable[[], AuditStore], ttl: float, size: int) -> None:
-        self._store = store
+        self.store = store
         self.keys: TtlCache[Doc] = TtlCache(ttl, size)
         self.links: TtlCache[Doc] = TtlCache(ttl, size)
+        self.epoch = 0  # moves on at each shredding: older batches no longer refill the cache
+
+    def batch(self) -> Sealer:
+        """A working set for one batch."""
+        return Sealer(self)
+
+    def forget(self) -> None:
+        """Drop every cached key and link (after shredding, or a concurrent writer)."""
+        self.epoch += 1
+        self.keys.clear()
+        self.links.clear()
+
+
+class Sealer:
+    """Subject keys and links for one batch, read through the process's ``Keyring``."""
+
+    def __init__(self, ring: Keyring) -> None:
+        self.ring, self.epoch = ring, ring.epoch
+        self._store = ring.store
+        self.keys, self.links = ring.keys, ring.links
         self._keys: dict[str, Doc | None] = {}  # the batch's working set
         self._links: dict[str, Doc | None] = {}
         self._new_keys: dict[str, Doc] = {}
@@ -42,7 +62,6 @@ class Sealer:
 
     async def begin(self, items: Sequence[tuple[Doc, dict[str, str]]], key: bytes) -> None:
         """Load what sealing ``items`` (event data, refs) will read: two queries at most."""
-        self.abort()
         names = {n for _, refs in items for n in link_names(refs)}
         await self._load(self.links, self._links, names, self._store().linked)
         kids = {"unlinked"}
@@ -123,30 +142,21 @@ class Sealer:
             try:
                 await store.keys.insert_many(list(self._new_keys.values()), ordered=False)
             except BulkWriteError:
-                self.forget()
+                self.ring.forget()
                 raise TransientError("a subject key was created by another writer") from None
         for kid, replaced in self._renewed.items():
             fresh = self._keys[kid]
             assert fresh is not None
             if not await store.renew_key(kid, replaced, fresh):
-                self.forget()
+                self.ring.forget()
                 raise TransientError(f"subject key {kid} was renewed by another writer")
         await store.write_links(list(self._link_writes.values()))
+        if self.ring.epoch != self.epoch:
+            return  # keys were destroyed meanwhile: what this batch read may be stale
         for kid, doc in self._keys.items():
             self.keys.put(kid, doc)
         for name, doc in self._links.items():
             self.links.put(name, doc)
-        self.abort()
-
-    def abort(self) -> None:
-        """Drop the working set (nothing of it was written)."""
-        self._keys, self._links = {}, {}
-        self._new_keys, self._renewed, self._link_writes = {}, {}, {}
-
-    def forget(self) -> None:
-        """Drop every cached key and link (after shredding, or a concurrent writer)."""
-        self.keys.clear()
-        self.links.clear()
 
     # Sealing one record (in offset order, against the working set) -------------------------
 

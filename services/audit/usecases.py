@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError
 from services.audit import chain as chains
 from services.audit import domain
 from services.audit.repository import AuditStore, chain_seq
-from services.audit.sealing import Sealer
+from services.audit.sealing import Keyring, Sealer
 from services.audit.settings import AuditSettings
 from shared import topics
 from shared.clock import Clock, SystemClock
@@ -43,7 +43,7 @@ class Auditor:
         self.runtime = runtime
         self.clock: Clock = clock or SystemClock()
         settings = settings or AuditSettings()
-        self.sealer = Sealer(lambda: self.store, settings.cache_seconds, settings.cache_entries)
+        self.keyring = Keyring(lambda: self.store, settings.cache_seconds, settings.cache_entries)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
         self._hmac_key: bytes | None = None
@@ -86,12 +86,10 @@ class Auditor:
             span.set_attribute("gardien.audit.records", len(parsed))
             key, now = await self.hmac_key(), self.clock.now()
             items = [(e.data, domain.references(e.data)) for _, e in parsed if e is not None]
-            await self.sealer.begin(items, key)
-            try:
-                entries = [await self._entry(d, e, key, now) for d, e in parsed]
-                await self.sealer.flush()  # keys and links first: records are sealed under them
-            finally:
-                self.sealer.abort()
+            sealer = self.keyring.batch()
+            await sealer.begin(items, key)
+            entries = [await self._entry(sealer, d, e, key, now) for d, e in parsed]
+            await sealer.flush()  # keys and links first: the records are sealed under them
             records = await self._append(chain, [e for e in entries if e is not None])
             # Also on a re-delivery: a crash may have come between the append and these.
             await self.store.index_subjects(*records)
@@ -99,7 +97,7 @@ class Auditor:
             for record in closures:
                 await self.shred(record["refs"])
             if closures:
-                self.sealer.forget()
+                self.keyring.forget()
             for record in records:
                 for hook in self.after_append:
                     await hook(record)
@@ -130,7 +128,7 @@ class Auditor:
             return None  # the topic's owner dead-letters it; audited from the DLQ
 
     async def _entry(
-        self, d: Delivery, event: CloudEvent | None, key: bytes, now: datetime
+        self, sealer: Sealer, d: Delivery, event: CloudEvent | None, key: bytes, now: datetime
     ) -> dict[str, Any] | None:
         """The record body (before chaining), or None for an invalid non-DLQ record."""
         if d.topic.endswith(topics.DLQ_SUFFIX):
@@ -139,7 +137,7 @@ class Auditor:
             return None
         record_id = f"{d.topic}|{event.id}"
         refs = domain.references(event.data)
-        subject_refs, sealed = await self.sealer.seal(key, record_id, event.data, refs, now)
+        subject_refs, sealed = await sealer.seal(key, record_id, event.data, refs, now)
         return {
             "_id": record_id,
             "kind": "event",
