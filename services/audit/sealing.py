@@ -95,7 +95,8 @@ class Sealer:
     async def linked(self, names: list[str]) -> list[Doc]:
         """The link documents of ``names`` that exist (the batch's own included)."""
         wanted = set(names) - set(self._links)
-        await self._load(self.links, self._links, wanted, self._store().linked)
+        if wanted:
+            await self._load(self.links, self._links, wanted, self._store().linked)
         return [doc for n in names if (doc := self._links.get(n)) is not None]
 
     async def key_state(self, kid: str) -> tuple[int, bool] | None:

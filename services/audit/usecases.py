@@ -47,12 +47,18 @@ class Auditor:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
         self._hmac_key: bytes | None = None
+        self._store: AuditStore | None = None
+        self._store_client: object = None
         # Called after each stored record (webhook queue, checkpoint trigger).
         self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
     @property
     def store(self) -> AuditStore:
-        return AuditStore(self.runtime.db)
+        """The audit store on the running client (made once per client, not per call)."""
+        client = self.runtime.client
+        if self._store is None or self._store_client is not client:
+            self._store, self._store_client = AuditStore(self.runtime.db), client
+        return self._store
 
     async def hmac_key(self) -> bytes:
         if self._hmac_key is None:
