@@ -56,6 +56,15 @@ def chain_seq(chain: str, seq: int) -> str:
     return f"{chain}#{seq:012d}"
 
 
+def index_entries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subject-index entries of ``records``: one per (subject ref, record)."""
+    return [
+        {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
+        for record in records
+        for ref in record.get("subject_refs") or []
+    ]
+
+
 class AuditStore:
     """MongoDB implementation of the audit log."""
 
@@ -117,6 +126,19 @@ class AuditStore:
             return {}
         return {str(d["_id"]): d async for d in self.records.find({"_id": {"$in": ids}})}
 
+    async def advance_many(self, heads: list[dict[str, Any]]) -> None:
+        """Move several chain heads forward at once (``{"_id", "seq", "hash"}`` each)."""
+        ops = [
+            UpdateOne(
+                {"_id": h["_id"], "seq": {"$lt": h["seq"]}},
+                {"$set": {"seq": h["seq"], "hash": h["hash"]}},
+                upsert=True,
+            )
+            for h in heads
+        ]
+        with contextlib.suppress(BulkWriteError):  # a head at or past seq: its upsert collides
+            await self.heads.bulk_write(ops, ordered=False)
+
     async def advance(self, chain: str, seq: int, digest: str) -> None:
         """Move the chain head forward (never back)."""
         moved = await self.heads.update_one(
@@ -155,11 +177,9 @@ class AuditStore:
 
     async def index_subjects(self, *records: dict[str, Any]) -> None:
         """Make ``records`` findable by each of their subject refs (one write, idempotent)."""
-        entries = [
-            {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
-            for record in records
-            for ref in record.get("subject_refs") or []
-        ]
+        await self.insert_index(index_entries(list(records)))
+
+    async def insert_index(self, entries: list[dict[str, Any]]) -> None:
         if entries:
             with contextlib.suppress(BulkWriteError):  # entries written before a crash
                 await self.subject_index.insert_many(entries, ordered=False)

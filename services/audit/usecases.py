@@ -19,7 +19,8 @@ from pymongo.errors import BulkWriteError
 
 from services.audit import chain as chains
 from services.audit import domain
-from services.audit.repository import AuditStore, chain_seq
+from services.audit.coalesce import Coalescer
+from services.audit.repository import AuditStore, chain_seq, index_entries
 from services.audit.sealing import Keyring, Sealer
 from services.audit.settings import AuditSettings
 from shared import topics
@@ -49,6 +50,10 @@ class Auditor:
         self._hmac_key: bytes | None = None
         self._store: AuditStore | None = None
         self._store_client: object = None
+        # The partitions of a poll are audited at once: their writes leave together.
+        self._records = Coalescer(lambda docs: self.store.insert_records(docs))
+        self._index = Coalescer(lambda docs: self.store.insert_index(docs))
+        self._advance = Coalescer(lambda docs: self.store.advance_many(docs))
         # Called after each stored record (webhook queue, checkpoint trigger).
         self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
@@ -98,7 +103,7 @@ class Auditor:
             await sealer.flush()  # keys and links first: the records are sealed under them
             records = await self._append(chain, [e for e in entries if e is not None])
             # Also on a re-delivery: a crash may have come between the append and these.
-            await self.store.index_subjects(*records)
+            await self._index.submit(index_entries(records))
             closures = [r for r in records if r["type"] == CASE_CLOSED]
             for record in closures:
                 await self.shred(record["refs"])
@@ -239,19 +244,22 @@ class Auditor:
             record["hash"] = prev = chains.record_hash(record)
             records.append(record)
         try:
-            await store.insert_records(records)
+            try:
+                await self._records.submit(records)
+            except BulkWriteError:  # someone's record in the shared insert: ours alone
+                await store.insert_records(records)
         except BulkWriteError as exc:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise  # not a record already there nor a position taken: the store refuses
             self._heads.pop(chain, None)
-            stored = records[: int(exc.details.get("nInserted", 0))]
-            if stored:
-                await store.advance(chain, stored[-1]["seq"], stored[-1]["hash"])
-            rest = [e for e in entries if e["_id"] not in {r["_id"] for r in stored}]
-            found = await store.records_by_id([e["_id"] for e in rest])
-            done.update({r["_id"]: r for r in stored} | found)
-            return [e for e in rest if e["_id"] not in found]
+            # Which of ours are stored (before the conflict, or by an earlier delivery)?
+            found = await store.records_by_id([e["_id"] for e in entries])
+            done.update(found)
+            head = await store.head(chain)  # the stored prefix, whoever wrote it
+            if head is not None:
+                await store.advance(chain, *head)
+            return [e for e in entries if e["_id"] not in found]
         done.update({r["_id"]: r for r in records})
         self._heads[chain] = (seq, prev)
-        await store.advance(chain, seq, prev)
+        await self._advance.submit([{"_id": chain, "seq": seq, "hash": prev}])
         return []
