@@ -128,8 +128,9 @@ class Trail:
         return out
 
 
-def measure(records: int, latency_seconds: float) -> dict[str, Any]:
-    """Run both phases against a fresh stack; the figures."""
+def measure(records: int, latency_seconds: float, rate_arg: float | None = None) -> dict[str, Any]:
+    """Run both phases against a fresh stack; the figures (latency at ``rate_arg`` if given,
+    else at half the sustained rate)."""
     with embedded_stack() as st:
         from shared.kafka_admin import ensure_topics
         from shared.topics import all_topics
@@ -163,12 +164,13 @@ def measure(records: int, latency_seconds: float) -> dict[str, Any]:
             asyncio.run(produce(st.bootstrap, items, None, sent))
             finished = trail.wait(base + len(items), 600)
             rate = len(items) / (finished - started)
+            rate_override = rate_arg
             cpu = cpu_seconds([child.pid or 0]) - cpu0
             stack_cpu = cpu_seconds(stack_pids) - stack0
             print(
                 f"  audit service pid {child.pid}: {cpu:.1f} CPU-s, broker+MongoDB {stack_cpu:.1f}"
             )
-            half = rate / 2
+            half = rate_override or rate / 2
             n = max(int(half * latency_seconds), 30)
             paced = [e for i in range(n // 3 + 1) for e in events_of(run + "l", i)][:n]
             sent_l: dict[str, float] = {}
@@ -196,9 +198,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--latency-seconds", type=float, default=15)
+    parser.add_argument("--latency-rate", type=float, default=None, help="instead of half")
     args = parser.parse_args(argv)
     print(f"audit appends benchmark — {machine()}", flush=True)
-    r = measure(args.records, args.latency_seconds)
+    r = measure(args.records, args.latency_seconds, args.latency_rate)
     print(
         f"audit appends: {r['records']} records through the consumer at {r['records_per_s']:,.0f}"
         f" records/s (target >= 5,000), {r['cpu_s_per_1000']} CPU-s per 1000 in the service "
