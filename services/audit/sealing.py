@@ -35,6 +35,7 @@ class Keyring:
         self.keys: TtlCache[Doc] = TtlCache(ttl, size)
         self.links: TtlCache[Doc] = TtlCache(ttl, size)
         self.epoch = 0  # moves on at each shredding: older batches no longer refill the cache
+        self.creating: dict[str, Doc] = {}  # new keys not stored yet, shared by batches
 
     def batch(self) -> Sealer:
         """A working set for one batch."""
@@ -128,6 +129,9 @@ class Sealer:
             return crypto.unb64(str(doc["key"]))
         fresh = {"_id": kid, "key": crypto.b64(crypto.new_key()), "gen": gen, "at": now.isoformat()}
         if doc is None and gen == 1:
+            # A batch of another partition may be creating the same subject's key right now:
+            # both use one material, so both inserts store the same key.
+            fresh = self.ring.creating.setdefault(kid, fresh)
             self._new_keys[kid] = fresh
         elif doc is not None and not doc.get("key") and current + 1 == gen:
             self._renewed[kid] = current
@@ -136,15 +140,26 @@ class Sealer:
         self._keys[kid] = fresh
         return crypto.unb64(str(fresh["key"]))
 
+    async def _insert_keys(self, store: AuditStore) -> None:
+        """Insert the new keys; one already stored must be the very key this batch used."""
+        mine = self._new_keys
+        try:
+            await store.keys.insert_many(list(mine.values()), ordered=False)
+        except BulkWriteError:
+            stored = await store.subject_keys(sorted(mine))
+            if any(stored.get(k, {}).get("key") != doc["key"] for k, doc in mine.items()):
+                self.ring.forget()
+                raise TransientError("a subject key was created by another writer") from None
+        finally:
+            for kid, doc in mine.items():
+                if self.ring.creating.get(kid) is doc:
+                    del self.ring.creating[kid]
+
     async def flush(self) -> None:
         """Write the batch's new keys and links (before its records); then cache them."""
         store = self._store()
         if self._new_keys:
-            try:
-                await store.keys.insert_many(list(self._new_keys.values()), ordered=False)
-            except BulkWriteError:
-                self.ring.forget()
-                raise TransientError("a subject key was created by another writer") from None
+            await self._insert_keys(store)
         for kid, replaced in self._renewed.items():
             fresh = self._keys[kid]
             assert fresh is not None

@@ -201,3 +201,18 @@ def _key(settings: Settings) -> str:
     from tests.support import api_key
 
     return api_key(settings)["X-API-Key"]
+
+
+async def test_two_partitions_naming_a_new_subject_at_once_share_its_key(trail: Trail) -> None:
+    email = f"new-{uuid.uuid4().hex[:8]}@example.org"
+    run = uuid.uuid4().hex[:6]
+    events = []
+    for i in range(2):
+        event = example("request-received.json", request_id=f"REQ-{run}-{i}")
+        event["data"]["subject"]["identifiers"] = {"email": email}
+        events.append(event)
+    batches = [[delivery(e, topics.REQUESTS, 30 + i)] for i, e in enumerate(events)]
+    await asyncio.gather(*(trail.auditor.record_batch(b) for b in batches))  # no conflict
+    for i in range(2):
+        [item] = await _reveal(trail, request_id=f"REQ-{run}-{i}")
+        assert _states(item) == {"revealed"}, item

@@ -265,3 +265,33 @@ async def test_a_crash_before_the_commit_redelivers_the_batch(settings: Settings
 
         await wait_for(all_in, timeout=30)
     assert set(first) <= set(second)
+
+
+async def test_a_concurrent_route_gets_the_partitions_of_a_poll_at_once_each_in_order(
+    settings: Settings,
+) -> None:
+    topic = await fresh_topic(settings)
+    in_flight: list[int] = [0]
+    most: list[int] = [0]
+    seen: list[Delivery] = []
+
+    async def handle(batch: Sequence[Delivery]) -> None:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        await asyncio.sleep(0.3)
+        seen.extend(batch)
+        in_flight[0] -= 1
+
+    await produce(settings.kafka_bootstrap_servers, topic, keyed(60))
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    route = lambda c: c.raw_batches(topic, handle, concurrent=True)  # noqa: E731
+    async with running(batch_app(settings, name, route)):
+
+        async def all_in() -> bool:
+            return len(seen) >= 60
+
+        await wait_for(all_in, timeout=30)
+    assert most[0] > 1  # several partitions of one poll handled at the same time
+    for p in {d.partition for d in seen}:
+        offsets = [d.offset for d in seen if d.partition == p]
+        assert offsets == sorted(offsets) and len(offsets) == len(set(offsets))
