@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from services.intake import domain
-from services.intake.domain import Lifecycle, Status, Step
+from services.intake import lifecycle as domain
+from services.intake.lifecycle import Lifecycle, Status, Step
 from shared import rules
 from shared.errors import TransitionRefused
 
