@@ -145,7 +145,7 @@ def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request
         "held_work": [],
     }
     req = Request(data.request_id, doc)
-    req.events.append(messages.accepted(event, {"_id": req.id, **doc}))
+    req.events.append(messages.accepted(event, data, doc["clock"], doc["flags"]))
     if decision.anything:
         req.events.append(messages.decided(event, req.id, doc["right"], decision))
     if decision.work:

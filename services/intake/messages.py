@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from services.intake.decisions import Decided
 from shared.events import CloudEvent, new_event
 from shared.events.common import Data, Subject
+from shared.events.inbound import RequestReceived
 from shared.events.internal import (
     ErasureWorkRequested,
     RequestAccepted,
-    RequestClock,
     RequestDecided,
     RequestStatusChanged,
     RequestTransitionRefused,
@@ -58,19 +58,20 @@ def derived(cause: CloudEvent, suffix: str, event_type: str, data: BaseModel) ->
     )
 
 
-def accepted(cause: CloudEvent, doc: dict[str, Any]) -> CloudEvent:
+def accepted(
+    cause: CloudEvent, data: RequestReceived, clock: dict[str, Any], flags: list[str]
+) -> CloudEvent:
     """``gardien.request.accepted``: the request is recorded and its clock runs."""
-    data = RequestAccepted(
-        request_id=doc["_id"],
-        right=doc["right"],
-        status=doc["status"],
-        received_at=doc["received_at"],
-        channel=doc["channel"],
-        subject_kind=doc["subject"]["kind"],
-        clock=RequestClock.model_validate(doc["clock"]),
-        flags=doc["flags"],
+    accepted = RequestAccepted.model_validate(
+        {
+            **data.model_dump(include={"request_id", "right", "received_at", "channel"}),
+            "status": "received",
+            "subject_kind": data.subject.kind,
+            "clock": clock,
+            "flags": flags,
+        }
     )
-    return derived(cause, "accepted", "gardien.request.accepted", data)
+    return derived(cause, "accepted", "gardien.request.accepted", accepted)
 
 
 def decided(cause: CloudEvent, request_id: str, right: str, d: Decided) -> CloudEvent:
