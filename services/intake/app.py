@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.intake import handlers
+from services.intake.actions import router as actions
 from services.intake.http import router
 from services.intake.repository import (
     INDEXES,
@@ -86,6 +87,6 @@ def create_app(
         await intake.relay_pending()
         started.set(intake)
 
-    spec = ServiceSpec("intake", wire, INDEXES, [router], after_start=[start])
+    spec = ServiceSpec("intake", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
     return app
