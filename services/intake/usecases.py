@@ -144,14 +144,15 @@ class Intake:
         refs = {
             d.request_id: self.pseudonyms.refs(d.subject.identifiers.present()) for _, d in fresh
         }
-        known = await self.history.of_subjects(h for hs in refs.values() for h in hs)
+        known = _by_subject(await self.history.of_subjects(h for hs in refs.values() for h in hs))
         out: list[Request] = []
         for event, data in fresh:
             hashes, right = refs[data.request_id], data.right.value
             receipt = domain.receipt_of(data, self.policy)
             past = _past_dates(known, hashes, right, data.request_id) if right == "access" else []
             decision, details = domain.screen(data, self.policy, past)
-            known += [HistoryEntry(h, data.request_id, right, receipt) for h in hashes]
+            for h in hashes:
+                known.setdefault(h, []).append(HistoryEntry(h, data.request_id, right, receipt))
             kid = key_id(data.request_id)
             identifiers = data.subject.identifiers.present()
             sealed = await ring.seal(kid, identifiers, "subject.identifiers", now)
@@ -160,7 +161,9 @@ class Intake:
             )
             new = NewRequest(event, data, decision, details, hashes, sealed, sealed_details)
             out.append(domain.new_request(new, self.policy, now))
-        await self.history.record_many([e for e in known if e.request_id in refs])
+        await self.history.record_many(
+            [e for es in known.values() for e in es if e.request_id in refs]
+        )
         return out
 
     async def cases_reported(self, batch: Sequence[Report]) -> None:
@@ -221,15 +224,22 @@ def _first_receipts(
     return list(out.values())
 
 
+def _by_subject(entries: Sequence[HistoryEntry]) -> dict[str, list[HistoryEntry]]:
+    out: dict[str, list[HistoryEntry]] = {}
+    for e in entries:
+        out.setdefault(e.subject_hash, []).append(e)
+    return out
+
+
 def _past_dates(
-    known: Sequence[HistoryEntry], hashes: Sequence[str], right: str, exclude: str
+    known: dict[str, list[HistoryEntry]], hashes: Sequence[str], right: str, exclude: str
 ) -> list[Any]:
     """Receipt dates of the subject's other requests of ``right``, once per request."""
-    wanted = set(hashes)
     seen = {
         e.request_id: e.receipt_date
-        for e in known
-        if e.subject_hash in wanted and e.right == right and e.request_id != exclude
+        for h in hashes
+        for e in known.get(h, [])
+        if e.right == right and e.request_id != exclude
     }
     return list(seen.values())
 
