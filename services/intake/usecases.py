@@ -246,8 +246,8 @@ def _past_dates(
 
 async def _change(req: Request, ring: KeyRing, now: datetime) -> Change | None:
     """The stored change of ``req``: fields, outbox (sealed) and events as sent (opened)."""
-    if not req.held and not req.events and not req.released and not req.changed:
-        return None
+    if not (req.held or req.events or req.released or req.changed or req.pending):
+        return None  # with pending entries (a relay failed): saved again and relayed
     kid = key_id(req.id)
     if req.held:
         held = [outbox_entry(await _sealed(w, ring, kid, now), _key(w, req.id)) for w in req.held]

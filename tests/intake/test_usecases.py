@@ -14,7 +14,7 @@ from services.intake.memory import MemoryRequests, MemorySubjectHistory, MemoryS
 from services.intake.repository import HistoryEntry
 from services.intake.usecases import Intake, Repositories
 from shared.clock import FakeClock
-from shared.errors import TransitionRefused
+from shared.errors import TransientError, TransitionRefused
 from shared.events import CloudEvent, parse_event
 from shared.persistence import Change, Saved
 from shared.pseudonyms import Pseudonymiser
@@ -270,3 +270,30 @@ async def test_a_lost_race_is_redone_alone_and_applied_once() -> None:
         assert moved["to"] == "awaiting_identity"
         doc = await it.requests.get(rid)
         assert doc is not None and doc["status"] == "awaiting_identity"
+
+
+class FailingRelay(CountingRequests):
+    """The broker is unreachable for the first relay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def relay(self, saved: Sequence[Change]) -> int:
+        if not self.failed:
+            self.failed = True
+            raise TransientError("broker unreachable")
+        return await super().relay(saved)
+
+
+async def test_events_a_failed_relay_left_are_sent_when_the_batch_comes_again() -> None:
+    it = intake(FailingRelay())
+    first = received("R-1")
+    with pytest.raises(TransientError):
+        await feed(it, first)
+    doc = await it.requests.get("R-1")
+    assert doc is not None and doc["outbox_pending"] and sent(it, "gardien.request.accepted") == []
+    await feed(it, first)  # redelivered: nothing new to apply, the pending events go out
+    assert len(sent(it, "gardien.request.accepted")) == 1
+    doc = await it.requests.get("R-1")
+    assert doc is not None and doc["outbox"] == [] and doc["applied_events"] == [first.id]
