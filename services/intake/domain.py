@@ -126,25 +126,8 @@ class NewRequest:
 def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request:
     """The request recorded from ``new``, with its accepted/decided/work events."""
     data, event, decision = new.data, new.event, new.decision
-    lc = Lifecycle(Status.RECEIVED, receipt_of(data, policy), policy.holiday_calendar)
-    doc: Doc = {
-        "source_event_id": event.id,
-        "right": data.right.value,
-        "received_at": data.received_at,
-        "received_tz": data.received_at.isoformat(),
-        "channel": data.channel,
-        "subject": {"kind": data.subject.kind.value, "identifiers": new.sealed_identifiers},
-        "subject_refs": new.subject_refs,
-        "details": new.sealed_details,
-        "created_at": now,
-        **fields(lc),
-        **jsonable(decision_fields(decision)),
-        "history": [entry(Status.RECEIVED, event, data.received_at)],
-        "refusals": [],
-        "applied_events": [event.id],
-        "held_work": [],
-    }
-    req = Request(data.request_id, doc)
+    req = Request(data.request_id, _document(new, policy, now))
+    doc = req.doc
     req.events.append(messages.accepted(event, data, doc["clock"], doc["flags"]))
     if decision.anything:
         req.events.append(messages.decided(event, req.id, doc["right"], decision))
@@ -157,6 +140,29 @@ def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request
             req.events.append(work)
             doc["open_work"] = [decision.work_case]
     return req
+
+
+def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
+    """The stored fields of a new request (identifiers and details sealed)."""
+    data, event = new.data, new.event
+    lc = Lifecycle(Status.RECEIVED, receipt_of(data, policy), policy.holiday_calendar)
+    return {
+        "source_event_id": event.id,
+        "right": data.right.value,
+        "received_at": data.received_at,
+        "received_tz": data.received_at.isoformat(),
+        "channel": data.channel,
+        "subject": {"kind": data.subject.kind.value, "identifiers": new.sealed_identifiers},
+        "subject_refs": new.subject_refs,
+        "details": new.sealed_details,
+        "created_at": now,
+        **fields(lc),
+        **jsonable(decision_fields(new.decision)),
+        "history": [entry(Status.RECEIVED, event, data.received_at)],
+        "refusals": [],
+        "applied_events": [event.id],
+        "held_work": [],
+    }
 
 
 def received_again(req: Request, event: CloudEvent) -> None:
