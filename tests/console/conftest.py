@@ -13,7 +13,9 @@ REGISTRY = """
 systems:
   - id: paper-archive
     description: Paper archive and shared drive (no connector; erased by hand)
-    categories: {profile: {action: erase}, contact: {action: erase}}
+    categories:
+      profile: {action: erase, activity: customers}
+      contact: {action: erase, activity: customers}
     identifiers: [email, customer_id]
     transport: {kind: kafka}
     ack_timeout_seconds: 86400
