@@ -15,3 +15,6 @@ class DeadlinesSettings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How long a claimed timer stays leased."
     )
+    claim_batch: int = Field(
+        default=1000, ge=1, le=10_000, description="Due timers claimed per bulk claim."
+    )
