@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tick", type=float, default=1.0)
     parser.add_argument("--claim", type=int, default=1000, help="timers claimed per claim")
     args = parser.parse_args(argv)
+    if args.timers < 10_000 + args.batch + args.burst:
+        parser.error("--timers must hold 10,000 + --batch + --burst timers")
     print(f"timers benchmark — {machine()}; load {os.getloadavg()[0]:.1f}", flush=True)
     from pymongo import MongoClient
 

@@ -157,13 +157,16 @@ class MongoTimers(VersionedCollection):
         # the cost grows with due timers, never with pending ones.
         due = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
         lease = {"$set": {"lease_until_ms": now_ms + lease_ms, "lease_token": token}}
-        for _ in range(CLAIM_ROUNDS):  # another member may take the ids found first
-            cursor = self.collection.find(due, {"_id": 1}).sort("next_fire_ms", ASCENDING)
-            ids = [d["_id"] async for d in cursor.limit(limit)]
-            if not ids:
+        for _ in range(CLAIM_ROUNDS):  # another member may take the timers found first
+            cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
+            found = [d async for d in cursor]
+            if not found:
                 return []
+            ids = [d["_id"] for d in found]
             ours = {"_id": {"$in": ids}, **due}
             claimed = await self.collection.update_many(ours, {**lease, "$inc": {"version": 1}})
+            if claimed.modified_count == len(found):  # all ours: no need to read them again
+                return [{**d, **lease["$set"], "version": d["version"] + 1} for d in found]
             if claimed.modified_count:
                 mine = self.collection.find({"_id": {"$in": ids}, "lease_token": token})
                 return [d async for d in mine]
