@@ -4,6 +4,7 @@ use-case tests that run in milliseconds. Documents are copied in and out, like a
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -128,10 +129,10 @@ class MemoryHolds:
 
 
 class MemoryVault:
-    """Subject keys as a set of live and destroyed ids; "sealing" wraps the value."""
+    """Subject keys as live and destroyed ids; a sealed value names its copy kept here."""
 
     def __init__(self) -> None:
-        self.live: set[str] = set()
+        self.values: dict[str, tuple[str, str, Any]] = {}  # handle -> (kid, aad, value)
         self.gone: set[str] = set()
 
     async def seal(
@@ -139,20 +140,22 @@ class MemoryVault:
     ) -> dict[str, Any]:
         if kid in self.gone:
             raise KeyShredded(f"the subject key {kid} was destroyed")
-        self.live.add(kid)
-        return {SEALED: 1, "kid": kid, "aad": aad, "value": copy.deepcopy(value)}
+        handle = uuid.uuid4().hex
+        self.values[handle] = (kid, aad, copy.deepcopy(value))
+        return {SEALED: 1, "kid": kid, "c": handle}
 
     async def open(self, sealed: dict[str, Any], aad: str) -> Any | None:
-        if sealed["kid"] in self.gone:
+        kid, bound, value = self.values.get(sealed["c"], (sealed["kid"], aad, None))
+        if kid in self.gone:
             return None
-        if sealed.get("aad") != aad:
-            raise ValueError(f"sealed value under {sealed['kid']} does not match its context")
-        return copy.deepcopy(sealed["value"])
+        if bound != aad or kid != sealed["kid"]:
+            raise ValueError(f"sealed value under {kid} does not match its context")
+        return copy.deepcopy(value)
 
     async def destroy(self, kid: str, now: datetime) -> bool:
         first = kid not in self.gone
         self.gone.add(kid)
-        self.live.discard(kid)
+        self.values = {h: v for h, v in self.values.items() if v[0] != kid}
         return first
 
     async def destroyed(self, kid: str) -> bool:
