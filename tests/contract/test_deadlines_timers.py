@@ -129,22 +129,11 @@ class TestMemoryTimers(TimerContract):
         return MemoryTimers()
 
 
-@pytest.fixture
-async def broker(settings: Settings) -> AsyncIterator[KafkaBroker]:
-    kafka = KafkaBroker(settings.kafka_bootstrap_servers)
-    await kafka.start()
-    try:
-        yield kafka
-    finally:
-        await kafka.stop()
-
-
 @pytest.mark.integration
 class TestMongoTimers(TimerContract):
     @pytest.fixture
-    async def repo(
-        self, mongo_client: Any, settings: Settings, broker: KafkaBroker
-    ) -> TimerRepository:
+    async def repo(self, mongo_client: Any, settings: Settings) -> AsyncIterator[TimerRepository]:
         db = mongo_client[settings.database_name(f"dlct{uuid.uuid4().hex[:8]}")]
         await INDEXES.apply(db)
-        return MongoTimers(db, lambda: broker)
+        async with KafkaBroker(settings.kafka_bootstrap_servers) as kafka:  # connected
+            yield MongoTimers(db, lambda: kafka)
