@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,8 +23,8 @@ from shared.mongo import create_client, service_database
 from shared.persistence import Change
 from shared.rules import default_policy
 from shared.settings import Settings
-from tests.deadlines.helpers import stored, token
-from tests.support import running, topic_reader
+from tests.deadlines.helpers import inbound, stored, token
+from tests.support import event_bytes, produce, running, topic_reader, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +135,66 @@ async def test_a_member_that_dies_mid_claim_is_taken_over_after_the_lease(
         assert sorted(after["fired"]) == sorted(
             f"{n}@{to_ms(due)}" for n in ("approaching:P7D", "approaching:P1D", "due", "missed")
         )
+
+
+async def test_two_members_of_the_group_apply_each_request_event_once_in_order(
+    settings: Settings,
+) -> None:
+    # 40 requests, each accepted then paused then resumed, spread over the 6 partitions of
+    # the requests topic, read by two members of one group. Every clock ends open with the moved due
+    # date (order kept per key) and each event scheduled each clock once (no double effect).
+    clock = FakeClock(datetime(2027, 3, 5, tzinfo=UTC))
+    one = create_app(settings, clock=clock, run_scheduler=False)
+    two = create_app(settings, clock=clock, run_scheduler=False)
+    t = token()
+    rids = [f"REQ-G{t}-{i:02d}" for i in range(40)]
+    async with (
+        running(one),
+        running(two),
+        topic_reader(settings.kafka_bootstrap_servers, topics.DEADLINES) as reader,
+    ):
+        records: list[tuple[bytes, bytes]] = []
+        for rid in rids:
+            records += [(rid.encode(), event_bytes(e)) for e in request_story(rid)]
+        await produce(settings.kafka_bootstrap_servers, topics.REQUEST_EVENTS, records)
+
+        async def settled() -> dict[str, Any] | None:
+            found = await one.state.repositories.timers.load_many(f"request:{r}" for r in rids)
+            done = [d for d in found.values() if d["due_date"] == "2027-04-15"]
+            return found if len(done) == len(rids) else None
+
+        found = await wait_for(settled, timeout=60)
+        assert all(len(d["applied_events"]) == 3 and d["state"] == "open" for d in found.values())
+        scheduled = await read_scheduled(reader, t, 2 * len(rids))
+        assert len(scheduled) == len(set(scheduled)) == 2 * len(rids)
+
+
+STEPS = [
+    ("received", "awaiting_identity", "2027-03-10T10:00:00+01:00"),
+    ("awaiting_identity", "in_progress", "2027-03-20T10:00:00+01:00"),
+]
+
+
+def request_story(rid: str) -> list[dict[str, Any]]:
+    """Accepted, paused for identity, resumed: the clock ends due 2027-04-15 (R-DSR-3)."""
+    accepted = {"request_id": rid, "right": "access", "status": "received",
+                "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer"}  # fmt: skip
+    story = [inbound("gardien.request.accepted", accepted)]
+    for frm, to, at in STEPS:
+        step = {"request_id": rid, "from": frm, "to": to, "cause": "x", "at": at}
+        story.append(inbound("gardien.request.status_changed", step))
+    return story
+
+
+async def read_scheduled(reader: Any, t: str, expected: int) -> list[str]:
+    """Ids of this test's ``scheduled`` events: until ``expected`` came and 2 s were quiet."""
+    ids: list[str] = []
+    quiet, loop = 0, asyncio.get_running_loop()
+    deadline = loop.time() + 45
+    while (len(ids) < expected or quiet < 4) and loop.time() < deadline:
+        batch = await reader.getmany(timeout_ms=500)
+        got = [json.loads(r.value) for rs in batch.values() for r in rs]
+        mine = [e["id"] for e in got if e["type"].endswith("scheduled") and f"REQ-G{t}" in e["id"]]
+        ids += mine
+        quiet = quiet + 1 if not mine else 0
+    return ids
