@@ -67,7 +67,7 @@ def insert(coll: Any, base: dict[str, Any], start: int, stop: int, label: str) -
 
 
 async def measure(
-    uri: str, bootstrap: str, db_name: str, bursts: list[tuple[int, int]], tick: float, claim: int
+    uri: str, bootstrap: str, db_name: str, bursts: list[tuple[int, int]], tick: float, args: Any
 ) -> dict[str, Any]:
     """Empty-tick cost, then for each ``(size, first id)`` burst the lag of its firings."""
     from faststream.kafka import KafkaBroker
@@ -89,7 +89,8 @@ async def measure(
             fired_at.update({str(d["_id"]): at for d in docs})
             return n
 
-    sched = Timed(mongo_repositories(client[db_name], lambda: broker), SystemClock(), batch=claim)
+    repos = mongo_repositories(client[db_name], lambda: broker)
+    sched = Timed(repos, SystemClock(), batch=args.claim, workers=args.workers)
     costs = []
     for _ in range(30):
         t = time.perf_counter()
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--burst", type=int, default=10_000, help="due at once: last fired")
     parser.add_argument("--tick", type=float, default=1.0)
     parser.add_argument("--claim", type=int, default=1000, help="timers claimed per claim")
+    parser.add_argument("--workers", type=int, default=1, help="claim loops per tick")
     args = parser.parse_args(argv)
     if args.timers < 10_000 + args.batch + args.burst:
         parser.error("--timers must hold 10,000 + --batch + --burst timers")
@@ -165,13 +167,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         at_small = asyncio.run(
             measure(
                 st.mongodb_uri, st.bootstrap, "bench_deadlines",
-                [(min(args.batch, small // 2), 0)], args.tick, args.claim,
+                [(min(args.batch, small // 2), 0)], args.tick, args,
             )
         )  # fmt: skip
         rate_big = insert(db.timers, base, small, args.timers, "timers created")
         bursts = [(args.batch, small), (args.burst, small + args.batch)]
         at_big = asyncio.run(
-            measure(st.mongodb_uri, st.bootstrap, "bench_deadlines", bursts, args.tick, args.claim)
+            measure(st.mongodb_uri, st.bootstrap, "bench_deadlines", bursts, args.tick, args)
         )
         rss1 = rss_mib(os.getpid())
         db_mib = du_mib(st.home / "mongo-data") if st.home else float("nan")
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     at_big["burst_last_ms"] = many["last_ms"]
     print(
         f"at {args.timers:,} pending: empty tick {at_big['empty_tick_ms']:.1f} ms (vs "
-        f"{at_small['empty_tick_ms']:.1f} ms at {small:,}); claims of {args.claim}\n"
+        f"{at_small['empty_tick_ms']:.1f} ms at {small:,}); claims of {args.claim}, "
+        f"{args.workers} worker(s)\n"
         f"  {args.batch:,} due at once: lag p50 {lag['lag_p50_ms']:.0f} ms, p99 "
         f"{lag['lag_p99_ms']:.0f} ms (target p99 < 1000 ms)\n"
         f"  {args.burst:,} due at once: last fired after {many['last_ms']:.0f} ms (target "
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "timers",
         "timers": args.timers,
         "claim": args.claim,
+        "workers": args.workers,
         "create_per_s": round(rate_big if args.timers > small else rate_small),
         "db_mib": round(db_mib, 1),
         "scheduler_rss_mib": {"small": round(rss0, 1), "full": round(rss1, 1)},

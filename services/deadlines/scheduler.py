@@ -62,6 +62,7 @@ class Scheduler:
         owner: str | None = None,
         batch: int = 1000,
         max_per_tick: int = 100_000,
+        workers: int = 1,
         policy: Policy | None = None,
         span: Callable[[str], AbstractContextManager[Span]] | None = None,
     ) -> None:
@@ -69,21 +70,31 @@ class Scheduler:
         self.lease_ms = int(lease_seconds * 1000)
         self.owner = owner or uuid.uuid4().hex[:12]
         self.batch, self.max_per_tick = max(1, batch), max_per_tick
+        self.workers = max(1, workers)
         self.policy = policy or default_policy()
         self.span = span or _no_span
 
     async def tick(self) -> int:
-        """Fire every timer due now that no live lease holds; return how many fired."""
-        now_ms, fired, budget = to_ms(self.clock.now()), 0, self.max_per_tick
-        while budget > 0:
-            token = f"{self.owner}:{uuid.uuid4().hex[:12]}"
-            size = min(self.batch, budget)
-            docs = await self.repos.timers.claim_due(now_ms, self.lease_ms, token, size)
-            if not docs:
-                break
-            budget -= len(docs)
-            fired += await self.fire(docs, now_ms)
-        return fired
+        """Fire every timer due now that no live lease holds; return how many fired.
+
+        ``workers`` claim loops run at once (like members, they never share a timer), so
+        one batch's publication overlaps the next batch's claim.
+        """
+        now_ms, budget = to_ms(self.clock.now()), [self.max_per_tick]
+
+        async def worker() -> int:
+            fired = 0
+            while budget[0] > 0:
+                size = min(self.batch, budget[0])
+                budget[0] -= size
+                token = f"{self.owner}:{uuid.uuid4().hex[:12]}"
+                docs = await self.repos.timers.claim_due(now_ms, self.lease_ms, token, size)
+                if not docs:
+                    break
+                fired += await self.fire(docs, now_ms)
+            return fired
+
+        return sum(await asyncio.gather(*(worker() for _ in range(self.workers))))
 
     async def fire(self, docs: list[Doc], now_ms: int) -> int:
         """Fire a claimed batch in one save and one relay; how many timers emitted events."""

@@ -175,3 +175,13 @@ async def test_a_purge_sends_the_opened_subject_unless_a_hold_recorded_before_wi
     held = w.doc("retention:CTR-B:customer")
     assert held["state"] == "blocked" and [h["key"] for h in held["inputs"]["holds"]] == ["H-1"]
     assert held["lease_token"] is None and held["outbox"] == []
+
+
+async def test_several_claim_loops_in_one_tick_never_fire_a_timer_twice() -> None:
+    w = world(T0)
+    await w.handle(*(detected(f"BR-W{n}") for n in range(3)))
+    w.scheduler.workers, w.scheduler.batch = 4, 1
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))
+    assert await w.scheduler.tick() == 6
+    ids = [e.id for e in w.sent("due")]
+    assert len(ids) == len(set(ids)) == 6
