@@ -14,7 +14,7 @@ Two bursts at the full count: ``--batch`` (default 1,000: lag p99, target < 1 s)
 ``--burst`` (default 10,000: when the last one fired, target < 3 s). Tick cost with nothing
 due is measured at 10k and at the full count.
 
-    python -m bench.timers --timers 1000000 --batch 1000 --burst 10000 [--claim 1000]
+    python -m bench.timers --timers 1000000 --batch 1000 --burst 10000 [--claim 500 --workers 2]
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=1000, help="due at once: lag p99")
     parser.add_argument("--burst", type=int, default=10_000, help="due at once: last fired")
     parser.add_argument("--tick", type=float, default=1.0)
-    parser.add_argument("--claim", type=int, default=1000, help="timers claimed per claim")
-    parser.add_argument("--workers", type=int, default=1, help="claim loops per tick")
+    parser.add_argument("--claim", type=int, default=500, help="timers claimed per claim")
+    parser.add_argument("--workers", type=int, default=2, help="claim loops per tick")
     args = parser.parse_args(argv)
     if args.timers < 10_000 + args.batch + args.burst:
         parser.error("--timers must hold 10,000 + --batch + --burst timers")

@@ -72,7 +72,7 @@ def create_app(
         uses = bootstrap(repos, active or default_policy(), ticks, runtime.pseudonyms, runtime.span)
         scheduler = Scheduler(
             repos, ticks, lease_seconds=lease_seconds or own.lease_seconds, policy=uses.policy,
-            batch=own.claim_batch, span=runtime.span,
+            batch=own.claim_batch, workers=own.claim_workers, span=runtime.span,
         )  # fmt: skip
         parts["deadlines"] = uses
         app.state.deadlines, app.state.scheduler, app.state.repositories = uses, scheduler, repos
