@@ -150,23 +150,29 @@ async def test_two_members_of_the_group_apply_each_request_event_once_in_order(
     rids = [f"REQ-G{t}-{i:02d}" for i in range(40)]
     async with (
         running(one),
-        running(two),
         topic_reader(settings.kafka_bootstrap_servers, topics.DEADLINES) as reader,
     ):
-        records: list[tuple[bytes, bytes]] = []
-        for rid in rids:
-            records += [(rid.encode(), event_bytes(e)) for e in request_story(rid)]
-        await produce(settings.kafka_bootstrap_servers, topics.REQUEST_EVENTS, records)
+        async with running(two):
+            records: list[tuple[bytes, bytes]] = []
+            for rid in rids:
+                records += [(rid.encode(), event_bytes(e)) for e in request_story(rid)]
+            await produce(settings.kafka_bootstrap_servers, topics.REQUEST_EVENTS, records)
 
-        async def settled() -> dict[str, Any] | None:
-            found = await one.state.repositories.timers.load_many(f"request:{r}" for r in rids)
-            done = [d for d in found.values() if d["due_date"] == "2027-04-15"]
-            return found if len(done) == len(rids) else None
+            async def settled() -> dict[str, Any] | None:
+                timers = one.state.repositories.timers
+                found = await timers.load_many(f"request:{r}" for r in rids)
+                done = [d for d in found.values() if d["due_date"] == "2027-04-15"]
+                return found if len(done) == len(rids) else None
 
-        found = await wait_for(settled, timeout=60)
-        assert all(len(d["applied_events"]) == 3 and d["state"] == "open" for d in found.values())
-        scheduled = await read_scheduled(reader, t, 2 * len(rids))
-        assert len(scheduled) == len(set(scheduled)) == 2 * len(rids)
+            found = await wait_for(settled, timeout=60)
+            assert all(
+                len(d["applied_events"]) == 3 and d["state"] == "open" for d in found.values()
+            )
+            scheduled = await read_scheduled(reader, t, 2 * len(rids))
+            assert len(scheduled) == len(set(scheduled)) == 2 * len(rids)
+        # The embedded broker keeps a group rebalancing when both members leave at once,
+        # and the next member's join then hangs: the second member leaves first, alone.
+        await asyncio.sleep(2 * settings.gardien_kafka_session_timeout_ms / 1000)
 
 
 STEPS = [
