@@ -7,19 +7,16 @@ repositories in the lifespan (or takes the ones a test passes) and starts the sc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import Span
 
 from services.deadlines import handlers, retention, usecases
 from services.deadlines.http import router
 from services.deadlines.repository import INDEXES, Repositories, mongo_repositories
 from services.deadlines.scheduler import Scheduler
 from services.deadlines.settings import DeadlinesSettings
-from services.deadlines.usecases import Deadlines
+from services.deadlines.usecases import Deadlines, Tracer
 from shared.clock import Clock, SystemClock
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy, default_policy, load_policy
@@ -34,7 +31,7 @@ def bootstrap(
     policy: Policy,
     clock: Clock,
     pseudonyms: Pseudonymiser,
-    span: Callable[[str], AbstractContextManager[Span]],
+    span: Tracer,
 ) -> Deadlines:
     """The use cases over ``repos`` (MongoDB in the service, in-memory fakes in tests)."""
     return Deadlines(repos, policy, clock, pseudonyms, span, PLANS)

@@ -17,11 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
-
-from opentelemetry.trace import Span
 
 from services.deadlines import holdgate
 from services.deadlines.domain import (
@@ -36,7 +33,7 @@ from services.deadlines.domain import (
 )
 from services.deadlines.messages import Outgoing, entries, firing_events
 from services.deadlines.repository import Repositories
-from services.deadlines.usecases import as_sent, outgoing
+from services.deadlines.usecases import Tracer, as_sent, outgoing
 from shared.clock import Clock
 from shared.persistence import Change, retry_lost
 from shared.rules import Policy, default_policy
@@ -64,7 +61,7 @@ class Scheduler:
         max_per_tick: int = 100_000,
         workers: int = 1,
         policy: Policy | None = None,
-        span: Callable[[str], AbstractContextManager[Span]] | None = None,
+        span: Tracer | None = None,
     ) -> None:
         self.repos, self.clock = repos, clock
         self.lease_ms = int(lease_seconds * 1000)
