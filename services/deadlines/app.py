@@ -12,8 +12,16 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.deadlines import handlers, retention, usecases
+from services.deadlines.actions import router as actions
 from services.deadlines.http import router
-from services.deadlines.repository import INDEXES, Repositories, mongo_repositories
+from services.deadlines.repository import (
+    INDEXES,
+    ActionStore,
+    MongoHolds,
+    MongoTimers,
+    Repositories,
+    mongo_repositories,
+)
 from services.deadlines.scheduler import Scheduler
 from services.deadlines.settings import DeadlinesSettings
 from services.deadlines.usecases import Deadlines, Tracer
@@ -72,12 +80,14 @@ def create_app(
             batch=own.claim_batch, workers=own.claim_workers, span=runtime.span,
         )  # fmt: skip
         parts["deadlines"] = uses
+        if isinstance(repos.timers, MongoTimers) and isinstance(repos.holds, MongoHolds):
+            uses.timers = ActionStore(repos.timers, repos.holds)  # read by actions.py
         app.state.deadlines, app.state.scheduler, app.state.repositories = uses, scheduler, repos
         await uses.relay_stale(grace_ms=0)
         if run_scheduler:
             task = scheduler.run(tick_interval or own.tick_seconds)
             runtime.tasks.append(asyncio.create_task(task, name="deadlines-scheduler"))
 
-    spec = ServiceSpec("deadlines", wire, INDEXES, [router], after_start=[start])
+    spec = ServiceSpec("deadlines", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
     return app

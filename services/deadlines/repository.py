@@ -250,6 +250,28 @@ class MongoVault:
         return await SubjectVault(self.db).destroyed(kid)
 
 
+class ActionStore:
+    """The reads of the HTTP actions (``actions.py``, ``holdactions.py``), as they were
+    written against the former single storage class, over the MongoDB repositories."""
+
+    def __init__(self, timers: MongoTimers, holds: MongoHolds) -> None:
+        self._timers, self._holds = timers, holds
+        self.holds = holds.collection
+
+    async def get(self, timer_id: str) -> Doc | None:
+        return (await self._timers.load_many([timer_id])).get(timer_id)
+
+    async def find(self, query: Doc, limit: int) -> list[Doc]:
+        cursor = self._timers.collection.find(query).sort("sort_key", ASCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def get_hold(self, key: str) -> Doc | None:
+        return await self._holds.get(key)
+
+    async def for_processor(self, processor: str) -> list[str]:
+        return await self._timers.for_processor(processor)
+
+
 def mongo_repositories(db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> Repositories:
     """The MongoDB repositories of the deadlines database."""
     return Repositories(MongoTimers(db, broker), MongoHolds(db), MongoVault(db))

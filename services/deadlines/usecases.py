@@ -47,6 +47,7 @@ from shared.subject_vault import is_sealed
 Doc = dict[str, Any]
 Compute = Callable[[Doc | None], Recompute | None]
 Tracer = Callable[[str], AbstractContextManager[Span]]
+is_closed = decide.is_closed  # imported from here by the HTTP actions
 APPLIED_KEPT = 200  # event ids kept per timer to recognise a redelivery
 STORED = frozenset({"_id", "version", TOKEN, "outbox", "outbox_pending"})
 
@@ -85,6 +86,7 @@ class Deadlines:
     ) -> None:
         self.repos, self.policy, self.clock = repos, policy, clock
         self.pseudonyms, self.span, self.plans = pseudonyms, span, plans
+        self.timers: Any = None  # the HTTP actions' store, set by the app (ActionStore)
 
     async def handle(self, items: Sequence[Inbound]) -> None:
         """One batch: plan each event (its own reads), apply all, raise the first refusal."""

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.erasure import handlers, holdcases
+from services.erasure.actions import router as actions
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.register import record_register
@@ -73,7 +74,7 @@ def create_app(
         "erasure",
         wire,
         indexes,
-        [router, register_router],
+        [router, register_router, actions],
         after_start=[relay_pending, audit_register, start_sweeper],
     )
     app = create_service_app(spec, settings, exporter)
