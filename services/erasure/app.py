@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.erasure import handlers, holdcases
+from services.erasure import handlers
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
+from services.erasure.mongo import INDEXES, mongo_repositories
 from services.erasure.registry import Registry, load_registry
-from services.erasure.repository import INDEXES
+from services.erasure.repository import Repositories
 from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
-from services.erasure.usecases import Erasure
+from services.erasure.usecases import Connector, Erasure
 from shared.clock import Clock, SystemClock
-from shared.mongo import IndexPlan
+from shared.errors import TransientError
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+
+
+@dataclass
+class Parts:
+    """What the use cases are built from, besides the runtime's broker and tracer."""
+
+    registry: Registry
+    settings: ErasureSettings
+    clock: Clock
+    connector: Connector
+
+
+def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
+    """The use cases on ``repos`` (MongoDB in the service, fakes in tests)."""
+    return Erasure(
+        repos,
+        runtime.broker,
+        parts.registry,
+        parts.settings,
+        parts.clock,
+        parts.connector,
+        lambda identifiers: runtime.pseudonyms.refs(identifiers),
+        runtime.span,
+    )
 
 
 def create_app(
@@ -29,32 +55,42 @@ def create_app(
     registry: Registry | None = None,
     clock: Clock | None = None,
     tick_seconds: float | None = None,
+    repositories: Repositories | None = None,
 ) -> FastAPI:
-    """The erasure app: subscribers, case routes, start-up relay and the sweeper."""
+    """The erasure app: subscribers, case routes, start-up relay and the sweeper.
+
+    The MongoDB repositories are built in the lifespan, once the client exists; until then
+    a delivered event is retried (``TransientError``).
+    """
     own = erasure_settings or ErasureSettings()
-    systems = registry or load_registry(own.registry_path)
-    connector = HttpConnector(
-        own.signing_secret.get_secret_value().encode(), own.http_timeout_seconds
+    secret = own.signing_secret.get_secret_value().encode()
+    parts = Parts(
+        registry or load_registry(own.registry_path),
+        own,
+        clock or SystemClock(),
+        HttpConnector(secret, own.http_timeout_seconds),
     )
-    uses: dict[str, Erasure] = {}
+    built: list[Erasure] = []
 
-    def wire(runtime: Runtime) -> None:
-        uses["erasure"] = Erasure(runtime, systems, own, clock or SystemClock(), connector)
-        handlers.register(runtime, uses["erasure"])
+    def uses() -> Erasure:
+        if not built:
+            raise TransientError("erasure is starting")
+        return built[0]
 
-    async def relay_pending(_: Runtime) -> None:
-        await uses["erasure"].relay_pending()
-
-    async def start_sweeper(runtime: Runtime) -> None:
+    async def start(runtime: Runtime) -> None:
+        repos = repositories or mongo_repositories(runtime.db)
+        built.append(bootstrap(runtime, repos, parts))
+        app.state.erasure = built[0]
+        await built[0].relay_pending()
         tick = tick_seconds or own.tick_seconds
-        runtime.tasks.append(asyncio.create_task(run_sweeper(uses["erasure"], tick)))
+        runtime.tasks.append(asyncio.create_task(run_sweeper(built[0], tick)))
 
-    indexes = IndexPlan(dict(INDEXES.indexes))
-    for collection, models in holdcases.INDEXES.items():
-        indexes.indexes[collection] = [*indexes.indexes.get(collection, []), *models]
     spec = ServiceSpec(
-        "erasure", wire, indexes, [router], after_start=[relay_pending, start_sweeper]
+        "erasure",
+        lambda runtime: handlers.register(runtime, uses),
+        INDEXES,
+        [router],
+        after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
-    app.state.erasure = uses["erasure"]
     return app
