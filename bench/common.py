@@ -121,7 +121,8 @@ def bench_registry(home: Path, systems: int) -> Path:
         lines.append(
             f"  - id: sys{i:02d}\n"
             f"    description: benchmark system {i}\n"
-            "    categories:\n      profile: {action: erase}\n      contact: {action: erase}\n"
+            "    categories:\n      profile: {action: erase, activity: customers}\n"
+            "      contact: {action: erase, activity: customers}\n"
             "    identifiers: [email, customer_id]\n"
             "    transport: {kind: kafka}\n"
             "    ack_timeout_seconds: 86400\n"

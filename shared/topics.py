@@ -16,11 +16,19 @@ ERASURE_WORK: Final = "gardien.erasure.work.v1"
 ERASURE_COMMANDS: Final = "gardien.erasure.commands.v1"
 ERASURE_CASES: Final = "gardien.erasure.cases.v1"
 DEADLINES: Final = "gardien.deadlines.v1"
+REGISTER: Final = "gardien.register.v1"  # changes of the register of processing (Art 30)
 
 DLQ_SUFFIX: Final = ".dlq"
 
 INBOUND: Final = (REQUESTS, CONTRACTS, BREACHES, PROCESSORS, LEGAL_HOLDS, ERASURE_RESULTS)
-INTERNAL: Final = (REQUEST_EVENTS, ERASURE_WORK, ERASURE_COMMANDS, ERASURE_CASES, DEADLINES)
+INTERNAL: Final = (
+    REQUEST_EVENTS,
+    ERASURE_WORK,
+    ERASURE_COMMANDS,
+    ERASURE_CASES,
+    DEADLINES,
+    REGISTER,
+)
 
 # Six partitions for the business topics: enough for several consumer-group members and
 # one audit chain per partition; dead-letter topics are low volume.

@@ -12,13 +12,16 @@ from services.erasure import handlers
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.mongo import INDEXES, mongo_repositories
-from services.erasure.registry import Registry, load_registry
+from services.erasure.register import record_register
+from services.erasure.register_http import router as register_router
+from services.erasure.registry import Registry, check_register, load_registry, register_links
 from services.erasure.repository import Repositories
 from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
 from services.erasure.usecases import Connector, Erasure
 from shared.clock import Clock, SystemClock
 from shared.errors import TransientError
+from shared.rules import Policy, default_policy, load_policy
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
 
@@ -53,23 +56,27 @@ def create_app(
     *,
     erasure_settings: ErasureSettings | None = None,
     registry: Registry | None = None,
+    policy: Policy | None = None,
     clock: Clock | None = None,
     tick_seconds: float | None = None,
     repositories: Repositories | None = None,
 ) -> FastAPI:
-    """The erasure app: subscribers, case routes, start-up relay and the sweeper.
+    """The erasure app: subscribers, case and register routes, start-up relay, the sweeper.
 
-    The MongoDB repositories are built in the lifespan, once the client exists; until then
-    a delivered event is retried (``TransientError``).
+    A registry loaded from its file is checked against the policy's register; an injected
+    one (tests) is taken as given. The MongoDB repositories are built in the lifespan, once
+    the client exists (``repositories`` replaces them); until then a delivered event is
+    retried (``TransientError``).
     """
     own = erasure_settings or ErasureSettings()
+    policy = policy or active_policy(settings)
+    if registry is None:
+        registry = load_registry(own.registry_path)
+        check_register(registry, policy.records)  # a category without an entry stops here
     secret = own.signing_secret.get_secret_value().encode()
-    parts = Parts(
-        registry or load_registry(own.registry_path),
-        own,
-        clock or SystemClock(),
-        HttpConnector(secret, own.http_timeout_seconds),
-    )
+    connector = HttpConnector(secret, own.http_timeout_seconds)
+    parts = Parts(registry, own, clock or SystemClock(), connector)
+    register = policy.register_document(register_links(registry))
     built: list[Erasure] = []
 
     def uses() -> Erasure:
@@ -78,10 +85,10 @@ def create_app(
         return built[0]
 
     async def start(runtime: Runtime) -> None:
-        repos = repositories or mongo_repositories(runtime.db)
-        built.append(bootstrap(runtime, repos, parts))
+        built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
         app.state.erasure = built[0]
         await built[0].relay_pending()
+        await record_register(runtime, register, parts.clock.now())
         tick = tick_seconds or own.tick_seconds
         runtime.tasks.append(asyncio.create_task(run_sweeper(built[0], tick)))
 
@@ -89,8 +96,15 @@ def create_app(
         "erasure",
         lambda runtime: handlers.register(runtime, uses),
         INDEXES,
-        [router],
+        [router, register_router],
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
+    app.state.register = register
     return app
+
+
+def active_policy(settings: Settings) -> Policy:
+    """The policy profile named by the settings, or the built-in default."""
+    path = settings.gardien_policy_file
+    return load_policy(path) if path is not None else default_policy()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, mod
 
 from shared.errors import GardienError
 from shared.events.common import Category, Id
+from shared.rules.register import Register, SystemLink, pointer_error
 
 
 class Action(StrEnum):
@@ -37,6 +38,7 @@ class CategoryPolicy(Frozen):
 
     action: Action = Action.ERASE
     retention: Retention | None = None
+    activity: str | None = None  # the register activity (Art 30) this category belongs to
 
 
 class Retry(Frozen):
@@ -114,3 +116,36 @@ def load_registry(path: Path) -> Registry:
         raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from exc
     except (yaml.YAMLError, ValidationError) as exc:
         raise RegistryError(f"invalid registry {path}: {exc}") from exc
+
+
+def check_register(registry: Registry, register: Register) -> None:
+    """Every system has categories and each points at a register activity; else one line."""
+    for system in registry.systems:
+        if not system.categories:
+            why = "has no category, so no register entry"
+            raise RegistryError(f"connected system {system.id!r} {why}")
+        for name, policy in system.categories.items():
+            owner = f"connected system {system.id!r} category {name!r}"
+            problem = pointer_error(owner, policy.activity, register)
+            if problem:
+                raise RegistryError(problem)
+
+
+def register_links(registry: Registry) -> dict[str, list[SystemLink]]:
+    """Activity id -> the systems holding categories of it (for the register document)."""
+    links: dict[str, list[SystemLink]] = {}
+    for system in registry.systems:
+        by_activity: dict[str, list[str]] = {}
+        for name, policy in system.categories.items():
+            if policy.activity:
+                by_activity.setdefault(policy.activity, []).append(name)
+        for activity, names in by_activity.items():
+            link = SystemLink(
+                system=system.id,
+                description=system.description,
+                categories=tuple(sorted(names)),
+                processor=system.processor,
+                recipient=system.recipient,
+            )
+            links.setdefault(activity, []).append(link)
+    return links

@@ -54,6 +54,7 @@ def routes(settings: Settings) -> dict[str, str]:
         "/v1/requests": settings.gardien_intake_url,
         "/v1/deadlines": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
+        "/v1/register": settings.gardien_erasure_url,  # the register of processing (Art 30)
         "/v1/audit": settings.gardien_audit_url,
         "/v1/webhooks": settings.gardien_audit_url,
     }

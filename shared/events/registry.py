@@ -44,6 +44,7 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.erasure.command.": topics.ERASURE_COMMANDS,
     "gardien.erasure.case.": topics.ERASURE_CASES,
     "gardien.deadline.": topics.DEADLINES,
+    "gardien.register.": topics.REGISTER,
 }
 
 

@@ -10,6 +10,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.rules.errors import RuleError
+from shared.rules.register import (
+    Register,
+    RegisterDocument,
+    RetentionLine,
+    SystemLink,
+    pointer_error,
+    register_document,
+)
+from shared.rules.register_default import DEFAULT_ACTIVITY, default_register
 from shared.rules.retention import DEFAULT_SCHEDULE, RetentionRule
 
 _DAYS = re.compile(r"^P(\d+)D$")
@@ -37,6 +46,7 @@ class RetentionEntry(_Model):
     action: Action = "delete_or_anonymise"
     statutory: bool = False
     note: str | None = None
+    activity: str | None = None  # the register activity this category belongs to (Art 30)
 
 
 class RightsPolicy(_Model):
@@ -108,6 +118,8 @@ class Policy(_Model):
     rights: RightsPolicy = RightsPolicy()
     breach: BreachPolicy = BreachPolicy()
     contractual: ContractualValues = ContractualValues()
+    # "register" in YAML; the attribute is renamed because BaseModel's metaclass owns it.
+    records: Register = Field(alias="register")
 
     @model_validator(mode="after")
     def _cap(self) -> Policy:
@@ -121,6 +133,41 @@ class Policy(_Model):
             raise ValueError(f"retention above max_retention_months for: {', '.join(over)}")
         return self
 
+    @model_validator(mode="after")
+    def _register_entries(self) -> Policy:
+        for category, entry in self.retention.items():
+            owner = f"retention category {category!r}"
+            problem = pointer_error(owner, entry.activity, self.records)
+            if problem:
+                raise ValueError(problem)
+        pointed = {e.activity for e in self.retention.values()}
+        for activity in self.records.activities:
+            if activity.id not in pointed and not activity.retention_note:
+                raise ValueError(
+                    f"register activity {activity.id!r} has no retention (Art 30(1)(f)):"
+                    " point a retention category at it or give retention_note"
+                )
+        return self
+
+    def register_document(self, systems: dict[str, list[SystemLink]]) -> RegisterDocument:
+        """The register joined with this schedule and the given system links."""
+        lines = [
+            (
+                k,
+                e.activity or "",
+                RetentionLine(
+                    category=k,
+                    start_event=e.start_event,
+                    duration_months=e.duration_months,
+                    basis=e.basis,
+                    action=e.action,
+                    statutory=e.statutory,
+                ),
+            )
+            for k, e in self.retention.items()
+        ]
+        return register_document(self.name, self.records, lines, systems)
+
     def schedule(self) -> dict[str, RetentionRule]:
         """The retention schedule in the rules engine's terms."""
         return {
@@ -132,10 +179,17 @@ class Policy(_Model):
 def default_policy() -> Policy:
     """The law-level defaults of RULES.md (R-RET-2 table, 4 accesses/12 months, 24 h SLA)."""
     retention = {
-        k: RetentionEntry(start_event=r.start_event, duration_months=r.months, basis=r.basis)
+        k: RetentionEntry(
+            start_event=r.start_event,
+            duration_months=r.months,
+            basis=r.basis,
+            activity=DEFAULT_ACTIVITY[k],
+        )
         for k, r in DEFAULT_SCHEDULE.items()
     }
-    return Policy(name="default", retention=retention)
+    return Policy.model_validate(
+        {"name": "default", "retention": retention, "register": default_register()}
+    )
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -151,4 +205,5 @@ def load_policy(path: str | Path) -> Policy:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "profile"
-        raise PolicyError(f"{path}: {where}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise PolicyError(f"{path}: {where}: {message}") from exc

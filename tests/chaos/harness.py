@@ -44,19 +44,21 @@ category_aliases:
   accounting: [invoices]
 systems:
   - id: crm
-    categories: {profile: {action: erase}, contact: {action: erase}}
+    categories:
+      profile: {action: erase, activity: customers}
+      contact: {action: erase, activity: customers}
     identifiers: [email, customer_id]
     transport: {kind: kafka}
     ack_timeout_seconds: 86400
     retry: {initial_seconds: 30, max_seconds: 120}
   - id: marketing
-    categories: {marketing: {action: erase}}
+    categories: {marketing: {action: erase, activity: prospecting}}
     identifiers: [email]
     transport: {kind: kafka}
     ack_timeout_seconds: 86400
     retry: {initial_seconds: 30, max_seconds: 120}
   - id: billing
-    categories: {payment: {action: anonymise}}
+    categories: {payment: {action: anonymise, activity: customers}}
     identifiers: [customer_id, email]
     transport: {kind: kafka}
     ack_timeout_seconds: 86400

@@ -9,6 +9,19 @@ import pytest
 from shared.rules.policy import PolicyError, default_policy, load_policy
 
 PROFILES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+MINIMAL_REGISTER = """\
+register:
+  controller: {organisation: X, contact: {name: X contact, email: privacy@x.example}}
+  activities:
+    - id: a
+      name: A
+      purposes: [p]
+      legal_bases: [contract]
+      data_subjects: [customers]
+      data_categories: [identity]
+      recipients: [staff]
+      security_measures: [access control]
+"""
 
 
 @pytest.mark.parametrize("name", ["serenicity", "senef", "seipra-score", "msi"])
@@ -58,7 +71,8 @@ def test_default_policy_matches_rules_table() -> None:
         ),
         (
             "name: x\nmax_retention_months: 12\nretention:\n"
-            "  customer: {start_event: e, duration_months: 60, basis: b}\n",
+            "  customer: {start_event: e, duration_months: 60, basis: b, activity: a}\n"
+            + MINIMAL_REGISTER,
             "customer",
         ),
         (

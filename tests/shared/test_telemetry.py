@@ -31,4 +31,7 @@ async def test_query_strings_never_reach_span_attributes() -> None:
     text = repr([dict(s.attributes or {}) for s in spans])
     assert "alice" not in text
     server = next(s for s in spans if (s.attributes or {}).get("http.route"))
-    assert str((server.attributes or {}).get("http.url", "")).endswith("/v1/audit/events")
+    # The stable HTTP conventions (OTEL_SEMCONV_STABILITY_OPT_IN=http): url.path, no query.
+    attributes = server.attributes or {}
+    assert attributes.get("url.path") == "/v1/audit/events"
+    assert not attributes.get("url.query")
