@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test lint check env clean bench chaos
+.PHONY: run test lint check env clean bench chaos browser
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -28,8 +28,19 @@ lint: env
 	$(VENV)/bin/ruff format --check shared services gardien tests examples bench
 	$(VENV)/bin/mypy shared services gardien tests/support.py
 
-test: lint
+test: lint browser
 	$(VENV)/bin/pytest -ra
+
+# The console's browser tests drive Debian's Chromium (never a downloaded one). Installed
+# here when missing and apt-get can run as root; otherwise those tests skip with the reason.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium for the console's browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "could not install chromium (apt-get failed)"; \
+	fi
+	@[ -x $(CHROMIUM) ] || echo "no $(CHROMIUM): the console's browser tests will be skipped"
 
 # Fault injection (issue 7, docs/reliability.md): about 20 minutes on 2 cores.
 chaos: env

@@ -99,7 +99,10 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
     scope: Annotated[
         list[str],
-        typer.Option(help="intake:write, intake:read, audit:read, webhooks:admin or admin"),
+        typer.Option(
+            help="intake:write, intake:read, audit:read, audit:reveal, webhooks:admin, "
+            "breaches:write, holds:write, erasure:write or admin"
+        ),
     ],
     home: HOME = DEFAULT_HOME,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from gardien.admin import apikey_app, asyncapi, stack_app, topics_app
+from gardien.dlq import dlq_app
 from gardien.publish import publish
 from gardien.serve import service, up
 from services.audit.cli import audit_app
@@ -17,6 +18,7 @@ for group, name in (
     (stack_app, "stack"),
     (topics_app, "topics"),
     (apikey_app, "apikey"),
+    (dlq_app, "dlq"),
     (rules_app, "rules"),
     (audit_app, "audit"),
 ):

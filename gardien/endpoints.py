@@ -74,3 +74,22 @@ def client_settings(home: Path = DEFAULT_HOME, mongodb_uri: str | None = None) -
         or (live.mongodb_uri if live else defaults.mongodb_uri)
     )
     return load_settings(kafka_bootstrap_servers=kafka, mongodb_uri=mongo)
+
+
+def kafka_target(home: Path = DEFAULT_HOME) -> tuple[Settings, str]:
+    """Settings for a command that sends to Kafka, and where its broker address came from.
+
+    Refuses to guess: without ``KAFKA_BOOTSTRAP_SERVERS`` and without a running stack under
+    ``home``, a record would go to a default address nobody may be listening on.
+    """
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return client_settings(home), "from KAFKA_BOOTSTRAP_SERVERS"
+    live = live_stack(home)
+    if live is None:
+        typer.echo(
+            f"gardien: no running Gardien stack under {home} (start one with `gardien up`),"
+            " and KAFKA_BOOTSTRAP_SERVERS is not set",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return client_settings(home), f"the stack of {live.owner}"

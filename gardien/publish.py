@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gardien.console import HOME, fail
-from gardien.endpoints import DEFAULT_HOME, client_settings
+from gardien.endpoints import DEFAULT_HOME, kafka_target
 from shared.errors import EventRejected
+from shared.settings import Settings
 
 
 def publish(
@@ -31,24 +33,31 @@ def publish(
     """Publish CloudEvents (a JSON object, array or JSON Lines) to the topic of their type."""
     from shared.events import aggregate_key, parse_event
 
+    items = _read_events(source)
+    settings, origin = kafka_target(home)
+    typer.echo(f"broker {settings.kafka_bootstrap_servers} ({origin})")
     if topic is not None:
-        items = _read_events(source)
-        asyncio.run(_publish_raw(home, topic, [json.dumps(item).encode() for item in items]))
+        asyncio.run(_publish_raw(settings, topic, [json.dumps(item).encode() for item in items]))
         typer.echo(f"sent {len(items)} record(s) unvalidated to {topic}")
         return
     events = []
-    for index, item in enumerate(_read_events(source), start=1):
+    # An event without ``time`` takes the record's timestamp, as a consumer would.
+    now_ms = int(time.time() * 1000)
+    for index, item in enumerate(items, start=1):
         try:
-            events.append(parse_event(item))
+            events.append(parse_event(item, record_time_ms=now_ms))
         except EventRejected as exc:
             fail(f"event {index}: {exc.reason}")
-    asyncio.run(_publish_all(home, events, binary))
+    asyncio.run(_publish_all(settings, events, binary))
     for event in events:
         typer.echo(f"published {event.type} {event.id} (key {aggregate_key(event)})")
 
 
 def _read_events(source: str) -> list[dict[str, Any]]:
-    text = sys.stdin.read() if source == "-" else _read_file(source)
+    try:
+        text = sys.stdin.buffer.read().decode() if source == "-" else _read_file(source)
+    except UnicodeDecodeError as exc:
+        fail(f"{'stdin' if source == '-' else source}: not UTF-8 text (byte {exc.start})")
     stripped = text.strip()
     if not stripped:
         fail("no event to publish: the input is empty")
@@ -65,14 +74,14 @@ def _read_events(source: str) -> list[dict[str, Any]]:
 
 def _read_file(path: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
     return ""
 
 
-async def _publish_raw(home: Path, topic: str, bodies: list[bytes]) -> None:
-    broker = await _connected_broker(home)
+async def _publish_raw(settings: Settings, topic: str, bodies: list[bytes]) -> None:
+    broker = await connected_broker(settings)
     try:
         for body in bodies:
             await broker.publish(body, topic=topic)
@@ -80,14 +89,14 @@ async def _publish_raw(home: Path, topic: str, bodies: list[bytes]) -> None:
         await broker.stop()
 
 
-async def _connected_broker(home: Path) -> Any:
+async def connected_broker(settings: Settings) -> Any:
+    """A started FastStream broker on ``settings``' Kafka, or one clear line and exit 2."""
     import logging
 
     from shared.messaging import create_broker
     from shared.telemetry import setup_tracing
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one line below says it
-    settings = client_settings(home)
     broker = create_broker(settings, "cli", setup_tracing("cli", settings))
     try:
         await asyncio.wait_for(broker.connect(), timeout=15)
@@ -97,11 +106,11 @@ async def _connected_broker(home: Path) -> Any:
     return broker
 
 
-async def _publish_all(home: Path, events: list[Any], binary: bool = False) -> None:
+async def _publish_all(settings: Settings, events: list[Any], binary: bool = False) -> None:
     from shared.events import aggregate_key
     from shared.messaging import publish_event
 
-    broker = await _connected_broker(home)
+    broker = await connected_broker(settings)
     try:
         for event in events:
             await publish_event(broker, event, aggregate_key(event), binary=binary)

@@ -10,12 +10,15 @@ from typing import Annotated
 
 import typer
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from gardien import stack
 from gardien.console import HOME, fail
 from gardien.endpoints import DEFAULT_HOME, live_stack, load_settings
 from gardien.launcher import Launcher, run
 from shared.auth import KeyStore
+from shared.errors import GardienError
+from shared.rules.errors import RuleError
 from shared.settings import SERVICE_NAMES, Settings
 
 GATEWAY = "api"
@@ -128,5 +131,21 @@ def _service_app(name: str, settings: Settings) -> tuple[FastAPI, int]:
         package, port = name, settings.gardien_service_port or 8080
     else:
         fail(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}, {GATEWAY}")
-    app: FastAPI = import_module(f"services.{package}.app").create_app(settings)
+    try:
+        app: FastAPI = import_module(f"services.{package}.app").create_app(settings)
+    except (
+        GardienError,
+        RuleError,
+        ValidationError,
+        OSError,
+    ) as exc:  # a bad policy, registry, setting
+        fail(f"cannot start {name}: {_one_line(exc)}")
     return app, port
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        return f"{where}: {first['msg']}"
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -25,6 +25,9 @@ class Scope(StrEnum):
     AUDIT_READ = "audit:read"
     AUDIT_REVEAL = "audit:reveal"
     WEBHOOKS_ADMIN = "webhooks:admin"
+    BREACHES_WRITE = "breaches:write"  # breach follow-ups (HTTP actions)
+    HOLDS_WRITE = "holds:write"  # legal holds placed and released
+    ERASURE_WRITE = "erasure:write"  # manual erasure steps, processor deletion certificates
     ADMIN = "admin"
 
 

@@ -17,6 +17,7 @@ ERASURE_COMMANDS: Final = "gardien.erasure.commands.v1"
 ERASURE_CASES: Final = "gardien.erasure.cases.v1"
 DEADLINES: Final = "gardien.deadlines.v1"
 REGISTER: Final = "gardien.register.v1"  # changes of the register of processing (Art 30)
+OPERATIONS: Final = "gardien.operations.v1"  # operators' actions (dead letters re-driven)
 
 DLQ_SUFFIX: Final = ".dlq"
 
@@ -28,6 +29,7 @@ INTERNAL: Final = (
     ERASURE_CASES,
     DEADLINES,
     REGISTER,
+    OPERATIONS,
 )
 
 # Six partitions for the business topics: enough for several consumer-group members and

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -149,6 +150,9 @@ async def list_events(
     auditor = _auditor(request)
     docs, nxt = await _page(auditor, await _query(auditor, selected), cursor, limit)
     keys = await views.live_keys(auditor.store, docs) if reveal else None
+    if reveal:
+        read = {"records": [str(d["_id"]) for d in docs]}
+        await _record_access(auditor, key, "gardien.audit.revealed", selected, read)
     return AuditPage(items=[views.view(d, keys) for d in docs], next_cursor=nxt)
 
 
@@ -164,6 +168,8 @@ async def export(
     _check_reveal(key, reveal)
     auditor = _auditor(request)
     query = await _query(auditor, selected)
+    asked = {"format": format, "reveal": reveal}
+    await _record_access(auditor, key, "gardien.audit.exported", selected, asked)
 
     async def rows() -> AsyncIterator[bytes]:
         if format == "csv":
@@ -185,6 +191,24 @@ async def export(
     name = f"gardien-audit.{format}"
     headers = {"content-disposition": f'attachment; filename="{name}"'}
     return StreamingResponse(rows(), media_type=media, headers=headers)
+
+
+async def _record_access(
+    auditor: Auditor, key: StoredKey, event_type: str, selected: Filters, what: dict[str, Any]
+) -> None:
+    """Put who read what in the trail: the key (name, id, scopes), the filters, what was read.
+
+    The subject filter is kept as its keyed reference, never as the identifier typed in.
+    """
+    asked = selected.model_dump(exclude_none=True, mode="json")
+    if "subject" in asked:
+        asked["subject"] = auditor.subject_ref(asked["subject"])
+    data = {
+        "key": {"id": key.key_id, "name": key.name, "scopes": sorted(key.scopes)},
+        "filters": asked,
+        **what,
+    }
+    await auditor.record_local(f"access:{uuid.uuid4().hex}", event_type, data)
 
 
 def _csv_line(cells: list[str]) -> bytes:

@@ -99,6 +99,12 @@ class Auditor:
             "type": event.type,
             "source": event.source,
             "event_time": event.time.astimezone(UTC).isoformat(),
+            # The API key an HTTP action was taken with (name and scope, never the key).
+            **(
+                {"actor": {"name": str(actor), "scope": str(getattr(event, "actorscope", ""))}}
+                if (actor := getattr(event, "actor", None))
+                else {}
+            ),
             "refs": refs,
             "subject_refs": subject_refs,
             "data": domain.without_personal(event.data),

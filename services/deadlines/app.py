@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.deadlines import handlers
+from services.deadlines.actions import router as actions
 from services.deadlines.http import router
 from services.deadlines.repository import INDEXES, MongoTimers
 from services.deadlines.scheduler import Scheduler
@@ -58,7 +59,7 @@ def create_app(
             task = parts["scheduler"].run(tick_interval or own.tick_seconds)
             runtime.tasks.append(asyncio.create_task(task, name="deadlines-scheduler"))
 
-    spec = ServiceSpec("deadlines", wire, INDEXES, [router], after_start=[start])
+    spec = ServiceSpec("deadlines", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
     app.state.deadlines = uses["deadlines"]
     app.state.scheduler = parts["scheduler"]

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.erasure import handlers
+from services.erasure.actions import router as actions
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.mongo import INDEXES, mongo_repositories
@@ -96,7 +97,7 @@ def create_app(
         "erasure",
         lambda runtime: handlers.register(runtime, uses),
         INDEXES,
-        [router, register_router],
+        [router, register_router, actions],
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)

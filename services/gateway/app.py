@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 
+from services.gateway import console
 from shared.health import Check, Readiness
 from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.settings import Settings
@@ -53,6 +54,9 @@ def routes(settings: Settings) -> dict[str, str]:
     return {
         "/v1/requests": settings.gardien_intake_url,
         "/v1/deadlines": settings.gardien_deadlines_url,
+        "/v1/breaches": settings.gardien_deadlines_url,
+        "/v1/holds": settings.gardien_deadlines_url,
+        "/v1/processors": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
         "/v1/register": settings.gardien_erasure_url,  # the register of processing (Art 30)
         "/v1/audit": settings.gardien_audit_url,
@@ -86,6 +90,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     ):
         app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
+    console.mount(app, settings)
     app.middleware("http")(access_log)
     instrument_fastapi(app, setup_tracing("api", settings), app.state.metrics.provider)
     return app
@@ -170,7 +175,10 @@ async def forward(request: Request, path: str) -> Response:
     target = owner(request.app.state.routes, request.url.path)
     if target is None:
         return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    # Raw bytes: a header value outside ASCII (legal as opaque bytes) must not break the forward.
+    headers = [
+        (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
+    ]
     try:
         upstream = await request.app.state.client.request(
             request.method,

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.intake import handlers
+from services.intake.actions import router as actions
 from services.intake.http import router
 from services.intake.repository import INDEXES
 from services.intake.usecases import Intake
@@ -37,7 +38,7 @@ def create_app(
         await runtime.db["vault"].delete_one({"_id": "subject-hash"})
         await uses["intake"].relay_pending()
 
-    spec = ServiceSpec("intake", wire, INDEXES, [router], after_start=[relay_pending])
+    spec = ServiceSpec("intake", wire, INDEXES, [router, actions], after_start=[relay_pending])
     app = create_service_app(spec, settings, exporter)
     app.state.intake = uses["intake"]
     return app

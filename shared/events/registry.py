@@ -45,6 +45,7 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.erasure.case.": topics.ERASURE_CASES,
     "gardien.deadline.": topics.DEADLINES,
     "gardien.register.": topics.REGISTER,
+    "gardien.operation.": topics.OPERATIONS,
 }
 
 

@@ -195,3 +195,23 @@ async def test_report_shows_a_case_closed_when_its_last_progress_shares_the_inst
         "gardien.erasure.case.progressed",
         "gardien.erasure.case.closed",
     ]
+
+
+async def test_every_reveal_and_export_is_itself_audited_without_personal_data(
+    trail: Trail,
+) -> None:
+    await _request_flow(trail, "REQ-P-READ")
+    opened = await _events(trail, request_id="REQ-P-READ", reveal="true")
+    export = await trail.http.get(
+        "/v1/audit/export", params={"subject": EMAIL, "format": "csv"}, headers=trail.headers
+    )
+    assert export.status_code == 200
+    reads = await _events(trail, type="gardien.audit.revealed")
+    mine = [r for r in reads if r["data"]["filters"].get("request_id") == "REQ-P-READ"]
+    assert len(mine) == 1
+    assert mine[0]["data"]["records"] == [i["record_id"] for i in opened]
+    assert mine[0]["data"]["key"]["name"] == "test" and "admin" in mine[0]["data"]["key"]["scopes"]
+    exports = await _events(trail, type="gardien.audit.exported")
+    assert exports and exports[-1]["data"]["format"] == "csv"
+    assert exports[-1]["data"]["filters"]["subject"] != EMAIL  # the keyed reference instead
+    assert EMAIL not in json.dumps(reads + exports)

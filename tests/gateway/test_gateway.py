@@ -93,6 +93,9 @@ async def test_odd_paths_are_forwarded_as_received() -> None:
 
 async def test_each_prefix_goes_to_its_owner() -> None:
     owners = {
+        "/v1/breaches/b1/authority-notification": "deadlines",
+        "/v1/holds": "deadlines",
+        "/v1/processors/p1/deletion-certificate": "deadlines",
         "/v1/requests": "intake",
         "/v1/requests/r1/status": "intake",
         "/v1/deadlines/d1": "deadlines",
@@ -110,6 +113,13 @@ async def test_method_body_and_headers_are_forwarded_and_the_status_kept() -> No
     got = reply.json()
     assert (got["method"], got["body"], got["x_api_key"]) == ("POST", '{"a": 1}', "k")
     assert reply.headers["x-upstream"] == "yes"
+
+
+async def test_a_header_outside_ascii_is_forwarded_as_bytes() -> None:
+    # Found by schemathesis on the actions: an Idempotency-Key of non-ASCII bytes made a 500.
+    raw = "clé-ü".encode()
+    reply = await call("/v1/requests", "POST", headers={"Idempotency-Key": raw, "X-API-Key": "k"})
+    assert reply.status_code == 201, reply.text
 
 
 async def test_unknown_prefix_is_404_and_a_prefix_is_not_a_word_start() -> None:
