@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from services.erasure.processors import OVERDUE, ProcessorTerms, flag_overdue, record_certificate
 from shared.errors import TransitionRefused
+from shared.events.internal import CommandLine
 
 FINAL = frozenset({"erased", "anonymised", "retained", "not_found"})
 OPEN_STATES = ("open", "escalated")
@@ -25,15 +26,7 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=False)
 
 
-class Line(Model):
-    """One category of a command: what the system does with it and why."""
-
-    category: str
-    action: str  # erase | anonymise | restrict | suppress | delete | return
-    ground: str
-    kind: Literal["erasure", "restriction", "retention", "suppression", "processor_end"]
-    retain_until: str | None = None  # YYYY-MM-DD when the decision fixed it
-    retention: dict[str, Any] | None = None  # {years, start, ground} from the registry
+Line = CommandLine  # one category of a command, as commands carry it
 
 
 class Step(Model):

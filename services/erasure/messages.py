@@ -10,7 +10,7 @@ from datetime import datetime
 from services.erasure.domain import Case, Effect, Progress
 from shared import topics
 from shared.events import CloudEvent, new_event
-from shared.events.internal import CaseEvent, CommandIssued, CommandLine, SystemView
+from shared.events.internal import CaseEvent, CommandIssued, SystemView
 from shared.subject_vault import is_sealed
 
 SOURCE = "gardien/erasure"
@@ -52,7 +52,7 @@ def command_issued(case: Case, progress: Progress, now: datetime) -> Keyed:
         case_id=case.case_id,
         system=progress.system,
         identifiers=progress.identifiers,
-        categories=[CommandLine.model_validate(line.model_dump()) for line in progress.lines],
+        categories=list(progress.lines),
         action=progress.action,
         ground="; ".join(grounds),
         due_by=case.due_by,
