@@ -7,6 +7,7 @@ arrays, single-field indexes only.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -74,11 +75,11 @@ class MongoCases:
         vault = SubjectVault(self.db)
         found = {}
         for case_id, doc in docs.items():
+            parts = copy.deepcopy(doc.get("systems") or {})
             if reveal:
                 await _open_identifiers(doc, vault)
-            found[case_id] = Stored(
-                Case.model_validate(doc), list(doc.get("applied") or []), _pending(doc)
-            )
+            applied = list(doc.get("applied") or [])
+            found[case_id] = Stored(Case.model_validate(doc), applied, _pending(doc), parts)
         return found
 
     async def save_many(self, writes: Sequence[Write]) -> Saved:
@@ -149,11 +150,26 @@ async def _change(write: Write, vault: SubjectVault) -> Change:
     if case.processor is not None:
         fields["processor_old"] = case.processor.old
     fields["applied"] = applied_after(write.loaded, write.applied)
+    if write.loaded is not None:
+        fields = _changed_parts(fields, write.loaded.stored_parts)
     earlier = write.loaded.outbox if write.loaded else []
     sent = [*[await _left_event(e, vault) for e in earlier], *write.events]
     outbox = [*earlier, *await stored_entries(write.events, vault, kid, None)]
     version = write.loaded.case.version if write.loaded else None
     return Change(case.case_id, version, fields, outbox, sent)
+
+
+def _changed_parts(fields: Doc, stored: Doc) -> Doc:
+    """``fields`` with only the parts that differ from ``stored`` set (``systems.<key>``).
+
+    An answer changes one part of ten: the update then carries that part, not the case.
+    Parts added or removed, or keys a dotted path cannot name, set ``systems`` whole.
+    """
+    parts: Doc = fields["systems"]
+    if set(parts) != set(stored) or any("." in k or k.startswith("$") for k in parts):
+        return fields
+    changed = {f"systems.{k}": v for k, v in parts.items() if stored.get(k) != v}
+    return {**{k: v for k, v in fields.items() if k != "systems"}, **changed}
 
 
 async def _left_event(entry: Doc, vault: SubjectVault) -> tuple[CloudEvent, str]:

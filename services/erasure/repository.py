@@ -26,13 +26,15 @@ APPLIED_KEPT = 500  # ids of the last events applied to a case (redelivery guard
 class Stored:
     """A case as read: its state and the ids of the events already applied to it.
 
-    ``outbox`` is opaque to the use cases: the stored events a crash left unsent, which
-    the next save of the case carries on (and its relay sends).
+    ``outbox`` and ``stored_parts`` are opaque to the use cases: the stored events a crash
+    left unsent, which the next save of the case carries on (and its relay sends), and the
+    parts as stored, so that a save writes only the parts that changed.
     """
 
     case: Case
     applied: list[str]
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    stored_parts: dict[str, Any] = field(default_factory=dict)  # as stored: writes diff it
 
 
 @dataclass

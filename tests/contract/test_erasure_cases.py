@@ -63,9 +63,12 @@ class CaseContract:
         domain.answer(second.case, "crm", "not_found", NOW, lambda _: {})
         lost = await repo.save_many([Write(second.case, second, ["ev-b"], [])])
         assert [c.doc_id for c in won.saved] == ["req:R-1"] and lost.lost == ["req:R-1"]
-        stored = (await repo.get_many(["req:R-1"]))["req:R-1"]
+        stored = (await repo.get_many(["req:R-1"], reveal=True))["req:R-1"]
         assert stored.case.systems["crm"].outcome == "erased"
         assert stored.applied == ["ev-open", "ev-a"] and stored.case.version == 2
+        # The parts the answer did not touch are kept as they were (identifiers included).
+        assert stored.case.systems["billing"].identifiers == {"customer_id": "C-1"}
+        assert [p.attempts for p in stored.case.systems.values()] == [1, 1, 1]
 
     async def test_relay_publishes_from_memory_and_clears_the_outbox(
         self, repo: CaseRepository
