@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from opentelemetry.trace import INVALID_SPAN, Span
 
-from bench.common import Stack, bench_registry, embedded_stack, emit, machine
+from bench.common import Stack, bench_registry, embedded_stack, emit, machine, rss_mib
 from services.erasure.connector import HttpConnector
 from services.erasure.mongo import INDEXES, mongo_repositories
 from services.erasure.planning import WorkRequested
@@ -47,7 +49,7 @@ def no_span(_: str) -> AbstractContextManager[Span]:
     return nullcontext(INVALID_SPAN)
 
 
-def works(run: str, cases: int) -> list[tuple[str, WorkRequested]]:
+def works(run: str, cases: range) -> list[tuple[str, WorkRequested]]:
     return [
         (
             f"work-{run}-{i}",
@@ -65,7 +67,7 @@ def works(run: str, cases: int) -> list[tuple[str, WorkRequested]]:
                 }
             ),
         )
-        for i in range(cases)
+        for i in cases
     ]
 
 
@@ -74,13 +76,14 @@ def answer(case_id: str, system: int) -> dict[str, str]:
             "outcome": "erased"}  # fmt: skip
 
 
-def answers(run: str, cases: int) -> list[tuple[str, ErasureResult]]:
-    """Every system's answer, system by system (a batch spans many cases)."""
-    return [
-        (f"res-{run}-{i}-{s}", ErasureResult.model_validate(answer(f"req:B{run}-{i}", s)))
-        for s in range(SYSTEMS)
-        for i in range(cases)
-    ]
+def answers(run: str, cases: int, batch: int) -> Iterator[list[tuple[str, ErasureResult]]]:
+    """Every system's answer, system by system (a batch spans many cases), B at a time."""
+    keys = [(i, s) for s in range(SYSTEMS) for i in range(cases)]
+    for n in range(0, len(keys), batch):
+        yield [
+            (f"res-{run}-{i}-{s}", ErasureResult.model_validate(answer(f"req:B{run}-{i}", s)))
+            for i, s in keys[n : n + batch]
+        ]
 
 
 async def drive(st: Stack, cases: int, batch: int) -> dict[str, Any]:
@@ -103,23 +106,25 @@ async def drive(st: Stack, cases: int, batch: int) -> dict[str, Any]:
         mongo_repositories(db), broker, registry, ErasureSettings(), SystemClock(),
         HttpConnector(b"bench-secret-bench-secret", 5), pseudonyms.refs, no_span,
     )  # fmt: skip
-    run = uuid.uuid4().hex[:5]
-    items, results = works(run, cases), answers(run, cases)
+    run, rss = uuid.uuid4().hex[:5], [rss_mib(os.getpid())]
     try:
         t0 = time.perf_counter()
         for n in range(0, cases, batch):
-            await erasure.open_work(items[n : n + batch])
+            await erasure.open_work(works(run, range(n, min(n + batch, cases))))
         opened = time.perf_counter() - t0
         t1 = time.perf_counter()
-        for n in range(0, len(results), batch):
-            refused = await erasure.record_results(results[n : n + batch])
+        for n, results in enumerate(answers(run, cases, batch)):
+            refused = await erasure.record_results(results)
             assert not refused, refused
+            if n % 10 == 0:
+                rss.append(rss_mib(os.getpid()))
         acked = time.perf_counter() - t1
-        closed = len(await erasure.repos.cases.page("closed", None, cases + 1))
+        found = db["cases"].find({"state": "closed"}, {"_id": 1})
+        closed = len([d async for d in found])
     finally:
         await broker.stop()
         await client.close()
-    return {"opened_s": opened, "acked_s": acked, "closed": closed}
+    return {"opened_s": opened, "acked_s": acked, "closed": closed, "rss": rss}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -143,12 +148,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "commands_per_s": round(commands / got["opened_s"], 1),
         "acks_reconciled_per_s": round(acks / got["acked_s"], 1),
         "process_peak_rss_mib": round(peak, 1),
+        "rss_mib_start_mid_end_of_answers": [
+            round(got["rss"][i], 1) for i in (0, len(got["rss"]) // 2, -1)
+        ],
     }
     print(
         f"fan-out in batches of {args.batch}: {got['closed']}/{args.cases} cases x {SYSTEMS} "
         f"closed in {total:.0f}s ({total / 60:.1f} min); {commands} commands issued at "
         f"{result['commands_per_s']}/s, {acks} acknowledgements at "
-        f"{result['acks_reconciled_per_s']}/s; peak RSS {peak:.0f} MiB"
+        f"{result['acks_reconciled_per_s']}/s; peak RSS {peak:.0f} MiB; RSS start/mid/end of the answers "
+        f"{result['rss_mib_start_mid_end']} MiB"
     )
     emit(result)
     return result

@@ -58,13 +58,13 @@ def register(runtime: Runtime, uses: Callable[[], Erasure]) -> None:
         settle(batch, refused)
 
     async def on_legal_holds(batch: Sequence[CloudEvent]) -> None:
-        for event in batch:  # deadlines owns the topic and dead-letters it: skip the invalid
-            holds, _ = typed([event], LegalHold)
-            for event_id, hold in holds:
-                if event.type == "gdpr.legal_hold.placed":
-                    settle([event], await holdcases.placed(uses(), event_id, hold))
-                elif event.type == "gdpr.legal_hold.released":
-                    settle([event], await holdcases.released(uses(), event_id, hold))
+        # Deadlines owns the topic and dead-letters it: erasure skips what it cannot read.
+        for event_id, hold in typed(batch, LegalHold)[0]:  # rare events: one at a time
+            kind = next(e.type for e in batch if e.id == event_id)
+            if kind == "gdpr.legal_hold.placed":
+                await holdcases.placed(uses(), event_id, hold)
+            elif kind == "gdpr.legal_hold.released":
+                await holdcases.released(uses(), event_id, hold)
 
     runtime.consumer.batches(topics.ERASURE_WORK, on_work)
     runtime.consumer.batches(topics.PROCESSORS, on_processor_events)
