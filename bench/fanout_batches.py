@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"fan-out in batches of {args.batch}: {got['closed']}/{args.cases} cases x {SYSTEMS} "
         f"closed in {total:.0f}s ({total / 60:.1f} min); {commands} commands issued at "
         f"{result['commands_per_s']}/s, {acks} acknowledgements at "
-        f"{result['acks_reconciled_per_s']}/s; peak RSS {peak:.0f} MiB; RSS start/mid/end of the answers "
+        f"{result['acks_reconciled_per_s']}/s; peak RSS {peak:.0f} MiB; RSS start/mid/end "
         f"{result['rss_mib_start_mid_end']} MiB"
     )
     emit(result)
