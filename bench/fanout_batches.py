@@ -148,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "commands_per_s": round(commands / got["opened_s"], 1),
         "acks_reconciled_per_s": round(acks / got["acked_s"], 1),
         "process_peak_rss_mib": round(peak, 1),
-        "rss_mib_start_mid_end_of_answers": [
-            round(got["rss"][i], 1) for i in (0, len(got["rss"]) // 2, -1)
-        ],
+        "rss_mib_start_mid_end": [round(got["rss"][i], 1) for i in (0, len(got["rss"]) // 2, -1)],
     }
     print(
         f"fan-out in batches of {args.batch}: {got['closed']}/{args.cases} cases x {SYSTEMS} "

@@ -7,11 +7,12 @@ arrays, single-field indexes only.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel
@@ -44,6 +45,8 @@ INDEXES = IndexPlan(
     }
 )
 OPEN = {"state": {"$in": list(OPEN_STATES)}}
+CONCURRENCY = 16  # subject-key round trips in flight per batch
+T = TypeVar("T")
 
 
 def key_id(case_id: str) -> str:
@@ -84,13 +87,8 @@ class MongoCases:
 
     async def save_many(self, writes: Sequence[Write]) -> Saved:
         vault = SubjectVault(self.db)
-        changes = []
-        for write in writes:
-            try:
-                changes.append(await _change(write, vault))
-            except KeyShredded:
-                continue  # the case closed and its key is gone: nothing may be stored again
-        saved = await self.versioned.save_many(changes)
+        built = await _gather([_sealed_change(w, vault) for w in writes])
+        saved = await self.versioned.save_many([c for c in built if c is not None])
         for change in saved.saved:
             write = next(w for w in writes if w.case.case_id == change.doc_id)
             write.case.version = (change.version or 0) + 1
@@ -106,8 +104,7 @@ class MongoCases:
 
     async def destroy_keys(self, ids: Iterable[str], now: datetime) -> None:
         vault = SubjectVault(self.db)
-        for case_id in ids:
-            await vault.destroy(key_id(case_id), now)
+        await _gather([vault.destroy(key_id(case_id), now) for case_id in ids])
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         cursor = self.collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
@@ -137,6 +134,21 @@ class MongoCases:
 
     async def _ids(self, query: Doc) -> list[str]:
         return [str(d["_id"]) async for d in self.collection.find(query, {"_id": 1})]
+
+
+async def _gather(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await ``calls`` ``CONCURRENCY`` at a time (key reads and writes are one per case)."""
+    done: list[T] = []
+    for n in range(0, len(calls), CONCURRENCY):
+        done += await asyncio.gather(*calls[n : n + CONCURRENCY])
+    return done
+
+
+async def _sealed_change(write: Write, vault: SubjectVault) -> Change | None:
+    try:
+        return await _change(write, vault)
+    except KeyShredded:
+        return None  # the case closed and its key is gone: nothing may be stored again
 
 
 async def _change(write: Write, vault: SubjectVault) -> Change:
