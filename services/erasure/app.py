@@ -64,16 +64,12 @@ def create_app(
 ) -> FastAPI:
     """The erasure app: subscribers, case and register routes, start-up relay, the sweeper.
 
-    A registry loaded from its file is checked against the policy's register; an injected
-    one (tests) is taken as given. The MongoDB repositories are built in the lifespan, once
-    the client exists (``repositories`` replaces them); until then a delivered event is
-    retried (``TransientError``).
+    An injected registry (tests) is taken as given. The MongoDB repositories are built in
+    the lifespan (``repositories`` replaces them); until then an event is retried.
     """
     own = erasure_settings or ErasureSettings()
     policy = policy or active_policy(settings)
-    if registry is None:
-        registry = load_registry(own.registry_path)
-        check_register(registry, policy.records)  # a category without an entry stops here
+    registry = registry or checked_registry(own, policy)
     secret = own.signing_secret.get_secret_value().encode()
     connector = HttpConnector(secret, own.http_timeout_seconds)
     parts = Parts(registry, own, clock or SystemClock(), connector)
@@ -103,6 +99,13 @@ def create_app(
     app = create_service_app(spec, settings, exporter)
     app.state.register = register
     return app
+
+
+def checked_registry(own: ErasureSettings, policy: Policy) -> Registry:
+    """The registry file, checked against the policy's register (a gap stops the start)."""
+    registry = load_registry(own.registry_path)
+    check_register(registry, policy.records)
+    return registry
 
 
 def active_policy(settings: Settings) -> Policy:
