@@ -15,7 +15,7 @@ import argparse
 import time
 from typing import Any
 
-from bench import audit, ceiling, fanout, pipeline, timers
+from bench import audit, ceiling, fanout, fanout_batches, pipeline, timers
 from bench.common import machine
 
 
@@ -31,10 +31,12 @@ def main() -> None:
     results["pipeline"] = pipeline.main(
         ["--events", "400", "--latency-seconds", "30", "--ceiling", str(access), str(erasure)]
     )
-    results["fanout"] = fanout.main(["--cases", "60"])
+    results["fanout"] = fanout.main(["--cases", "300"])
+    results["fanout_batches"] = fanout_batches.main(["--cases", "2000", "--batch", "500"])
     results["timers"] = timers.main(["--timers", "1000000", "--batch", "1000"])
     results["audit"] = audit.main(["--records", "1000000" if args.full else "300000"])
     p, f, t, a = (results[k] for k in ("pipeline", "fanout", "timers", "audit"))
+    fb = results["fanout_batches"]
     mixed, half = p["throughput"]["mixed"], p["half_load"]
     print("\n==== summary — " + machine() + " ====")
     print(
@@ -59,7 +61,12 @@ def main() -> None:
     )
     print(
         f"fan-out                 {f['commands_per_s']:8.1f} commands/s, "
-        f"{f['acks_reconciled_per_s']} acks reconciled/s"
+        f"{f['acks_reconciled_per_s']} acks reconciled/s; "
+        f"erasure peak RSS {f['erasure_peak_rss_mib']} MiB"
+    )
+    print(
+        f"fan-out, batches of {fb['batch']} {fb['commands_per_s']:8.1f} commands/s, "
+        f"{fb['acks_reconciled_per_s']} acks reconciled/s (use cases driven directly)"
     )
     print(
         f"timers ({t['timers']:,})     create {t['create_per_s']}/s, lag p50/p99 "

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Body, Request, status
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict
 
-from services.erasure.repository import MongoCases
 from services.erasure.usecases import Erasure
 from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
 from shared.auth import Scope, StoredKey, require
@@ -63,7 +62,8 @@ async def manual_confirmation(
     call = begin(request, actor, Scope.ERASURE_WRITE, idempotency_key, body)
     if (replay := await call.replay()) is not None:
         return replay
-    loaded = await MongoCases(request.app.state.runtime.db).load(case_id)
+    erasure: Erasure = request.app.state.erasure
+    loaded = (await erasure.repos.cases.get_many([case_id])).get(case_id)
     if loaded is None:
         raise missing(f"erasure case {case_id!r}")
     part = loaded.case.systems.get(system)

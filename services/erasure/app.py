@@ -3,26 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.erasure import handlers, holdcases
+from services.erasure import handlers
 from services.erasure.actions import router as actions
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
+from services.erasure.mongo import INDEXES, mongo_repositories
 from services.erasure.register import record_register
 from services.erasure.register_http import router as register_router
 from services.erasure.registry import Registry, check_register, load_registry, register_links
-from services.erasure.repository import INDEXES
+from services.erasure.repository import Repositories
 from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
-from services.erasure.usecases import Erasure
+from services.erasure.usecases import Connector, Erasure
 from shared.clock import Clock, SystemClock
-from shared.mongo import IndexPlan
+from shared.errors import TransientError
 from shared.rules import Policy, default_policy, load_policy
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+
+
+@dataclass
+class Parts:
+    """What the use cases are built from, besides the runtime's broker and tracer."""
+
+    registry: Registry
+    settings: ErasureSettings
+    clock: Clock
+    connector: Connector
+
+
+def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
+    """The use cases on ``repos`` (MongoDB in the service, fakes in tests)."""
+    return Erasure(
+        repos,
+        runtime.broker,
+        parts.registry,
+        parts.settings,
+        parts.clock,
+        parts.connector,
+        lambda identifiers: runtime.pseudonyms.refs(identifiers),
+        runtime.span,
+    )
 
 
 def create_app(
@@ -34,53 +60,52 @@ def create_app(
     policy: Policy | None = None,
     clock: Clock | None = None,
     tick_seconds: float | None = None,
+    repositories: Repositories | None = None,
 ) -> FastAPI:
     """The erasure app: subscribers, case and register routes, start-up relay, the sweeper.
 
-    A registry loaded from its file is checked against the policy's register; an injected
-    one (tests) is taken as given.
+    An injected registry (tests) is taken as given. The MongoDB repositories are built in
+    the lifespan (``repositories`` replaces them); until then an event is retried.
     """
     own = erasure_settings or ErasureSettings()
     policy = policy or active_policy(settings)
-    if registry is None:
-        registry = load_registry(own.registry_path)
-        check_register(registry, policy.records)  # a category without an entry stops here
-    systems = registry
-    register = policy.register_document(register_links(systems))
-    now = (clock or SystemClock()).now
-    connector = HttpConnector(
-        own.signing_secret.get_secret_value().encode(), own.http_timeout_seconds
-    )
-    uses: dict[str, Erasure] = {}
+    registry = registry or checked_registry(own, policy)
+    secret = own.signing_secret.get_secret_value().encode()
+    connector = HttpConnector(secret, own.http_timeout_seconds)
+    parts = Parts(registry, own, clock or SystemClock(), connector)
+    register = policy.register_document(register_links(registry))
+    built: list[Erasure] = []
 
-    def wire(runtime: Runtime) -> None:
-        uses["erasure"] = Erasure(runtime, systems, own, clock or SystemClock(), connector)
-        handlers.register(runtime, uses["erasure"])
+    def uses() -> Erasure:
+        if not built:
+            raise TransientError("erasure is starting")
+        return built[0]
 
-    async def relay_pending(_: Runtime) -> None:
-        await uses["erasure"].relay_pending()
-
-    async def audit_register(runtime: Runtime) -> None:
-        await record_register(runtime, register, now())
-
-    async def start_sweeper(runtime: Runtime) -> None:
+    async def start(runtime: Runtime) -> None:
+        built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
+        app.state.erasure = built[0]
+        await built[0].relay_pending()
+        await record_register(runtime, register, parts.clock.now())
         tick = tick_seconds or own.tick_seconds
-        runtime.tasks.append(asyncio.create_task(run_sweeper(uses["erasure"], tick)))
+        runtime.tasks.append(asyncio.create_task(run_sweeper(built[0], tick)))
 
-    indexes = IndexPlan(dict(INDEXES.indexes))
-    for collection, models in holdcases.INDEXES.items():
-        indexes.indexes[collection] = [*indexes.indexes.get(collection, []), *models]
     spec = ServiceSpec(
         "erasure",
-        wire,
-        indexes,
+        lambda runtime: handlers.register(runtime, uses),
+        INDEXES,
         [router, register_router, actions],
-        after_start=[relay_pending, audit_register, start_sweeper],
+        after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
-    app.state.erasure = uses["erasure"]
     app.state.register = register
     return app
+
+
+def checked_registry(own: ErasureSettings, policy: Policy) -> Registry:
+    """The registry file, checked against the policy's register (a gap stops the start)."""
+    registry = load_registry(own.registry_path)
+    check_register(registry, policy.records)
+    return registry
 
 
 def active_policy(settings: Settings) -> Policy:

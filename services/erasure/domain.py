@@ -6,32 +6,27 @@ are given and return what happened (``Effect``), which the use cases turn into e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from shared.rules import processor_status
-from shared.rules.calendar import zone
+from services.erasure.processors import OVERDUE, ProcessorTerms, flag_overdue, record_certificate
+from shared.errors import TransitionRefused
+from shared.events.internal import CommandLine
 
 FINAL = frozenset({"erased", "anonymised", "retained", "not_found"})
 OPEN_STATES = ("open", "escalated")
+NO_SYSTEM = "no connected system could be addressed"
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=False)
 
 
-class Line(Model):
-    """One category of a command: what the system does with it and why."""
-
-    category: str
-    action: str  # erase | anonymise | restrict | suppress | delete | return
-    ground: str
-    kind: Literal["erasure", "restriction", "retention", "suppression", "processor_end"]
-    retain_until: str | None = None  # YYYY-MM-DD when the decision fixed it
-    retention: dict[str, Any] | None = None  # {years, start, ground} from the registry
+Line = CommandLine  # one category of a command, as commands carry it
 
 
 class Step(Model):
@@ -53,7 +48,7 @@ class Progress(Model):
     url: str | None = None
     action: str
     lines: list[Line]
-    identifiers: dict[str, str]
+    identifiers: dict[str, Any]  # plain, or sealed as stored until a command needs them
     state: Literal["pending", "sent", "acknowledged", "held"] = "pending"
     outcome: str | None = None
     detail: str | None = None
@@ -83,22 +78,6 @@ class Progress(Model):
         return self.first_sent_at + timedelta(seconds=self.timeout_seconds)
 
 
-class ProcessorTerms(Model):
-    """R-PROC-1 terms of a processor replacement and where the certificate stands."""
-
-    old: str
-    new: str
-    controller_choice: str
-    contractual_days: int
-    effective_at: datetime
-    due_date: str
-    status: str
-    evidence_required: str
-    certificate_ref: str | None = None
-    certified_on: str | None = None
-    overdue_flagged_at: datetime | None = None
-
-
 class Case(Model):
     """An erasure case: one command per affected system, closed only on proof."""
 
@@ -117,17 +96,37 @@ class Case(Model):
     next_due_at: datetime | None = None
     subject_refs: list[str] = []  # keyed pseudonyms of the subject (legal-hold scope)
     holds_pending: list[str] = []  # ids of the legal holds keeping a part back (holds.py)
-    version: int = 0
+    version: int = 0  # the stored document's version (optimistic lock)
+    revision: int = 0  # changes told so far: numbers the case's event ids
+
+    @field_validator("opened_at", "closed_at", "next_due_at", mode="after")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Instants set with $set come back naive from nx-27017 (docs/devstack.md): UTC.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _numbered_past_version(self) -> Case:
+        # Cases stored before revisions numbered their events by version: never reuse one.
+        self.revision = max(self.revision, self.version)
+        return self
+
+
+Art19 = Callable[[Case], dict[str, Any]]  # the Art 19 record of a case about to close
+
+
+EffectKind = Literal["opened", "issue", "escalate", "progress", "held", "released", "close"]
 
 
 @dataclass(frozen=True)
 class Effect:
-    """Something that happened to a case and must be told: issue, escalate, progress."""
+    """Something that happened to a case and must be told (``messages.events``)."""
 
-    kind: Literal["issue", "escalate", "progress"]
+    kind: EffectKind
     system: str | None = None
     attempt: int = 0
     reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # fields the case event adds
 
 
 def backoff(attempt: int, initial: float, multiplier: float, maximum: float) -> timedelta:
@@ -180,13 +179,9 @@ def advance(case: Case, now: datetime) -> list[Effect]:
 
 def _check_certificate(case: Case, now: datetime) -> list[Effect]:
     terms = case.processor
-    if terms is None or terms.status != "pending":
+    if terms is None or not flag_overdue(terms, now):
         return []
-    status = _processor_status(terms, None, local_day(now))
-    if status.status != "overdue":
-        return []
-    terms.status, terms.overdue_flagged_at = "overdue", now
-    return [Effect("escalate", terms.old, 0, "processor_certificate_overdue")]
+    return [Effect("escalate", terms.old, 0, OVERDUE)]
 
 
 def acknowledge(
@@ -224,10 +219,8 @@ def delivery_failed(case: Case, system: str, now: datetime, detail: str) -> None
 def certify(case: Case, on: date, reference: str | None, now: datetime) -> bool:
     """Record the processor's certificate; False if the case already had one."""
     terms = case.processor
-    if terms is None or terms.certified_on is not None:
+    if terms is None or not record_certificate(terms, on, reference):
         return False
-    terms.status = _processor_status(terms, on, None).status
-    terms.certified_on, terms.certificate_ref = on.isoformat(), reference
     progress = case.systems.get(terms.old)
     if progress is not None and not progress.final:
         done = "returned and deleted" if terms.controller_choice == "return" else "deleted"
@@ -240,7 +233,7 @@ def ready_to_close(case: Case) -> bool:
     """Every system gave a final outcome (and a replaced processor certified)."""
     if case.state == "closed" or not all(p.final for p in case.systems.values()):
         return False
-    return case.processor is None or case.processor.status in {"closed", "closed_late"}
+    return case.processor is None or case.processor.done()
 
 
 def close(case: Case, now: datetime, art19: dict[str, Any]) -> None:
@@ -257,46 +250,63 @@ def next_due(case: Case) -> datetime | None:
         for p in case.systems.values()
         if not p.final and p.escalated_at is None and p.next_attempt_at is not None
     ]
-    if case.processor is not None and case.processor.status == "pending":
-        times.append(day_end(date.fromisoformat(case.processor.due_date)))
+    certificate = case.processor.due_at() if case.processor is not None else None
+    if certificate is not None:
+        times.append(certificate)
     return min(times) if times else None
 
 
-def local_day(instant: datetime) -> date:
-    """The Europe/Paris calendar day of ``instant``."""
-    return instant.astimezone(zone()).date()
+def open_new(case: Case, now: datetime, art19: Art19) -> list[Effect]:
+    """A planned case opens: first commands, then escalated (nothing addressable) or closed."""
+    effects = [Effect("opened"), *advance(case, now)]
+    if not case.systems and case.skipped:
+        # Systems hold the data but none can be addressed: visible, never closed.
+        case.state = "escalated"
+        return [*effects, Effect("escalate", reason=NO_SYSTEM)]
+    return effects + settle(case, now, art19)
 
 
-def day_end(day: date) -> datetime:
-    """24:00 Europe/Paris of ``day``, as a UTC instant."""
-    return datetime.combine(day + timedelta(days=1), time(0), zone()).astimezone(UTC)
+def answer(
+    case: Case,
+    key: str,
+    outcome: str,
+    now: datetime,
+    art19: Art19,
+    detail: str | None = None,
+    retained_until: str | None = None,
+) -> list[Effect] | None:
+    """A system's answer to the command stored under ``key``; None when it changes nothing."""
+    if key not in case.systems:
+        raise TransitionRefused(f"case {case.case_id} sent no command to {key}")
+    if not acknowledge(case, key, outcome, now, detail, retained_until):
+        return None  # a duplicate or late answer
+    return [
+        Effect("progress", extra={"system": key, "outcome": outcome}),
+        *settle(case, now, art19),
+    ]
 
 
-def _processor_status(terms: ProcessorTerms, certified: date | None, today: date | None) -> Any:
-    return processor_status(
-        local_day(terms.effective_at),
-        terms.contractual_days,
-        terms.controller_choice,
-        certified,
-        today,
-    )
+def certified(
+    case: Case, on: date, reference: str | None, now: datetime, art19: Art19
+) -> list[Effect] | None:
+    """A processor's deletion certificate; None when the case already had one."""
+    if not certify(case, on, reference, now):
+        return None
+    return [Effect("progress", extra={"certificate": reference}), *settle(case, now, art19)]
 
 
-def summary(case: Case) -> dict[str, Any]:
-    """The per-system view carried by case events (no identifiers)."""
-    systems = {
-        name: {
-            k: v
-            for k, v in {
-                "state": p.state,
-                "outcome": p.outcome,
-                "retained_until": p.retained_until,
-                "attempts": p.attempts,
-                "escalated": p.escalated_at is not None or None,
-                "held_by": [h["matter"] for h in p.held_by] or None,
-            }.items()
-            if v is not None
-        }
-        for name, p in case.systems.items()
-    }
-    return {"case_id": case.case_id, "origin": case.origin, "state": case.state, "systems": systems}
+def due_work(case: Case, now: datetime) -> list[Effect] | None:
+    """What the sweeper does now: retries, escalations; None when nothing was due."""
+    before = case.next_due_at
+    effects = advance(case, now)
+    if not effects and case.next_due_at == before:
+        return None
+    return effects
+
+
+def settle(case: Case, now: datetime, art19: Art19) -> list[Effect]:
+    """Close the case once every part has a final outcome (and a processor certified)."""
+    if not ready_to_close(case):
+        return []
+    close(case, now, art19(case))
+    return [Effect("close")]

@@ -1,44 +1,129 @@
-"""Erasure's subscribers: validate (done by the consumer) -> call a use case."""
+"""Erasure's subscribers, one batch subscriber per topic: validate -> call a use case.
+
+A refused event (invalid data, a transition the domain refuses) must not sink the others of
+its batch: the use cases decide per event and return the refusals. A batch of one raises its
+refusal (the consumer dead-letters it); a larger batch raises ``RefusedInBatch`` once the
+others are stored, so the consumer hands the events over one at a time (those stored are
+then duplicates, the refused one is dead-lettered alone).
+"""
 
 from __future__ import annotations
 
-from services.erasure import holdcases
-from services.erasure.usecases import Erasure
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from services.erasure import holdcases, planning
+from services.erasure.planning import ProcessorChange
+from services.erasure.processors import local_day
+from services.erasure.usecases import Erasure, Refusals
 from shared import topics
-from shared.errors import TransitionRefused
+from shared.errors import EventRejected, TransitionRefused
 from shared.events import CloudEvent
+from shared.events.inbound import (
+    ErasureResult,
+    LegalHold,
+    ProcessorDeletionCertified,
+    ProcessorReplaced,
+)
 from shared.service import Runtime
 
 OWNED = [topics.PROCESSORS, topics.ERASURE_RESULTS, topics.ERASURE_WORK]
+WORK_REQUESTED = "gardien.erasure.work.requested"
+M = TypeVar("M", bound=BaseModel)
 
 
-def register(runtime: Runtime, erasure: Erasure) -> None:
-    """Subscribe erasure to the topics it owns (it dead-letters their poison events)."""
+class RefusedInBatch(Exception):
+    """Some events of a batch were refused; the consumer replays the batch one by one."""
 
-    async def on_work_event(event: CloudEvent) -> None:
-        if event.type == "gardien.erasure.work.requested":
-            await erasure.open_work(event)
-        else:
-            raise TransitionRefused(f"erasure does not handle {event.type}")
 
-    async def on_processor_event(event: CloudEvent) -> None:
-        if event.type == "gdpr.processor.replaced":
-            await erasure.replace_processor(event)
-        else:
-            await erasure.certify_deletion(event)
+def register(runtime: Runtime, uses: Callable[[], Erasure]) -> None:
+    """Subscribe erasure to its topics (it dead-letters the poison events of those it owns)."""
 
-    async def on_erasure_result(event: CloudEvent) -> None:
-        await erasure.record_result(event)
+    async def on_work(batch: Sequence[CloudEvent]) -> None:
+        refused = {e.id: TransitionRefused(f"erasure does not handle {e.type}")
+                   for e in batch if e.type != WORK_REQUESTED}  # fmt: skip
+        works, invalid = typed([e for e in batch if e.type == WORK_REQUESTED], work_model())
+        settle(batch, refused | invalid | await uses().open_work(works))
 
-    runtime.consumer.events(topics.ERASURE_WORK, on_work_event)
-    runtime.consumer.events(topics.PROCESSORS, on_processor_event)
-    runtime.consumer.events(topics.ERASURE_RESULTS, on_erasure_result)
+    async def on_results(batch: Sequence[CloudEvent]) -> None:
+        results, invalid = typed(batch, ErasureResult)
+        settle(batch, invalid | await uses().record_results(results))
 
-    async def on_legal_hold(event: CloudEvent) -> None:
-        if event.type == "gdpr.legal_hold.placed":
-            await holdcases.placed(erasure, event)
-        elif event.type == "gdpr.legal_hold.released":
-            await holdcases.released(erasure, event)
+    async def on_processor_events(batch: Sequence[CloudEvent]) -> None:
+        refused: Refusals = {}
+        for event in batch:  # rare events: one at a time, in order
+            refused |= await on_processor(uses(), event)
+        settle(batch, refused)
 
-    # Deadlines owns the holds topic and dead-letters it; erasure reads it as the last gate.
-    runtime.consumer.events(topics.LEGAL_HOLDS, on_legal_hold, dead_letters=False)
+    async def on_legal_holds(batch: Sequence[CloudEvent]) -> None:
+        # Deadlines owns the topic and dead-letters it: erasure skips what it cannot read.
+        for event_id, hold in typed(batch, LegalHold)[0]:  # rare events: one at a time
+            kind = next(e.type for e in batch if e.id == event_id)
+            if kind == "gdpr.legal_hold.placed":
+                await holdcases.placed(uses(), event_id, hold)
+            elif kind == "gdpr.legal_hold.released":
+                await holdcases.released(uses(), event_id, hold)
+
+    runtime.consumer.batches(topics.ERASURE_WORK, on_work)
+    runtime.consumer.batches(topics.PROCESSORS, on_processor_events)
+    runtime.consumer.batches(topics.ERASURE_RESULTS, on_results)
+    runtime.consumer.batches(topics.LEGAL_HOLDS, on_legal_holds, dead_letters=False)
+
+
+def work_model() -> type[planning.WorkRequested]:
+    """The model of the work erasure consumes (the one place to switch to intake's)."""
+    return planning.WorkRequested
+
+
+async def on_processor(erasure: Erasure, event: CloudEvent) -> Refusals:
+    """A processor replaced (order deletion, route) or its deletion certified (close)."""
+    if event.type == "gdpr.processor.replaced":
+        replaced, invalid = typed([event], ProcessorReplaced)
+        for _, data in replaced:
+            return await erasure.open_processor(processor_case_id(data), processor_change(data))
+        return invalid
+    certified, invalid = typed([event], ProcessorDeletionCertified)
+    for event_id, proof in certified:
+        return await erasure.certify_deletion(event_id, proof)
+    return invalid
+
+
+def processor_case_id(data: ProcessorReplaced) -> str:
+    """``proc:<old>:<effective date, Paris>``."""
+    return f"proc:{data.old_processor}:{local_day(data.effective_at).isoformat()}"
+
+
+def processor_change(data: ProcessorReplaced) -> ProcessorChange:
+    """The replacement's terms as planning takes them."""
+    return ProcessorChange(
+        old=data.old_processor,
+        new=data.new_processor,
+        controller_choice=data.controller_choice.value if data.controller_choice else None,
+        contractual_days=data.contractual_days,
+        effective_at=data.effective_at,
+        categories=list(data.categories),
+    )
+
+
+def typed(batch: Sequence[CloudEvent], model: type[M]) -> tuple[list[tuple[str, M]], Refusals]:
+    """Each event's data as ``model`` (validated once, here), and the events refused."""
+    valid: list[tuple[str, M]] = []
+    refused: Refusals = {}
+    for event in batch:
+        try:
+            valid.append((event.id, model.model_validate(event.data)))
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+            refused[event.id] = EventRejected(f"invalid {event.type} data: {fields}")
+    return valid, refused
+
+
+def settle(batch: Sequence[CloudEvent], refused: Refusals) -> None:
+    """Raise what the consumer must know: the refusal of a batch of one, else a replay."""
+    if not refused:
+        return
+    if len(batch) == 1:
+        raise next(iter(refused.values()))
+    raise RefusedInBatch(f"{len(refused)} of {len(batch)} events refused; replay one by one")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.erasure.domain import Case, Progress
+from services.erasure.domain import Case, Effect, Progress, advance
 from services.erasure.registry import Registry
 
 PART = re.compile(r"(?P<case>.+)/h(?P<n>[0-9]+)")
@@ -160,3 +160,19 @@ def _with_lines(progress: Progress, lines: list[Any], key: str, case_id: str) ->
             "command_id": command_id(case_id, key, progress.system),
         }
     )
+
+
+def placed(case: Case, hold: Hold, registry: Registry) -> list[Effect] | None:
+    """A hold placed after the case opened; None when it holds none of the case's parts."""
+    if not extend(case, hold, registry):
+        return None
+    return [Effect("held", extra=hold.ref())]
+
+
+def released(case: Case, hold_id: str, matter: str, now: datetime) -> list[Effect] | None:
+    """A hold released: free what nothing else holds and issue it; None if not held here."""
+    if hold_id not in case.holds_pending:
+        return None
+    reissued = release(case, hold_id, now)
+    told = {"hold_id": hold_id, "matter": matter, "reissued": reissued}
+    return [Effect("released", extra=told), *advance(case, now)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
 from services.erasure.domain import Case
-from services.erasure.repository import MongoCases
+from services.erasure.repository import CaseRepository
 from shared.auth import Scope, require
 
 router = APIRouter(prefix="/v1/erasure/cases", tags=["erasure"])
@@ -83,17 +83,21 @@ def _view(case: Case) -> CaseView:
     )
 
 
-def _cases(request: Request) -> MongoCases:
-    return MongoCases(request.app.state.runtime.db)
+def _cases(request: Request) -> CaseRepository:
+    erasure = getattr(request.app.state, "erasure", None)
+    if erasure is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "erasure is starting")
+    cases: CaseRepository = erasure.repos.cases
+    return cases
 
 
 @router.get("/{case_id}", dependencies=[require(Scope.AUDIT_READ)])
 async def get_case(request: Request, case_id: str) -> CaseView:
     """One erasure case: per-system state, attempts, outcomes, Art 19 record."""
-    loaded = await _cases(request).load(case_id)
-    if loaded is None:
+    found = await _cases(request).get_many([case_id])
+    if case_id not in found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no erasure case {case_id!r}")
-    return _view(loaded.case)
+    return _view(found[case_id].case)
 
 
 @router.get("", dependencies=[require(Scope.AUDIT_READ)])
@@ -104,7 +108,7 @@ async def list_cases(
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> CasePage:
     """Erasure cases in id order, optionally in one state; pass ``next_cursor`` for more."""
-    docs = await _cases(request).page(state, cursor, limit + 1)
-    items = [_view(Case.model_validate(doc)) for doc in docs[:limit]]
-    more = len(docs) > limit
+    cases = await _cases(request).page(state, cursor, limit + 1)
+    items = [_view(case) for case in cases[:limit]]
+    more = len(cases) > limit
     return CasePage(items=items, next_cursor=items[-1].case_id if more and items else None)

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from services.erasure.domain import Case, Line, ProcessorTerms, Progress, local_day
+from services.erasure.domain import Case, Line, Progress
+from services.erasure.processors import ProcessorTerms, local_day
 from services.erasure.registry import Action, CategoryPolicy, Registry, System
 from services.erasure.settings import ErasureSettings
 from shared.events.common import Data, Id, Subject
@@ -45,6 +46,14 @@ class WorkRequested(Data):
     due_by: str | None = None
     processor: ProcessorChange | None = None
     contract_id: Id | None = None  # retention work may know the contract, not the subject
+
+
+def known_identifiers(work: WorkRequested) -> dict[str, str]:
+    """The subject's identifiers the work names (the contract id for some purges)."""
+    known = work.subject.identifiers.present() if work.subject else {}
+    if work.contract_id:
+        known["contract_id"] = work.contract_id
+    return known
 
 
 def apply_routes(registry: Registry, routes: dict[str, dict[str, Any]]) -> Registry:
@@ -173,9 +182,7 @@ def plan_case(
         opened_at=now,
         next_due_at=now,
     )
-    known = work.subject.identifiers.present() if work.subject else {}
-    if work.contract_id:
-        known["contract_id"] = work.contract_id
+    known = known_identifiers(work)
     for system in registry.systems:
         lines = lines_for(system, registry, list(work.categories))
         if not lines:

@@ -1,194 +1,133 @@
-"""Storage of cases and processor routes: a Protocol and its MongoDB implementation."""
+"""Erasure's storage behind a door: the Protocols the use cases see, and what they exchange.
+
+Two implementations pass the same contract suite (``tests/contract/test_erasure_*.py``):
+MongoDB (``mongo.py``) and in memory (``memory.py``). Cases are batch-shaped: read many in
+one go, decide in memory, save many in one write, relay their events from memory.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from faststream.kafka import KafkaBroker
 
 from services.erasure.domain import Case
-from shared.events import CloudEvent
-from shared.mongo import IndexPlan
-from shared.outbox import stored_entries
-from shared.subject_vault import KeyShredded, SubjectVault, is_sealed
+from services.erasure.holds import Hold
+from services.erasure.messages import Events
+from shared.persistence import Saved
 
-CASES = "cases"
-ROUTES = "routes"
-APPLIED_KEPT = 500
-
-# Single-field indexes only: the sweeper asks for due work by ``next_due_at`` alone.
-INDEXES = IndexPlan(
-    {
-        CASES: [
-            IndexModel([("next_due_at", ASCENDING)], name="next_due_at"),
-            IndexModel([("state", ASCENDING)], name="state"),
-            IndexModel([("processor_old", ASCENDING)], name="processor_old"),
-            IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
-        ]
-    }
-)
-
-Events = list[tuple[CloudEvent, str]]
+APPLIED_KEPT = 500  # ids of the last events applied to a case (redelivery guard)
 
 
-def key_id(case_id: str) -> str:
-    """The subject key of one case (destroyed when the case closes)."""
-    return f"case:{case_id}"
+@dataclass
+class Stored:
+    """A case as read: its state and the ids of the events already applied to it.
 
-
-@dataclass(frozen=True)
-class Loaded:
-    """A case as read: its state, the events already applied, its unsent outbox."""
+    ``outbox`` and ``stored_parts`` are opaque to the use cases: the stored events a crash
+    left unsent, which the next save of the case carries on (and its relay sends), and the
+    parts as stored, so that a save writes only the parts that changed.
+    """
 
     case: Case
     applied: list[str]
-    outbox: list[dict[str, Any]]
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    stored_parts: dict[str, Any] = field(default_factory=dict)  # as stored: writes diff it
+
+
+@dataclass
+class Write:
+    """A case to store with the events it causes: new when ``loaded`` is None."""
+
+    case: Case
+    loaded: Stored | None
+    applied: list[str]
+    events: Events
 
 
 class CaseRepository(Protocol):
-    async def add(self, case: Case, events: Events) -> bool: ...
-    async def load(self, case_id: str) -> Loaded | None: ...
-    async def save(
-        self, case: Case, version: int, outbox: list[dict[str, Any]], applied: str | None = None
-    ) -> bool: ...
-    async def due(self, now: datetime, limit: int) -> list[str]: ...
+    """Erasure cases, one document per case."""
 
+    async def get_many(self, ids: Iterable[str], *, reveal: bool = False) -> dict[str, Stored]:
+        """The cases of ``ids`` that exist; ``reveal`` opens identifiers (to send commands)."""
+        ...
 
-def _fields(case: Case) -> dict[str, Any]:
-    doc = case.model_dump(mode="python")
-    if case.processor is not None:
-        doc["processor_old"] = case.processor.old
-    return doc
+    async def save_many(self, writes: Sequence[Write]) -> Saved:
+        """Insert new cases and update the others at their version, in one write."""
+        ...
 
+    async def relay(self, broker: KafkaBroker, saved: Saved) -> int:
+        """Publish the events of what was saved, from memory, then clear those outboxes."""
+        ...
 
-class MongoCases:
-    """Cases in erasure's database, one document per case (its id as ``_id``)."""
+    async def relay_left(self, broker: KafkaBroker, ids: Iterable[str] | None = None) -> int:
+        """Publish events a crash left in stored cases (of ``ids``, or all of them)."""
+        ...
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self.collection: AsyncCollection[dict[str, Any]] = db[CASES]
-        self.routes_collection: AsyncCollection[dict[str, Any]] = db[ROUTES]
-        self.vault = SubjectVault(db)
-
-    async def add(self, case: Case, events: Events) -> bool:
-        """Insert a new case with its first events; False when it exists already."""
-        try:
-            doc = {
-                "_id": case.case_id,
-                **await self._stored(case),
-                "applied": [],
-                "outbox": await self.entries(case.case_id, events),
-                "outbox_pending": bool(events),
-            }
-        except KeyShredded:
-            return False  # the case closed and its key is gone: a redelivered work item
-        if case.next_due_at is None:
-            doc.pop("next_due_at")
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def entries(self, case_id: str, events: Events) -> list[dict[str, Any]]:
-        """Outbox entries of ``events``, identifiers sealed under the case's subject key."""
-        return await stored_entries(events, self.vault, key_id(case_id), None)
-
-    async def _stored(self, case: Case) -> dict[str, Any]:
-        """The case's fields as stored: each system's identifiers sealed under the case key."""
-        doc = _fields(case)
-        for name, progress in doc["systems"].items():
-            ids = progress.get("identifiers") or {}
-            aad = f"identifiers|{name}"
-            progress["identifiers"] = (
-                await self.vault.seal(key_id(case.case_id), ids, aad) if ids else {}
-            )
-        return doc
-
-    async def _opened(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A stored case with its identifiers opened ({} once the case key is destroyed)."""
-        for name, progress in (doc.get("systems") or {}).items():
-            ids = progress.get("identifiers")
-            if is_sealed(ids):
-                progress["identifiers"] = await self.vault.open(ids, f"identifiers|{name}") or {}
-        return doc
-
-    async def load(self, case_id: str) -> Loaded | None:
-        """The case, the ids of the events already applied to it and its unsent events."""
-        doc = await self.collection.find_one({"_id": case_id})
-        if doc is None:
-            return None
-        return Loaded(
-            Case.model_validate(await self._opened(doc)),
-            list(doc.get("applied", [])),
-            list(doc.get("outbox", [])),
-        )
-
-    async def destroy_key(self, case_id: str, now: datetime) -> bool:
-        """Crypto-shred the identifiers of a closed case (its stored copies and outbox)."""
-        return await self.vault.destroy(key_id(case_id), now)
-
-    async def save(
-        self, case: Case, version: int, outbox: list[dict[str, Any]], applied: str | None = None
-    ) -> bool:
-        """Write the case and its whole outbox in one update if still at ``version``.
-
-        The outbox is set whole, not pushed: the embedded wire server stores documents
-        pushed with ``$push`` as JSON strings. The version check makes the set safe.
-        """
-        fields = {
-            **await self._stored(case),
-            "version": version + 1,
-            "outbox": outbox,
-            "outbox_pending": bool(outbox),
-        }
-        update: dict[str, Any] = {"$set": fields}
-        if case.next_due_at is None:
-            fields.pop("next_due_at")
-            update["$unset"] = {"next_due_at": ""}
-        if applied is not None:
-            update["$push"] = {"applied": {"$each": [applied], "$slice": -APPLIED_KEPT}}
-        result = await self.collection.update_one({"_id": case.case_id, "version": version}, update)
-        if result.matched_count == 1:
-            case.version = version + 1
-        return result.matched_count == 1
+    async def destroy_keys(self, ids: Iterable[str], now: datetime) -> None:
+        """Crypto-shred the identifiers of closed cases (stored copies and outbox)."""
+        ...
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         """Ids of cases with work due at ``now`` (retries, escalations, certificates)."""
-        cursor = self.collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
-        return [str(doc["_id"]) async for doc in cursor]
+        ...
 
     async def for_processor(self, old: str) -> list[str]:
         """Ids of the cases opened for the replacement of processor ``old``."""
-        cursor = self.collection.find({"processor_old": old}, {"_id": 1})
-        return [str(doc["_id"]) async for doc in cursor]
+        ...
 
-    async def page(self, state: str | None, cursor: str | None, limit: int) -> list[dict[str, Any]]:
-        """Cases ordered by id, after ``cursor``, optionally in one state."""
-        query: dict[str, Any] = {}
-        if state:
-            query["state"] = state
-        if cursor:
-            query["_id"] = {"$gt": cursor}
-        found = self.collection.find(query, {"outbox": 0, "applied": 0})
-        docs = [doc async for doc in found.sort("_id", ASCENDING).limit(limit)]
-        for doc in docs:  # a listing shows no identifiers: they stay sealed, unread
-            for progress in (doc.get("systems") or {}).values():
-                progress["identifiers"] = {}
-        return docs
+    async def open_for_subjects(self, refs: list[str]) -> list[str]:
+        """Ids of open cases naming one of ``refs`` (every open case when ``refs`` is empty)."""
+        ...
 
-    async def put_route(self, old: str, new: str, categories: list[str], since: datetime) -> None:
+    async def open_held_by(self, hold_id: str) -> list[str]:
+        """Ids of open cases with a part kept back by hold ``hold_id``."""
+        ...
+
+    async def page(self, state: str | None, cursor: str | None, limit: int) -> list[Case]:
+        """Cases in id order after ``cursor``, optionally in one state; no identifiers."""
+        ...
+
+
+class HoldRepository(Protocol):
+    """The legal holds erasure knows, active or released."""
+
+    async def add(self, hold: Hold, placed_at: datetime) -> Hold:
+        """Record a hold once; a redelivery returns the hold as first stored."""
+        ...
+
+    async def release(self, hold_id: str, at: datetime) -> bool:
+        """Mark a hold released; False when erasure never heard of it."""
+        ...
+
+    async def active_for(self, refs: list[str]) -> list[Hold]:
+        """Active holds naming one of ``refs`` or naming no subject."""
+        ...
+
+
+class RouteRepository(Protocol):
+    """Where replaced processors' categories go now (R-PROC-1)."""
+
+    async def put(self, old: str, new: str, categories: list[str], since: datetime) -> None:
         """Route ``old``'s categories to ``new`` from now on (idempotent)."""
-        await self.routes_collection.update_one(
-            {"_id": old},
-            {"$set": {"new": new, "categories": categories, "since": since}},
-            upsert=True,
-        )
+        ...
 
-    async def routes(self) -> dict[str, dict[str, Any]]:
-        """Every processor route, by old processor id."""
-        return {str(d["_id"]): d async for d in self.routes_collection.find({})}
+    async def all(self) -> dict[str, dict[str, Any]]:
+        """Every route by old processor id: {new, categories}."""
+        ...
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """Everything erasure stores, as the use cases receive it (bootstrap's door)."""
+
+    cases: CaseRepository
+    holds: HoldRepository
+    routes: RouteRepository
+
+
+def applied_after(stored: Stored | None, ids: list[str]) -> list[str]:
+    """The applied-event ids a case keeps after ``ids`` (the latest ``APPLIED_KEPT``)."""
+    return [*(stored.applied if stored else []), *ids][-APPLIED_KEPT:]

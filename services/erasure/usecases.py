@@ -1,290 +1,298 @@
-"""Erasure use cases: load -> decide (domain) -> save case and events in one write -> relay."""
+"""Erasure use cases, batch-shaped: load many -> decide (domain) -> save many -> relay once.
+
+Every inbound event becomes an ``Item``: a step on one case. The items of a batch are
+grouped per case and folded in order on one in-memory state, the cases are read in one
+``get_many`` and written in one ``save_many``; cases whose race another writer won are
+read and decided again alone (``retry_lost``); the events of everything saved are then
+published together, the keys of the cases that closed destroyed, and HTTP systems called.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
+from opentelemetry.trace import Span
 
-from services.erasure import domain, holdcases, holds, messages, planning
-from services.erasure.connector import HttpConnector
+from services.erasure import domain, holds, messages, planning
+from services.erasure.connector import Reply
 from services.erasure.domain import Case, Effect
+from services.erasure.processors import local_day
 from services.erasure.registry import Registry
-from services.erasure.repository import Events, MongoCases
+from services.erasure.repository import Repositories, Stored, Write
 from services.erasure.settings import ErasureSettings
 from shared.clock import Clock
-from shared.errors import EventRejected, TransientError, TransitionRefused
+from shared.errors import PermanentError, TransitionRefused
 from shared.events import CloudEvent
-from shared.events.inbound import (
-    ErasureOutcome,
-    ErasureResult,
-    ProcessorDeletionCertified,
-    ProcessorReplaced,
-)
-from shared.outbox import relay, relay_all
-from shared.service import Runtime
-
-log = logging.getLogger(__name__)
+from shared.events.inbound import ErasureOutcome, ErasureResult, ProcessorDeletionCertified
+from shared.persistence import Change, Saved, retry_lost
 
 OUTCOMES = {o.value for o in ErasureOutcome}
+Step = Callable[[Case], list[Effect] | None]  # None: nothing changes; may refuse (raise)
+Refusals = dict[str, PermanentError]  # by the event id (or case id) refused
 
-Change = Callable[[Case], Events | None]
-HttpCall = tuple[str, str, CloudEvent]  # case id, system, command
+
+class Connector(Protocol):
+    async def deliver(self, url: str, command: CloudEvent) -> Reply: ...
+
+
+@dataclass(frozen=True)
+class Item:
+    """One step on one case; ``new`` opens the case when it does not exist yet."""
+
+    case_id: str
+    applied: str | None  # the event id recorded in the case (None: not an event)
+    step: Step
+    new: Case | None = None
+    missing: str = ""
+
+
+@dataclass
+class Done:
+    """What a batch stored, across its rounds of lost races."""
+
+    saved: list[Change] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    left: set[str] = field(default_factory=set)  # duplicates with events a crash left
+
+
+@dataclass
+class Fold:
+    """One case's items applied in order to one in-memory state."""
+
+    stored: Stored | None
+    case: Case | None = None
+    applied: list[str] = field(default_factory=list)
+    events: messages.Events = field(default_factory=list)
+    changed: bool = False
+    redelivered: bool = False
+
+    def __post_init__(self) -> None:
+        self.case = self.stored.case if self.stored else None
+        self.seen = set(self.stored.applied if self.stored else [])
+
+    def take(self, item: Item) -> list[Effect] | None:
+        """Apply one item (None: nothing changes); raises the domain's refusal."""
+        if item.applied in self.seen or (self.case is not None and item.new is not None):
+            self.redelivered = True  # applied already, or the case exists
+            return None
+        if self.case is None and item.new is None:
+            raise TransitionRefused(item.missing)
+        current = self.case or (item.new.model_copy(deep=True) if item.new else None)
+        assert current is not None
+        effects = item.step(current)
+        if effects is None:
+            return None
+        self.case, self.changed = current, True
+        if item.applied:
+            self.applied.append(item.applied)
+            self.seen.add(item.applied)
+        return effects
+
+    def write(self) -> Write | None:
+        """What to store, if anything changed."""
+        if not self.changed or self.case is None:
+            return None
+        return Write(self.case, self.stored, self.applied, self.events)
 
 
 @dataclass
 class Erasure:
-    """The erasure use cases; storage is resolved from the runtime once it has started."""
+    """The erasure use cases, given their repositories and ports (``app.bootstrap``)."""
 
-    runtime: Runtime
+    repos: Repositories
+    broker: KafkaBroker
     registry: Registry
     settings: ErasureSettings
     clock: Clock
-    connector: HttpConnector
-
-    @property
-    def cases(self) -> MongoCases:
-        return MongoCases(self.runtime.db)
-
-    @property
-    def broker(self) -> KafkaBroker:
-        return self.runtime.broker
+    connector: Connector
+    refs: Callable[[dict[str, str]], list[str]]  # the subject's keyed pseudonyms
+    span: Callable[[str], AbstractContextManager[Span]]
 
     async def relay_pending(self) -> int:
         """Publish events a crash left in case documents."""
-        return await relay_all(self.broker, self.cases.collection)
+        return await self.repos.cases.relay_left(self.broker)
 
-    async def open_work(self, event: CloudEvent) -> None:
-        """Open the case an erasure work item asks for (once, whatever the deliveries)."""
-        try:
-            work = planning.WorkRequested.model_validate(event.data)
-        except ValidationError as exc:
-            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
-            raise EventRejected(f"invalid erasure work item: {fields}") from None
-        with self.runtime.span("erasure.open_work") as span:
-            span.set_attribute("gardien.case_id", work.case_id)
-            if work.origin == "processor":
-                if work.processor is None:
-                    raise TransitionRefused("a processor work item needs processor terms")
-                await self._open_processor(work.case_id, work.processor)
-                return
-            registry = planning.apply_routes(self.registry, await self.cases.routes())
-            now = self.clock.now()
+    async def open_work(self, works: Sequence[tuple[str, planning.WorkRequested]]) -> Refusals:
+        """Open the cases the work items ask for (once each, whatever the deliveries)."""
+        with self.span("erasure.open_work") as span:
+            span.set_attribute("gardien.batch", len(works))
+            refused: Refusals = {}
+            plain = [(i, w) for i, w in works if w.origin != "processor"]
+            for event_id, work in works:
+                if work.origin == "processor":
+                    if work.processor is None:
+                        refused[event_id] = TransitionRefused("a processor work item needs terms")
+                    else:
+                        refused |= await self.open_processor(work.case_id, work.processor)
+            return refused | await self.apply_steps(await self._openings(plain))
+
+    async def _openings(self, works: list[tuple[str, planning.WorkRequested]]) -> list[Item]:
+        if not works:
+            return []
+        now, registry = self.clock.now(), await self._routed()
+        refs = {w.case_id: self.refs(planning.known_identifiers(w)) for _, w in works}
+        active = await self.repos.holds.active_for(sorted({r for rs in refs.values() for r in rs}))
+        items = []
+        for event_id, work in works:
             case = planning.plan_case(work, registry, self.settings, now)
-            await holdcases.withhold_new(self, case, work)  # the last gate (R-RET-4)
-            await self._open(case)
+            case.subject_refs = refs[work.case_id]
+            holds.withhold(case, active, case.subject_refs, self.registry)  # R-RET-4
+            items.append(Item(case.case_id, event_id, self._opening, new=case))
+        return items
 
-    async def replace_processor(self, event: CloudEvent) -> None:
+    def _opening(self, case: Case) -> list[Effect]:
+        return domain.open_new(case, self.clock.now(), self._art19)
+
+    async def open_processor(self, case_id: str, change: planning.ProcessorChange) -> Refusals:
         """Order the old processor to delete or return everything; route to the new one."""
-        data = ProcessorReplaced.model_validate(event.data)
-        day = domain.local_day(data.effective_at).isoformat()
-        change = planning.ProcessorChange(
-            old=data.old_processor,
-            new=data.new_processor,
-            controller_choice=data.controller_choice.value if data.controller_choice else None,
-            contractual_days=data.contractual_days,
-            effective_at=data.effective_at,
-            categories=list(data.categories),
-        )
-        with self.runtime.span("erasure.replace_processor") as span:
-            span.set_attribute("gardien.processor", data.old_processor)
-            await self._open_processor(f"proc:{data.old_processor}:{day}", change)
-
-    async def _open_processor(self, case_id: str, change: planning.ProcessorChange) -> None:
         now = self.clock.now()
-        await self.cases.put_route(change.old, change.new, change.categories, now)
-        await self._open(
-            planning.plan_processor_case(case_id, change, self.registry, self.settings, now)
-        )
+        await self.repos.routes.put(change.old, change.new, change.categories, now)
+        case = planning.plan_processor_case(case_id, change, self.registry, self.settings, now)
+        return await self.apply_steps([Item(case_id, None, self._opening, new=case)])
 
-    async def _open(self, case: Case) -> None:
-        now = self.clock.now()
-        effects = domain.advance(case, now)
-        events = [messages.case_event(case, "opened", now)]
-        events += self._effect_events(case, effects, now)
-        if not case.systems and case.skipped:
-            # Systems hold the data but none can be addressed: visible, never closed.
-            case.state = "escalated"
-            reason = "no connected system could be addressed"
-            events.append(messages.case_event(case, "escalated", now, reason=reason))
-        elif domain.ready_to_close(case):
-            domain.close(case, now, planning.art19_record(case, self.registry))
-            events.append(messages.case_event(case, "closed", now))
-        case.version = 1
-        created = await self.cases.add(case, events)
-        await self._relay(case)
-        if created:
-            await self._call_http(self._http_calls(case, events))
+    async def record_results(self, results: Sequence[tuple[str, ErasureResult]]) -> Refusals:
+        """Apply systems' answers, per case in order; duplicates change nothing."""
+        items, refused = [], {}
+        for event_id, data in results:
+            if not data.command_id.endswith(f":{data.system}"):
+                reason = f"command {data.command_id} is not for system {data.system}"
+                refused[event_id] = TransitionRefused(reason)
+                continue
+            case_id, key = holds.locate(data.command_id, data.system)
+            until = data.retained_until.date().isoformat() if data.retained_until else None
+            step = self._answer(key, data.outcome.value, data.detail, until)
+            items.append(Item(case_id, event_id, step, missing=f"unknown command {case_id}:{key}"))
+        with self.span("erasure.record_results") as span:
+            span.set_attribute("gardien.batch", len(results))
+            return refused | await self.apply_steps(items)
 
-    async def record_result(self, event: CloudEvent) -> None:
-        """Apply a system's answer; a duplicate changes nothing, an unknown one is refused."""
-        data = ErasureResult.model_validate(event.data)
-        if not data.command_id.endswith(f":{data.system}"):
-            raise TransitionRefused(f"command {data.command_id} is not for system {data.system}")
-        case_id, key = holds.locate(data.command_id, data.system)
-        retained = data.retained_until.date().isoformat() if data.retained_until else None
-        with self.runtime.span("erasure.record_result") as span:
-            span.set_attribute("gardien.command_id", data.command_id)
-            await self._apply_result(
-                case_id,
-                key,
-                data.outcome.value,
-                data.detail,
-                retained,
-                event.id,
-            )
-
-    async def _apply_result(
-        self,
-        case_id: str,
-        system: str,
-        outcome: str,
-        detail: str | None,
-        retained_until: str | None,
-        applied: str,
-    ) -> None:
-        def change(case: Case) -> Events | None:
-            if system not in case.systems:
-                raise TransitionRefused(f"case {case_id} sent no command to {system}")
+    def _answer(self, key: str, outcome: str, detail: str | None, until: str | None) -> Step:
+        def step(case: Case) -> list[Effect] | None:
             now = self.clock.now()
-            if not domain.acknowledge(case, system, outcome, now, detail, retained_until):
-                return None  # a duplicate or late answer: nothing changes
-            return self._progress_events(case, now, system=system, outcome=outcome)
+            return domain.answer(case, key, outcome, now, self._art19, detail, until)
 
-        await self._update(case_id, change, applied, f"unknown command {case_id}:{system}")
+        return step
 
-    async def certify_deletion(self, event: CloudEvent) -> None:
+    async def certify_deletion(self, event_id: str, data: ProcessorDeletionCertified) -> Refusals:
         """Close the replacement case(s) of a processor on its deletion certificate."""
-        data = ProcessorDeletionCertified.model_validate(event.data)
-        ids = await self.cases.for_processor(data.processor)
+        ids = await self.repos.cases.for_processor(data.processor)
         if not ids:
-            raise TransitionRefused(f"no replacement case for processor {data.processor}")
-        on = domain.local_day(data.at)
+            return {event_id: TransitionRefused(f"no case for processor {data.processor}")}
+        on = local_day(data.at)
 
-        def change(case: Case) -> Events | None:
+        def step(case: Case) -> list[Effect] | None:
             now = self.clock.now()
-            if not domain.certify(case, on, data.certificate_ref, now):
-                return None
-            return self._progress_events(case, now, certificate=data.certificate_ref)
+            return domain.certified(case, on, data.certificate_ref, now, self._art19)
 
-        for case_id in ids:
-            await self._update(case_id, change, event.id, f"unknown case {case_id}")
+        return await self.apply_steps([Item(i, event_id, step) for i in ids])
 
     async def sweep(self) -> int:
-        """Advance every case with due work: retries, escalations, overdue certificates."""
-        ids = await self.cases.due(self.clock.now(), self.settings.sweep_batch)
-        for case_id in ids:
-            try:
-                await self.advance(case_id)
-            except Exception:  # one broken case must not stop the others
-                log.exception("could not advance case %s", case_id)
+        """Advance every case with due work, a batch at a time: retries, escalations."""
+        ids = await self.repos.cases.due(self.clock.now(), self.settings.sweep_batch)
+        with self.span("erasure.sweep") as span:
+            span.set_attribute("gardien.batch", len(ids))
+            await self.apply_steps([Item(i, None, self._due) for i in ids], reveal=True)
         return len(ids)
 
-    async def advance(self, case_id: str) -> None:
-        """Send due retries and escalate what timed out, for one case."""
-        calls: list[HttpCall] = []
+    def _due(self, case: Case) -> list[Effect] | None:
+        return domain.due_work(case, self.clock.now())
 
-        def change(case: Case) -> Events | None:
-            now = self.clock.now()
-            before = case.next_due_at
-            effects = domain.advance(case, now)
-            if not effects and case.next_due_at == before:
-                return None
-            events = self._effect_events(case, effects, now)
-            calls[:] = self._http_calls(case, events)
-            return events
+    async def apply_steps(self, items: list[Item], *, reveal: bool = False) -> Refusals:
+        """Fold ``items`` into their cases, save once, redo lost races, then finish."""
+        done, refused = Done(), {}
 
-        with self.runtime.span("erasure.advance") as span:
-            span.set_attribute("gardien.case_id", case_id)
-            if await self._update(case_id, change, None, f"unknown case {case_id}"):
-                await self._call_http(calls)
+        async def attempt(ids: list[str]) -> list[str]:
+            stored = await self.repos.cases.get_many(ids, reveal=reveal)
+            writes = []
+            for case_id in ids:
+                write, refusals = self._fold(case_id, items, stored.get(case_id), done)
+                refused.update({key: exc for key, exc in refusals})
+                writes += [write] if write else []
+            saved = await self.repos.cases.save_many(writes)
+            kept = {c.doc_id for c in saved.saved}
+            done.saved += saved.saved
+            done.writes += [w for w in writes if w.case.case_id in kept]
+            return saved.lost
 
-    def _effect_events(self, case: Case, effects: list[Effect], now: Any) -> Events:
-        events: Events = []
-        for effect in effects:
-            if effect.kind == "issue" and effect.system:
-                events.append(messages.command_issued(case, case.systems[effect.system], now))
-            elif effect.kind == "escalate":
-                events.append(
-                    messages.case_event(
-                        case, "escalated", now, system=effect.system, reason=effect.reason
-                    )
-                )
-        return events
+        await retry_lost({i.case_id for i in items}, attempt)
+        await self._finish(done)
+        return refused
 
-    def _progress_events(self, case: Case, now: Any, **extra: Any) -> Events:
-        events = [messages.case_event(case, "progressed", now, **extra)]
-        if domain.ready_to_close(case):
-            domain.close(case, now, planning.art19_record(case, self.registry))
-            events.append(messages.case_event(case, "closed", now))
-        return events
-
-    async def _update(
-        self, case_id: str, change: Change, applied: str | None, missing: str
-    ) -> bool:
-        """Load, change and save with an optimistic lock; True when something was written."""
-        for _ in range(5):
-            loaded = await self.cases.load(case_id)
-            if loaded is None:
-                raise TransitionRefused(missing)
-            if applied is not None and applied in loaded.applied:
-                await self._relay(loaded.case)  # a crash may have come before the relay
-                return False
-            case, version = loaded.case, loaded.case.version
-            events = change(case)
-            if events is None:
-                return False
-            outbox = loaded.outbox + await self.cases.entries(case_id, events)
-            if await self.cases.save(case, version, outbox, applied):
-                await self._relay(case)
-                return True
-        raise TransientError(f"case {case_id} kept changing under a concurrent writer")
-
-    async def _relay(self, case: Case) -> None:
-        """Publish the case's queued events; once it is closed, shred its identifiers.
-
-        The key goes only after the relay, so the commands queued with the closing update
-        are still sent; a closed case needs identifiers no more (``domain.close``).
-        """
-        await relay(self.broker, self.cases.collection, case.case_id)
-        if case.state == "closed":
-            await self.cases.destroy_key(case.case_id, self.clock.now())
-
-    def _http_calls(self, case: Case, events: Events) -> list[HttpCall]:
-        return [
-            (case.case_id, holds.locate(e.data["command_id"], e.data["system"])[1], e)
-            for e, _ in events
-            if e.type == "gardien.erasure.command.issued" and e.data.get("transport") == "http"
-        ]
-
-    async def _call_http(self, calls: list[HttpCall]) -> None:
-        for case_id, system, command in calls:
-            loaded = await self.cases.load(case_id)
-            url = loaded.case.systems[system].url if loaded else None
-            if url is None:
+    def _fold(
+        self, case_id: str, items: list[Item], stored: Stored | None, done: Done
+    ) -> tuple[Write | None, list[tuple[str, PermanentError]]]:
+        """Apply the case's items in order to one state: the write, and what was refused."""
+        fold = Fold(stored)
+        refused: list[tuple[str, PermanentError]] = []
+        for item in (i for i in items if i.case_id == case_id):
+            try:
+                effects = fold.take(item)
+            except PermanentError as exc:
+                refused.append((item.applied or case_id, exc))
                 continue
-            reply = await self.connector.deliver(url, command)
-            outcome = reply.result and str(reply.result.get("outcome"))
-            if reply.result is not None and outcome in OUTCOMES:
-                until = reply.result.get("retained_until")
-                await self._apply_result(
-                    case_id,
-                    system,
-                    outcome,
-                    reply.result.get("detail"),
-                    str(until)[:10] if until else None,
-                    f"{command.id}:http",
-                )
-            elif not reply.accepted:
-                await self._note_failure(case_id, system, reply.error or "unknown outcome")
+            if effects and fold.case is not None:
+                fold.case.revision += 1
+                fold.events += messages.events(fold.case, effects, self.clock.now())
+        if fold.redelivered and stored is not None and stored.outbox:
+            done.left.add(case_id)  # a crash came before the relay of the first delivery
+        return fold.write(), refused
 
-    async def _note_failure(self, case_id: str, system: str, error: str) -> None:
-        def change(case: Case) -> Events | None:
-            domain.delivery_failed(case, system, self.clock.now(), error)
+    async def _finish(self, done: Done) -> None:
+        """Publish what was saved, shred the keys of closed cases, call HTTP systems."""
+        await self.repos.cases.relay(self.broker, Saved(done.saved, []))
+        if done.left:
+            await self.repos.cases.relay_left(self.broker, sorted(done.left))
+        closed = [w.case.case_id for w in done.writes if w.case.state == "closed"]
+        if closed:
+            await self.repos.cases.destroy_keys(closed, self.clock.now())
+        calls = [
+            (w.case, event)
+            for w in done.writes
+            for event, _ in w.events
+            if event.type == messages.COMMAND_ISSUED and event.data.get("transport") == "http"
+        ]
+        if calls:
+            await self._call_http(calls)
+
+    async def _call_http(self, calls: list[tuple[Case, CloudEvent]]) -> None:
+        """POST each command; turn the answers into steps on their cases (one more batch)."""
+        located = [
+            (c, holds.locate(e.data["command_id"], e.data["system"])[1], e) for c, e in calls
+        ]
+        targets = [(c, k, e) for c, k, e in located if c.systems[k].url]
+        replies = await asyncio.gather(
+            *(self.connector.deliver(str(c.systems[k].url), e) for c, k, e in targets)
+        )
+        items = [
+            self._reply(c.case_id, key, event, reply)
+            for (c, key, event), reply in zip(targets, replies, strict=True)
+        ]
+        await self.apply_steps([i for i in items if i is not None])
+
+    def _reply(self, case_id: str, key: str, command: CloudEvent, reply: Reply) -> Item | None:
+        result: dict[str, Any] = reply.result or {}
+        outcome = str(result.get("outcome"))
+        if reply.result is not None and outcome in OUTCOMES:
+            until = str(result.get("retained_until") or "")[:10] or None
+            step = self._answer(key, outcome, result.get("detail"), until)
+            return Item(case_id, f"{command.id}:http", step, missing=f"unknown case {case_id}")
+        if reply.accepted:
+            return None
+        error = reply.error or "unknown outcome"
+
+        def failed(case: Case) -> list[Effect]:
+            domain.delivery_failed(case, key, self.clock.now(), error)
             return []
 
-        await self._update(case_id, change, None, f"unknown case {case_id}")
+        return Item(case_id, None, failed, missing=f"unknown case {case_id}")
+
+    async def _routed(self) -> Registry:
+        return planning.apply_routes(self.registry, await self.repos.routes.all())
+
+    def _art19(self, case: Case) -> dict[str, Any]:
+        return planning.art19_record(case, self.registry)

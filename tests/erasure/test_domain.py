@@ -110,7 +110,7 @@ def test_a_system_rule_per_record_replaces_the_decisions_single_date() -> None:
     )
     line = case.systems["billing"].lines[0]
     assert (line.action, line.kind, line.retain_until) == ("restrict", "retention", None)
-    assert line.retention is not None and line.retention["years"] == 10
+    assert line.retention is not None and line.retention.years == 10
 
 
 def test_restrict_until_a_date_is_retention_with_that_date() -> None:

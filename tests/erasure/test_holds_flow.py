@@ -65,7 +65,7 @@ async def test_a_scoped_hold_keeps_invoices_back_and_its_release_carries_them_ou
         running(app) as http,
         topic_reader(settings.kafka_bootstrap_servers, topics.ERASURE_CASES) as case_events,
     ):
-        cases, db = Cases(http, settings), app.state.erasure.runtime.db
+        cases, db = Cases(http, settings), app.state.runtime.db
         await publish_hold(settings, "placed", hold)
         await wait_for(lambda: db["holds"].find_one({"_id": hold_id}))
         case_id = await publish_work(

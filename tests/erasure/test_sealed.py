@@ -12,6 +12,7 @@ from services.erasure.app import create_app
 from shared import topics
 from shared.mongo import create_client, service_database
 from shared.settings import Settings
+from shared.subject_vault import SubjectVault
 from tests.erasure.conftest import RefSystems
 from tests.erasure.test_flow import SETTINGS, Cases, cloud_event, registry, seed_all, subject
 from tests.support import event_bytes, produce, running, topic_reader, wait_for
@@ -77,7 +78,8 @@ async def test_work_redelivered_after_the_case_closed_changes_nothing(
         await send(settings, case_id, first)
         closed = await cases.until(case_id, lambda c: c["state"] == "closed")
         # The key goes right after the closing events are relayed (just after the save).
-        await wait_for(lambda: app.state.erasure.cases.vault.destroyed(f"case:{case_id}"))
+        vault = SubjectVault(app.state.runtime.db)
+        await wait_for(lambda: vault.destroyed(f"case:{case_id}"))
         again = {**first, "id": f"test-{uuid.uuid4().hex}"}
         marker_id = f"req:REQ-{uuid.uuid4().hex[:8]}"
         await send(settings, case_id, again, work(marker_id, email, cid, "profile"))

@@ -1,0 +1,150 @@
+"""One contract for erasure's CaseRepository, run on the in-memory fake and on MongoDB."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.erasure import domain, messages
+from services.erasure.memory import MemoryCases
+from services.erasure.mongo import MongoCases
+from services.erasure.repository import CaseRepository, Write
+from shared.mongo import service_database
+from shared.settings import Settings
+from tests.erasure.fakes import FakeBroker
+from tests.erasure.test_domain import open_case
+
+NOW = datetime(2027, 3, 6, 9, 0, tzinfo=UTC)  # tests.erasure.test_domain.NOW
+IDS = {"email": "a@example.org", "customer_id": "C-1"}
+
+
+def new_case(case_id: str = "req:R-1") -> domain.Case:
+    case = open_case({"category": "customer", "action": "erase", "ground": "Art 17(1)(b)"})
+    return case.model_copy(update={"case_id": case_id})
+
+
+def opened(case: domain.Case) -> Write:
+    effects = domain.open_new(case, NOW, lambda _: {})
+    case.revision += 1
+    return Write(case, None, ["ev-open"], messages.events(case, effects, NOW))
+
+
+class CaseContract:
+    """Behaviour every CaseRepository has; subclasses give ``repo``."""
+
+    @pytest.fixture
+    def repo(self) -> CaseRepository:
+        raise NotImplementedError
+
+    async def test_a_new_case_is_stored_with_its_applied_event(self, repo: CaseRepository) -> None:
+        saved = await repo.save_many([opened(new_case())])
+        assert [c.doc_id for c in saved.saved] == ["req:R-1"] and saved.lost == []
+        found = await repo.get_many(["req:R-1", "req:NONE"], reveal=True)
+        assert list(found) == ["req:R-1"]
+        stored = found["req:R-1"]
+        assert stored.applied == ["ev-open"] and stored.case.version == 1
+        assert stored.case.systems["crm"].identifiers == IDS
+        assert stored.case.systems["crm"].attempts == 1 and stored.case.revision == 1
+
+    async def test_a_second_insert_of_the_same_case_loses(self, repo: CaseRepository) -> None:
+        await repo.save_many([opened(new_case())])
+        again = await repo.save_many([opened(new_case())])
+        assert again.saved == [] and again.lost == ["req:R-1"]
+
+    async def test_an_update_from_a_stale_version_loses(self, repo: CaseRepository) -> None:
+        await repo.save_many([opened(new_case())])
+        first = (await repo.get_many(["req:R-1"]))["req:R-1"]
+        second = (await repo.get_many(["req:R-1"]))["req:R-1"]
+        domain.answer(first.case, "crm", "erased", NOW, lambda _: {})
+        won = await repo.save_many([Write(first.case, first, ["ev-a"], [])])
+        domain.answer(second.case, "crm", "not_found", NOW, lambda _: {})
+        lost = await repo.save_many([Write(second.case, second, ["ev-b"], [])])
+        assert [c.doc_id for c in won.saved] == ["req:R-1"] and lost.lost == ["req:R-1"]
+        stored = (await repo.get_many(["req:R-1"], reveal=True))["req:R-1"]
+        assert stored.case.systems["crm"].outcome == "erased"
+        assert stored.applied == ["ev-open", "ev-a"] and stored.case.version == 2
+        # The parts the answer did not touch are kept as they were (identifiers included).
+        assert stored.case.systems["billing"].identifiers == {"customer_id": "C-1"}
+        assert [p.attempts for p in stored.case.systems.values()] == [1, 1, 1]
+
+    async def test_relay_publishes_from_memory_and_clears_the_outbox(
+        self, repo: CaseRepository
+    ) -> None:
+        broker = FakeBroker()
+        saved = await repo.save_many([opened(new_case())])
+        assert (await repo.get_many(["req:R-1"]))["req:R-1"].outbox
+        assert await repo.relay(broker.as_broker(), saved) == 4  # opened + 3 commands
+        assert (await repo.get_many(["req:R-1"]))["req:R-1"].outbox == []
+        [crm] = [e for e in broker.of_type(messages.COMMAND_ISSUED) if e["data"]["system"] == "crm"]
+        assert crm["data"]["identifiers"] == IDS  # as sent: open
+        assert await repo.relay_left(broker.as_broker()) == 0
+
+    async def test_a_relay_never_clears_a_newer_writers_events(self, repo: CaseRepository) -> None:
+        broker = FakeBroker()
+        first = await repo.save_many([opened(new_case())])
+        stored = (await repo.get_many(["req:R-1"]))["req:R-1"]
+        effects = domain.answer(stored.case, "crm", "erased", NOW, lambda _: {}) or []
+        stored.case.revision += 1
+        later = messages.events(stored.case, effects, NOW)
+        await repo.save_many([Write(stored.case, stored, ["ev-a"], later)])
+        await repo.relay(broker.as_broker(), first)  # the older write's relay comes late
+        left = (await repo.get_many(["req:R-1"]))["req:R-1"].outbox
+        assert len(left) == 5  # 4 carried on unsent + the progressed event
+        assert await repo.relay_left(broker.as_broker(), ["req:R-1"]) == 5
+        assert (await repo.get_many(["req:R-1"]))["req:R-1"].outbox == []
+
+    async def test_queries_find_due_processor_subject_and_held_cases(
+        self, repo: CaseRepository
+    ) -> None:
+        due, later = new_case("req:DUE"), new_case("req:LATER")
+        due.next_due_at, later.next_due_at = NOW, NOW + timedelta(hours=1)
+        due.subject_refs, due.holds_pending = ["ref-1"], ["H1"]
+        closed = new_case("req:CLOSED")
+        closed.state, closed.subject_refs, closed.next_due_at = "closed", ["ref-1"], None
+        await repo.save_many([Write(c, None, [], []) for c in (due, later, closed)])
+        assert await repo.due(NOW, 10) == ["req:DUE"]
+        assert sorted(await repo.due(NOW + timedelta(hours=2), 10)) == ["req:DUE", "req:LATER"]
+        assert len(await repo.due(NOW + timedelta(hours=2), 1)) == 1
+        assert await repo.open_for_subjects(["ref-1"]) == ["req:DUE"]
+        assert sorted(await repo.open_for_subjects([])) == ["req:DUE", "req:LATER"]
+        assert await repo.open_held_by("H1") == ["req:DUE"]
+        assert await repo.for_processor("mailer") == []
+
+    async def test_a_page_lists_in_id_order_without_identifiers(self, repo: CaseRepository) -> None:
+        for name in ("req:C", "req:A", "req:B"):
+            await repo.save_many([opened(new_case(name))])
+        first = await repo.page(None, None, 2)
+        assert [c.case_id for c in first] == ["req:A", "req:B"]
+        assert [c.case_id for c in await repo.page("open", "req:B", 5)] == ["req:C"]
+        assert await repo.page("closed", None, 5) == []
+        assert all(p.identifiers == {} for c in first for p in c.systems.values())
+
+    async def test_destroyed_keys_leave_no_identifier_readable(self, repo: CaseRepository) -> None:
+        await repo.save_many([opened(new_case())])
+        await repo.destroy_keys(["req:R-1"], NOW)
+        stored = (await repo.get_many(["req:R-1"], reveal=True))["req:R-1"]
+        assert all(p.identifiers == {} for p in stored.case.systems.values())
+
+
+class TestMemoryCases(CaseContract):
+    @pytest.fixture
+    def repo(self) -> CaseRepository:
+        return MemoryCases()
+
+
+@pytest.mark.integration
+class TestMongoCases(CaseContract):
+    @pytest.fixture
+    def repo(self, settings: Settings, mongo_client: Any) -> CaseRepository:
+        return MongoCases(service_database(mongo_client, settings, "erasure"))
+
+    async def test_identifiers_are_stored_sealed(
+        self, repo: CaseRepository, settings: Settings, mongo_client: Any
+    ) -> None:
+        await repo.save_many([opened(new_case())])
+        doc = await service_database(mongo_client, settings, "erasure")["cases"].find_one()
+        assert "a@example.org" not in json.dumps(doc, default=str)
+        assert doc is not None and doc["systems"]["crm"]["identifiers"]["sealed"] == 1
