@@ -77,3 +77,18 @@ async def mongo_client(settings: Settings) -> AsyncIterator[object]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def own_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
+    """``settings`` on a broker of the test's own, for tests that run several members of one
+    consumer group: once two members of a group have left, the embedded broker keeps a new
+    member of that group re-joining for ever (or ~300 s), which would stall every later test's
+    service of that group on the shared broker (docs/devstack.md)."""
+    port = stack.free_port()
+    broker = stack.start_broker(tmp_path, port)
+    try:
+        await ensure_topics(f"127.0.0.1:{port}", all_topics())
+        yield settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
+    finally:
+        stack.terminate_all([broker])

@@ -7,22 +7,18 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
-from gardien import stack
 from services.audit.app import create_app
 from services.audit.settings import AuditSettings
 from services.audit.usecases import Auditor
 from shared import topics
 from shared.errors import TransientError
-from shared.kafka_admin import ensure_topics
 from shared.messaging import Delivery
 from shared.settings import Settings
-from shared.topics import all_topics
 from tests.audit.conftest import Trail, delivery
 from tests.audit.test_shredding import _case_flow, _closed, _result, _reveal, _states
 from tests.support import event_bytes, example, produce, running, wait_for
@@ -156,20 +152,6 @@ async def test_records_after_a_closure_in_the_same_batch_are_not_sealed(trail: T
 
 def _result_id(d: Delivery) -> str:
     return d.event().id
-
-
-@pytest.fixture
-async def own_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
-    """``settings`` on a broker of the test's own: after two members of a group have left,
-    the embedded broker keeps a new member of that group re-joining for ever, which would
-    stall every later test's audit service (docs/devstack.md)."""
-    port = stack.free_port()
-    broker = stack.start_broker(tmp_path, port)
-    try:
-        await ensure_topics(f"127.0.0.1:{port}", all_topics())
-        yield settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}"})
-    finally:
-        stack.terminate_all([broker])
 
 
 async def test_two_audit_replicas_share_the_partitions_and_audit_each_event_once(

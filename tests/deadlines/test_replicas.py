@@ -138,8 +138,9 @@ async def test_a_member_that_dies_mid_claim_is_taken_over_after_the_lease(
 
 
 async def test_two_members_of_the_group_apply_each_request_event_once_in_order(
-    settings: Settings,
+    own_broker: Settings,
 ) -> None:
+    settings = own_broker
     # 40 requests, each accepted then paused then resumed, spread over the 6 partitions of
     # the requests topic, read by two members of one group. Every clock ends open with the moved due
     # date (order kept per key) and each event scheduled each clock once (no double effect).

@@ -62,8 +62,9 @@ async def read_all(bootstrap: str, topic: str, prefix: str) -> list[dict[str, An
 
 
 async def test_two_members_issue_each_command_once_and_apply_answers_in_key_order(
-    settings: Settings,
+    own_broker: Settings,
 ) -> None:
+    settings = own_broker
     prefix = f"req:RR{uuid.uuid4().hex[:6]}"
     ids = [f"{prefix}-{i:02d}" for i in range(CASES)]
     first = create_app(settings, erasure_settings=SETTINGS, registry=REGISTRY)

@@ -28,7 +28,8 @@ def counted(method: Callable[[Sequence[Any]], Awaitable[None]], seen: list[int])
     return call
 
 
-async def test_two_members_apply_each_event_once_and_in_order(settings: Settings) -> None:
+async def test_two_members_apply_each_event_once_and_in_order(own_broker: Settings) -> None:
+    settings = own_broker
     ids = [rid(f"REP{i:03d}") for i in range(COUNT)]
     first, second = create_app(settings), create_app(settings)
     seen: tuple[list[int], list[int]] = ([], [])
