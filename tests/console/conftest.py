@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
+from gardien import stack
+from shared.kafka_admin import ensure_topics
+from shared.topics import all_topics
 from tests.support import StackInfo
 from tests.upctl import start_up, stop_up, up_env
 
@@ -29,13 +33,23 @@ def up(
     """(API base URL, admin key) of a `gardien up` whose only system is erased by hand."""
     home = tmp_path_factory.mktemp("console-home")
     (home / "registry.yaml").write_text(REGISTRY)
+    # A broker of its own: on the session's broker, the services of `gardien up` would first
+    # work through every earlier test's records (same consumer groups), and the pages the
+    # browser waits for would come late.
+    port = stack.free_port()
+    broker = stack.start_broker(home, port)
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(ensure_topics(bootstrap, all_topics()))
     env = up_env(
-        embedded_stack.bootstrap,
+        bootstrap,
         embedded_stack.mongodb_uri,
         GARDIEN_ERASURE_REGISTRY_PATH=str(home / "registry.yaml"),
     )
-    proc, api = start_up(home, env, timeout=90)
     try:
-        yield api, (home / "admin-api-key").read_text().strip()
+        proc, api = start_up(home, env, timeout=90)
+        try:
+            yield api, (home / "admin-api-key").read_text().strip()
+        finally:
+            stop_up(proc)
     finally:
-        stop_up(proc)
+        stack.terminate_all([broker])
