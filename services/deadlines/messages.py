@@ -26,7 +26,7 @@ from services.deadlines.domain import (
     to_ms,
 )
 from shared.events import CloudEvent, new_event
-from shared.events.internal import DeadlineEvent, PurgeCategory, RetentionPurgeRequested
+from shared.events.internal import DeadlineEvent, RetentionPurgeRequested, WorkCategory
 from shared.outbox import outbox_entry
 from shared.rules import Policy
 
@@ -157,7 +157,7 @@ def purge_work(doc: Doc, at: datetime) -> Outgoing:
     The subject stays as stored (sealed); the scheduler opens it for the copy it sends.
     """
     details, inputs = doc["details"], doc.get("inputs", {})
-    category = PurgeCategory(
+    category = WorkCategory(
         category=details["category"],
         action=PURGE_ACTIONS.get(details.get("action", ""), "erase"),
         ground=f"R-RET-1 retention expired ({details.get('category_basis')})",

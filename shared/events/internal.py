@@ -166,26 +166,20 @@ class DeadlineEvent(BaseModel):
     stage: str | None = Field(default=None, description="closed | deadline_passed")
 
 
-class PurgeCategory(BaseModel):
-    """One category a retention purge erases or anonymises (R-RET-1)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    category: str
-    action: str = Field(description="erase | anonymise")
-    ground: str = Field(description="R-RET-1 retention expired (<basis of the category>)")
-    retain_until: str | None = Field(default=None, description="The effective end of retention")
-
-
 class RetentionPurgeRequested(BaseModel):
-    """``gardien.erasure.work.requested`` of a retention clock (key: case_id ``ret:<timer>``)."""
+    """``gardien.erasure.work.requested`` of a retention clock (key: case_id ``ret:<timer>``).
+
+    Same wire shape as intake's ``ErasureWorkRequested`` (categories are ``WorkCategory``),
+    with origin ``retention``, the timer and the contract; ``subject`` is built in its stored
+    form (sealed under the clock's key) and opened when the event is published.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     case_id: str = Field(description="ret:<timer_id>")
     origin: Literal["retention"] = "retention"
     timer_id: str
-    categories: list[PurgeCategory]
+    categories: Annotated[list[WorkCategory], Field(min_length=1, max_length=200)]
     due_by: str | None = Field(description="The purge date (YYYY-MM-DD)")
     subject: dict[str, Any] | None = Field(
         default=None, description="{kind, identifiers}: sealed while stored, opened when sent"
