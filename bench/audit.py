@@ -11,7 +11,9 @@ own indexes, then:
 * queries as ``GET /v1/audit/events`` builds them (subject index, then ``_id $in``;
   ``refs.request_id``),
   sorted by ``recorded_at``, limit 101): p50/p99 over random subjects and requests;
-* export: records read in ``recorded_at`` order and rendered as CSV rows (views.csv_row).
+* export: records read in ``recorded_at`` order and rendered as CSV rows (views.csv_row);
+* appends through the real consumer first (``bench.audit_appends``): records/s, and the
+  p99 from an event to its own record at half that rate.
 
     python -m bench.audit --records 1000000
 """
@@ -28,6 +30,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench import audit_appends
 from bench.common import Progress, embedded_stack, emit, machine, median, percentile
 from services.audit import chain as chains
 from services.audit.repository import INDEXES, chain_seq
@@ -121,8 +124,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="records verified end to end through Verifier (MongoDB reads)",
     )
     parser.add_argument("--export-records", type=int, default=50_000)
+    parser.add_argument(
+        "--appends", type=int, default=20_000, help="records through the real consumer (0: skip)"
+    )
     args = parser.parse_args(argv)
     print(f"audit benchmark — {machine()}", flush=True)
+    appends = audit_appends.main(["--records", str(args.appends)]) if args.appends else {}
     records = make_records(args.records)
 
     single = [verify_in_memory(records, 1) for _ in range(3)]
@@ -251,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "query_subject_ms": {"p50": round(q_sub[0], 2), "p99": round(q_sub[1], 2)},
         "query_request_ms": {"p50": round(q_req[0], 2), "p99": round(q_req[1], 2)},
         "export_records_per_s": round(export_rate),
+        "appends": appends,
     }
     emit(result)
     return result

@@ -1,228 +1,180 @@
-"""Ceiling: the pipeline's own I/O pattern with raw clients and no logic.
+"""Ceiling: what the servers physically do, and the best requests/s that allows.
 
-Per inbound access request, as the services do it now (counted from services/*/usecases.py,
-repository.py and shared/outbox.py; see docs/performance.md):
-  producer       1 produce to gdpr.requests.v1
-  intake-like    1 consume; 1 find (request by id), 2 inserts (subject history, one per
-                 identifier hash), 1 find (history dates), 1 insert (request + outbox),
-                 relay: 1 find, 1 produce (accepted), 1 update (clear outbox); 1 commit
-  deadlines-like 1 consume of the derived event; 1 find (timer), 1 insert (timer + outbox),
-                 relay: 1 find, 1 produce (deadline scheduled), 1 update; 1 commit
-  audit-like     3 consumes (inbound, accepted, scheduled), per record: 1 link upsert
-                 (records that name a subject), 1 find (links), 1 insert, 1 subject-index
-                 insert, 1 head update, 1 commit
-= 3 produces, 5 consumes, 24 MongoDB operations (8 reads, 16 writes), 5 commits per event.
-Each worker is its own process, as the services are. Prints events/s end to end.
+Measured in one run on a private embedded stack (the servers the pipeline runs on):
 
-    python -m bench.ceiling --events 5000
+* MongoDB: raw ``insert_many`` documents/s (batches of 500, ~500-byte documents), and
+  single round trips (``insert_one``, ``find_one``, ``update_one``) per second;
+* Kafka: raw aiokafka produce messages/s (batched: linger 5 ms, no wait per message) and
+  consume messages/s (``getmany``), ~500-byte messages.
+
+The best possible requests/s follows from what one request really needs (``NEEDS``, counted
+from the code and checked on a live run by ``python -m bench.counts``): documents written
+(inserts and updates, each one document of a bulk write), messages produced and messages
+consumed. The servers and clients share the machine's cores, so the costs add up:
+``1 / (docs / docs_per_s + produced / produce_per_s + consumed / consume_per_s)``.
+
+    python -m bench.ceiling [--docs 20000] [--messages 30000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing as mp
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Progress, embedded_stack, emit, machine
-
-IN, OUT, OUT2 = "bench.in", "bench.out", "bench.out2"
-PER_EVENT = 3  # audit records per inbound event
+from bench.common import embedded_stack, emit, machine
 
 
-async def _consumer(bootstrap: str, group: str, *topics: str) -> Any:
-    from aiokafka import AIOKafkaConsumer
+@dataclass(frozen=True)
+class Need:
+    """What one request costs the servers at the least, and where the figures come from."""
 
+    documents: int
+    produced: int
+    consumed: int
+    where: str
+
+
+# Measured with `python -m bench.counts --requests 20` (stored documents, topic records and
+# committed offsets per request) plus the updates the code makes (outbox clears), see
+# docs/performance.md "What one request needs".
+NEEDS: dict[str, Need] = {
+    "access": Need(
+        documents=17,
+        produced=3,
+        consumed=5,
+        where=(
+            "stored: intake request + 2 subject-history docs, deadlines timer, audit 3 records"
+            " + 6 subject-index entries + 1 link + 1 subject key = 15; updated: 2 outbox clears"
+            " (shared/outbox.py relay, deadlines repository relay); produced: request.received,"
+            " request.accepted, deadline.scheduled; consumed: intake 1, deadlines 1, audit 3"
+        ),
+    ),
+    "erasure": Need(
+        documents=38,
+        produced=8,
+        consumed=13,
+        where=(
+            "stored: intake 3, deadlines 1 timer, erasure 1 case, audit 8 records + 16"
+            " subject-index entries + 4 links + 1 key = 34; updated: 4 (intake outbox clear,"
+            " deadlines timer moved by request.decided and its outbox clear, erasure case outbox"
+            " clear); produced: received, accepted, decided, work requested, case opened,"
+            " 2 commands (2 systems), deadline.scheduled; consumed: intake 2, deadlines 2,"
+            " erasure 1, audit 8"
+        ),
+    ),
+}
+DOC = {"kind": "bench", "pad": "x" * 440}  # ~500 bytes as BSON with its _id and fields
+
+
+async def mongo_rates(uri: str, docs: int, singles: int) -> dict[str, float]:
+    """Raw insert_many documents/s and single round trips/s on a fresh database."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    coll = client[f"bench_ceiling_{uuid.uuid4().hex[:6]}"]["docs"]
+    started = time.perf_counter()
+    for first in range(0, docs, 500):
+        await coll.insert_many([{"_id": f"d{i}", **DOC} for i in range(first, first + 500)])
+    insert_many = docs / (time.perf_counter() - started)
+    out = {"insert_many_docs_per_s": insert_many}
+    ops = {
+        "insert_one_per_s": lambda i: coll.insert_one({"_id": f"s{i}", **DOC}),
+        "find_one_per_s": lambda i: coll.find_one({"_id": f"d{i}"}),
+        "update_one_per_s": lambda i: coll.update_one({"_id": f"d{i}"}, {"$set": {"n": i}}),
+    }
+    for name, op in ops.items():
+        started = time.perf_counter()
+        for i in range(singles):
+            await op(i)
+        out[name] = singles / (time.perf_counter() - started)
+    await client.drop_database(coll.database.name)
+    await client.close()
+    return out
+
+
+async def kafka_rates(bootstrap: str, messages: int) -> dict[str, float]:
+    """Raw batched produce messages/s and getmany consume messages/s, ~500-byte messages."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from shared.kafka_admin import ensure_topics
+
+    topic = f"bench.ceiling.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(bootstrap, {topic: 6})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    value = b"x" * 500
+    started = time.perf_counter()
+    futures = [
+        await producer.send(topic, value, key=f"k{i % 97}".encode()) for i in range(messages)
+    ]
+    await asyncio.gather(*futures)
+    produce = messages / (time.perf_counter() - started)
+    await producer.stop()
     consumer = AIOKafkaConsumer(
-        *topics,
+        topic,
         bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
+        enable_auto_commit=False,
         fetch_max_wait_ms=20,
         session_timeout_ms=3000,
         heartbeat_interval_ms=1000,
     )
     await consumer.start()
-    return consumer
-
-
-async def _intake(bootstrap: str, uri: str, total: int, run: str) -> None:
-    from aiokafka import AIOKafkaProducer
-    from pymongo import AsyncMongoClient
-
-    db = AsyncMongoClient(uri, tz_aware=True)[f"bench_{run}_intake"]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    await producer.start()
-    consumer = await _consumer(bootstrap, f"{run}-intake", IN)
-    done = 0
-    while done < total:
-        for records in (await consumer.getmany(timeout_ms=100)).values():
-            for rec in records:
-                doc = json.loads(rec.value)
-                await db.requests.find_one({"_id": doc["id"]})
-                for h in ("a", "b"):
-                    await db.history.insert_one({"_id": f"{h}:{doc['id']}", "subject_hash": h})
-                await db.history.find({"subject_hash": {"$in": ["a", "b"]}}).to_list(None)
-                await db.requests.insert_one(
-                    {"_id": doc["id"], "outbox": [doc], "pending": True, "version": 1}
-                )
-                await db.requests.find_one({"_id": doc["id"]}, {"outbox": 1, "version": 1})
-                await producer.send_and_wait(OUT, rec.value, key=rec.key)
-                await db.requests.update_one(
-                    {"_id": doc["id"], "version": 1},
-                    {"$set": {"outbox": [], "pending": False}, "$inc": {"version": 1}},
-                )
-                await consumer.commit()
-                done += 1
+    got, started = 0, 0.0
+    while got < messages:
+        batch = await consumer.getmany(timeout_ms=200, max_records=500)
+        if batch and not started:
+            started = time.perf_counter()  # the group join is not part of the rate
+        got += sum(len(records) for records in batch.values())
+    consume = messages / (time.perf_counter() - started)
     await consumer.stop()
-    await producer.stop()
+    return {"produce_msgs_per_s": produce, "consume_msgs_per_s": consume}
 
 
-async def _deadlines(bootstrap: str, uri: str, total: int, run: str) -> None:
-    from aiokafka import AIOKafkaProducer
-    from pymongo import AsyncMongoClient
-
-    db = AsyncMongoClient(uri, tz_aware=True)[f"bench_{run}_deadlines"]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    await producer.start()
-    consumer = await _consumer(bootstrap, f"{run}-deadlines", OUT)
-    done = 0
-    while done < total:
-        for records in (await consumer.getmany(timeout_ms=100)).values():
-            for rec in records:
-                doc = json.loads(rec.value)
-                await db.timers.find_one({"_id": doc["id"]})
-                await db.timers.insert_one(
-                    {
-                        "_id": doc["id"],
-                        "due": doc["time"],
-                        "version": 1,
-                        "outbox": [doc],
-                        "outbox_pending": True,
-                    }
-                )
-                await db.timers.find_one({"_id": doc["id"]}, {"outbox": 1, "version": 1})
-                await producer.send_and_wait(OUT2, rec.value, key=rec.key)
-                await db.timers.update_one(
-                    {"_id": doc["id"], "version": 1},
-                    {"$set": {"outbox": [], "outbox_pending": False}},
-                )
-                await consumer.commit()
-                done += 1
-    await consumer.stop()
-    await producer.stop()
-
-
-async def _audit(bootstrap: str, uri: str, total: int, run: str, queue: Any) -> None:
-    from pymongo import AsyncMongoClient
-
-    db = AsyncMongoClient(uri, tz_aware=True)[f"bench_{run}_audit"]
-    await db.records.create_index("seq_key", unique=True)
-    consumer = await _consumer(bootstrap, f"{run}-audit", IN, OUT, OUT2)
-    seqs: dict[str, int] = {}
-    done = 0
-    while done < PER_EVENT * total:
-        for tp, records in (await consumer.getmany(timeout_ms=100)).items():
-            for rec in records:
-                chain = f"{tp.topic}/{tp.partition}"
-                rid = f"{tp.topic}|{json.loads(rec.value)['id']}"
-                if tp.topic == IN:  # the inbound event names the subject: link it
-                    await db.links.update_one({"_id": rid}, {"$set": {"key_id": "k"}}, upsert=True)
-                await db.links.find({"_id": {"$in": [rid]}}).to_list(None)
-                seqs[chain] = seqs.get(chain, 0) + 1
-                await db.records.insert_one(
-                    {"_id": rid, "seq_key": f"{chain}#{seqs[chain]}", "body": rec.value.decode()}
-                )
-                # the scalar subject index beside each record (every record is linked)
-                await db.subject_index.insert_many([{"_id": f"s|{rid}", "ref": "s", "r": rid}])
-                await db.heads.update_one(
-                    {"_id": chain}, {"$set": {"seq": seqs[chain]}}, upsert=True
-                )
-                await consumer.commit()
-                done += 1
-                if done % 200 == 0 or done == PER_EVENT * total:
-                    queue.put(done)
-    await consumer.stop()
-
-
-def _run(target: Any, *args: Any) -> None:
-    asyncio.run(target(*args))
-
-
-async def _produce(bootstrap: str, total: int) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    body = {
-        "specversion": "1.0",
-        "source": "bench",
-        "type": "gdpr.request.received",
-        "time": "2027-03-05T16:45:00+01:00",
-        "data": {"pad": "x" * 600},
+def best(need: Need, rates: dict[str, float]) -> dict[str, float]:
+    """Requests/s if each resource were alone, and when they share the machine (the ceiling)."""
+    alone = {
+        "documents": rates["insert_many_docs_per_s"] / need.documents,
+        "produce": rates["produce_msgs_per_s"] / need.produced,
+        "consume": rates["consume_msgs_per_s"] / need.consumed,
     }
-    started = time.monotonic()
-    futures = []
-    for i in range(total):
-        event = {**body, "id": f"e{i}"}
-        futures.append(
-            await producer.send(IN, json.dumps(event).encode(), key=f"k{i % 97}".encode())
-        )
-    await asyncio.gather(*futures)
-    await producer.stop()
-    return started
+    shared = 1 / sum(1 / r for r in alone.values())
+    return {**{f"alone_{k}": round(v, 1) for k, v in alone.items()}, "requests_per_s": shared}
 
 
-def main(argv: list[str] | None = None) -> float:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--singles", type=int, default=1_000)
+    parser.add_argument("--messages", type=int, default=30_000)
     args = parser.parse_args(argv)
-    print(f"ceiling benchmark — {machine()}")
+    print(f"ceiling benchmark — {machine()}", flush=True)
     with embedded_stack() as st:
-        from shared.kafka_admin import ensure_topics
-
-        asyncio.run(ensure_topics(st.bootstrap, {IN: 6, OUT: 6, OUT2: 6}))
-        run = uuid.uuid4().hex[:6]
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        workers = [
-            ctx.Process(
-                target=_run, args=(_intake, st.bootstrap, st.mongodb_uri, args.events, run)
-            ),
-            ctx.Process(
-                target=_run, args=(_deadlines, st.bootstrap, st.mongodb_uri, args.events, run)
-            ),
-            ctx.Process(
-                target=_run, args=(_audit, st.bootstrap, st.mongodb_uri, args.events, run, queue)
-            ),
-        ]
-        for w in workers:
-            w.start()
-        time.sleep(6)  # let the three consumer groups join before the clock starts
-        started = asyncio.run(_produce(st.bootstrap, args.events))
-        progress = Progress("audited records", PER_EVENT * args.events)
-        done = 0
-        while done < PER_EVENT * args.events:
-            done = queue.get(timeout=600)
-            progress.update(done)
-        elapsed = time.monotonic() - started
-        for w in workers:
-            w.join(timeout=30)
-    rate = args.events / elapsed
-    print(f"ceiling: {args.events} events end to end in {elapsed:.1f}s = {rate:,.0f} events/s")
-    emit(
-        {
-            "benchmark": "ceiling",
-            "events": args.events,
-            "seconds": round(elapsed, 2),
-            "events_per_s": round(rate, 1),
-        }
+        rates = asyncio.run(mongo_rates(st.mongodb_uri, args.docs, args.singles))
+        rates.update(asyncio.run(kafka_rates(st.bootstrap, args.messages)))
+    print(
+        "raw: insert_many {insert_many_docs_per_s:,.0f} docs/s; insert_one {insert_one_per_s:,.0f}"
+        "/s, find_one {find_one_per_s:,.0f}/s, update_one {update_one_per_s:,.0f}/s; produce "
+        "{produce_msgs_per_s:,.0f} msgs/s, consume {consume_msgs_per_s:,.0f} msgs/s".format(**rates)
     )
-    return rate
+    result: dict[str, Any] = {"benchmark": "ceiling", **{k: round(v) for k, v in rates.items()}}
+    for name, need in NEEDS.items():
+        bound = best(need, rates)
+        result[name] = {**bound, "requests_per_s": round(bound["requests_per_s"], 1)}
+        print(
+            f"{name} request needs {need.documents} documents, {need.produced} produced, "
+            f"{need.consumed} consumed messages ({need.where})\n"
+            f"  -> ceiling {bound['requests_per_s']:,.1f} requests/s (documents alone "
+            f"{bound['alone_documents']:,.0f}/s, produce alone {bound['alone_produce']:,.0f}/s, "
+            f"consume alone {bound['alone_consume']:,.0f}/s)"
+        )
+    emit(result)
+    return result
 
 
 if __name__ == "__main__":

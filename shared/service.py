@@ -91,7 +91,7 @@ def create_service_app(
         settings,
         provider,
         broker,
-        Consumer(broker, settings, spec.name, metrics),
+        Consumer(broker, settings, spec.name, metrics, provider),
         metrics,
     )
     spec.wire(runtime)

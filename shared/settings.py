@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     gardien_fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=5000, description="Consumer fetch wait; lower means lower latency."
     )
+    gardien_poll_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Most records one consumer poll hands over."
+    )
 
     gardien_kafka_session_timeout_ms: int = Field(
         default=10_000,

@@ -37,7 +37,7 @@ def create_app(
     parts: dict[str, object] = {}
 
     def wire(runtime: Runtime) -> None:
-        auditor = Auditor(runtime, clock)
+        auditor = Auditor(runtime, clock, audit)
         checkpointer = Checkpointer(lambda: auditor.store, audit, clock)
         dispatcher = Dispatcher(
             lambda: auditor.store, audit, clock, auditor.record_local, rng, transport

@@ -8,6 +8,9 @@ from shared.service import Runtime
 
 
 def register(runtime: Runtime, auditor: Auditor) -> None:
-    """Subscribe the auditor to every topic, as raw records."""
+    """Subscribe the auditor to every topic, as raw records one partition's batch at a time.
+
+    Each partition is its own chain, so the partitions of one poll are audited at once.
+    """
     for topic in sorted(topics.all_topics()):
-        runtime.consumer.raw(topic, auditor.record)
+        runtime.consumer.raw_batches(topic, auditor.record_batch, concurrent=True)

@@ -12,11 +12,10 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.audit import crypto
 from shared.mongo import IndexPlan
 
 RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
@@ -49,9 +48,21 @@ INDEXES = IndexPlan(
 )
 
 
+LAST = 10**12 - 1  # the highest position ``chain_seq`` spells
+
+
 def chain_seq(chain: str, seq: int) -> str:
     """The unique key of a chain position: a second writer at the same position fails."""
     return f"{chain}#{seq:012d}"
+
+
+def index_entries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subject-index entries of ``records``: one per (subject ref, record)."""
+    return [
+        {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
+        for record in records
+        for ref in record.get("subject_refs") or []
+    ]
 
 
 class AuditStore:
@@ -84,14 +95,17 @@ class AuditStore:
         return await self.records.find_one({"_id": record_id}, {"_id": 1}) is not None
 
     async def head(self, chain: str) -> tuple[int, str] | None:
-        """Last (seq, hash) recorded for ``chain``, repaired if a crash left it behind."""
+        """Last (seq, hash) recorded for ``chain``, repaired if a crash left it behind.
+
+        A chain has no gaps (records are inserted in order, a batch stops at its first
+        conflict), so the record past the stored head with the highest position is the head.
+        """
         doc = await self.heads.find_one({"_id": chain})
         seq, digest = (int(doc["seq"]), str(doc["hash"])) if doc else (0, "")
-        while True:
-            nxt = await self.records.find_one({"chain_seq": chain_seq(chain, seq + 1)})
-            if nxt is None:
-                break
-            seq, digest = seq + 1, str(nxt["hash"])
+        query = {"chain_seq": {"$gt": chain_seq(chain, seq), "$lte": chain_seq(chain, LAST)}}
+        found = self.records.find(query, {"seq": 1, "hash": 1}).sort("chain_seq", DESCENDING)
+        for last in await found.limit(1).to_list(1):
+            seq, digest = int(last["seq"]), str(last["hash"])
         return (seq, digest) if seq else None
 
     async def all_heads(self) -> dict[str, tuple[int, str]]:
@@ -100,6 +114,30 @@ class AuditStore:
 
     async def insert(self, record: dict[str, Any]) -> None:
         await self.records.insert_one(record)
+
+    async def insert_records(self, records: list[dict[str, Any]]) -> None:
+        """One ordered insert: it stops at the first record already there (``_id``) or at a
+        position another writer took (``chain_seq``), raising ``BulkWriteError``."""
+        await self.records.insert_many(records, ordered=True)
+
+    async def records_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored records among ``ids``."""
+        if not ids:
+            return {}
+        return {str(d["_id"]): d async for d in self.records.find({"_id": {"$in": ids}})}
+
+    async def advance_many(self, heads: list[dict[str, Any]]) -> None:
+        """Move several chain heads forward at once (``{"_id", "seq", "hash"}`` each)."""
+        ops = [
+            UpdateOne(
+                {"_id": h["_id"], "seq": {"$lt": h["seq"]}},
+                {"$set": {"seq": h["seq"], "hash": h["hash"]}},
+                upsert=True,
+            )
+            for h in heads
+        ]
+        with contextlib.suppress(BulkWriteError):  # a head at or past seq: its upsert collides
+            await self.heads.bulk_write(ops, ordered=False)
 
     async def advance(self, chain: str, seq: int, digest: str) -> None:
         """Move the chain head forward (never back)."""
@@ -123,35 +161,6 @@ class AuditStore:
             return {}
         return {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": ids}})}
 
-    async def key_state(self, kid: str) -> tuple[int, bool] | None:
-        """(current generation, live) of key ``kid``, or None before its first use."""
-        doc = await self.keys.find_one({"_id": kid})
-        return None if doc is None else (int(doc.get("gen", 1)), bool(doc.get("key")))
-
-    async def key_at(self, kid: str, gen: int, now: datetime) -> bytes | None:
-        """The material of generation ``gen`` of key ``kid``, or None if it was destroyed.
-
-        Generation 1 is created on first use; generation ``n + 1`` only replaces a destroyed
-        generation ``n`` (a new relationship, see ``usecases.Auditor``); a destroyed or
-        superseded generation is never re-created.
-        """
-        for _ in range(5):
-            doc = await self.keys.find_one({"_id": kid})
-            current = int(doc.get("gen", 1)) if doc else 0
-            if doc is not None and doc.get("key") and current == gen:
-                return crypto.unb64(str(doc["key"]))
-            fresh = {"key": crypto.b64(crypto.new_key()), "gen": gen, "at": now.isoformat()}
-            if doc is None and gen == 1:
-                with contextlib.suppress(DuplicateKeyError):
-                    await self.keys.insert_one({"_id": kid, **fresh})
-            elif doc is not None and not doc.get("key") and current + 1 == gen:
-                await self.keys.update_one(
-                    {"_id": kid, "key": None, "gen": current}, {"$set": fresh}
-                )
-            else:
-                return None
-        raise RuntimeError(f"subject key {kid} could not be settled")
-
     async def destroy_keys(self, ids: list[str], now: datetime, upto: int) -> int:
         """Overwrite the key material of ``ids`` at generations ``<= upto``; how many were live.
 
@@ -166,12 +175,11 @@ class AuditStore:
         )
         return int(done.modified_count)
 
-    async def index_subjects(self, record: dict[str, Any]) -> None:
-        """Make ``record`` findable by each of its subject refs (idempotent)."""
-        entries = [
-            {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
-            for ref in record.get("subject_refs") or []
-        ]
+    async def index_subjects(self, *records: dict[str, Any]) -> None:
+        """Make ``records`` findable by each of their subject refs (one write, idempotent)."""
+        await self.insert_index(index_entries(list(records)))
+
+    async def insert_index(self, entries: list[dict[str, Any]]) -> None:
         if entries:
             with contextlib.suppress(BulkWriteError):  # entries written before a crash
                 await self.subject_index.insert_many(entries, ordered=False)
@@ -180,20 +188,31 @@ class AuditStore:
         """Ids of every record about the subject with keyed hash ``ref``."""
         return [str(d["record_id"]) async for d in self.subject_index.find({"ref": ref})]
 
-    async def link(self, names: list[str], key_id: str, refs: list[str], gen: int) -> None:
-        """Remember that aggregates ``names`` concern the subject ``key_id`` (refs ``refs``).
-
-        An aggregate keeps the subject key and generation it was first linked to.
-        """
-        for name in names:
-            await self.links.update_one(
-                {"_id": name},
+    async def write_links(self, docs: list[dict[str, Any]]) -> None:
+        """Store link documents: an aggregate keeps the key and generation it was first
+        linked to; refs only grow. One bulk write."""
+        if not docs:
+            return
+        ops = [
+            UpdateOne(
+                {"_id": d["_id"]},
                 {
-                    "$setOnInsert": {"key_id": key_id, "gen": gen},
-                    "$addToSet": {"refs": {"$each": refs}},
+                    "$setOnInsert": {"key_id": d["key_id"], "gen": d["gen"]},
+                    "$addToSet": {"refs": {"$each": list(d["refs"])}},
                 },
                 upsert=True,
             )
+            for d in docs
+        ]
+        await self.links.bulk_write(ops, ordered=False)
+
+    async def renew_key(self, kid: str, replaced: int, fresh: dict[str, Any]) -> bool:
+        """Give destroyed generation ``replaced`` of ``kid`` its successor; False if taken."""
+        done = await self.keys.update_one(
+            {"_id": kid, "key": None, "gen": replaced},
+            {"$set": {k: v for k, v in fresh.items() if k != "_id"}},
+        )
+        return bool(done.matched_count)
 
     async def linked(self, names: list[str]) -> list[dict[str, Any]]:
         return [d async for d in self.links.find({"_id": {"$in": names}})]

@@ -19,6 +19,15 @@ class AuditSettings(BaseSettings):
     checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="Sign chain heads at least this often (if they moved)."
     )
+    cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long subject keys and links read from MongoDB are reused in process"
+        " (bounds how stale another replica's change can be; shredding clears them at once).",
+    )
+    cache_entries: int = Field(
+        default=100_000, ge=1, description="Most subject keys (and links) kept in process."
+    )
     verify_batch: int = Field(
         default=5000, ge=1, le=100_000, description="Records read per verification query."
     )

@@ -1,24 +1,34 @@
-"""Audit use cases: append every delivered record to its partition's hash chain."""
+"""Audit use cases: append every delivered record to its partition's hash chain.
+
+A batch (the records of one partition, in offset order) costs a handful of writes: its new
+subject keys and links, one ``insert_many`` of records chained in memory from the cached
+head, one of subject-index entries, one head update. It is cut after each erasure case's
+closure, so that no record after it is sealed under a key the closure destroys.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services.audit import chain as chains
-from services.audit import crypto, domain
-from services.audit.repository import AuditStore, chain_seq
+from services.audit import domain
+from services.audit.coalesce import Coalescer
+from services.audit.repository import AuditStore, chain_seq, index_entries
+from services.audit.sealing import Keyring, Sealer
+from services.audit.settings import AuditSettings
 from shared import topics
 from shared.clock import Clock, SystemClock
 from shared.errors import EventRejected, TransientError
-from shared.events import parse_event
+from shared.events import CloudEvent, parse_event
 from shared.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TOPIC, Delivery
+from shared.pseudonyms import Pseudonymiser
 from shared.service import Runtime
 
 CASE_CLOSED = "gardien.erasure.case.closed"
@@ -28,17 +38,31 @@ LOCAL_CHAIN = "gardien.audit.local/0"  # records the audit service itself origin
 class Auditor:
     """Appends audit records; one writer per chain inside this process."""
 
-    def __init__(self, runtime: Runtime, clock: Clock | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, clock: Clock | None = None, settings: AuditSettings | None = None
+    ) -> None:
         self.runtime = runtime
         self.clock: Clock = clock or SystemClock()
+        settings = settings or AuditSettings()
+        self.keyring = Keyring(lambda: self.store, settings.cache_seconds, settings.cache_entries)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
+        self._store: AuditStore | None = None
+        self._store_client: object = None
+        # The partitions of a poll are audited at once: their writes leave together.
+        self._records = Coalescer(lambda docs: self.store.insert_records(docs))
+        self._index = Coalescer(lambda docs: self.store.insert_index(docs))
+        self._advance = Coalescer(lambda docs: self.store.advance_many(docs))
         # Called after each stored record (webhook queue, checkpoint trigger).
         self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
     @property
     def store(self) -> AuditStore:
-        return AuditStore(self.runtime.db)
+        """The audit store on the running client (made once per client, not per call)."""
+        client = self.runtime.client
+        if self._store is None or self._store_client is not client:
+            self._store, self._store_client = AuditStore(self.runtime.db), client
+        return self._store
 
     def subject_ref(self, identifier: str) -> str:
         """The keyed hash a DPO's identifier is looked up by (``shared.pseudonyms``)."""
@@ -46,20 +70,42 @@ class Auditor:
 
     async def record(self, delivery: Delivery) -> None:
         """Audit one delivered record exactly once (re-deliveries are recognised)."""
-        entry = await self._entry(delivery)
-        if entry is None:
-            return
+        await self.record_batch([delivery])
+
+    async def record_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Audit the records of one partition, in order, exactly once each."""
+        segment: list[tuple[Delivery, CloudEvent | None]] = []
+        for d in deliveries:
+            event = self._event(d)
+            segment.append((d, event))
+            if event is not None and event.type == CASE_CLOSED:
+                await self._record_segment(segment)  # the closure shreds before what follows
+                segment = []
+        if segment:
+            await self._record_segment(segment)
+
+    async def _record_segment(self, parsed: list[tuple[Delivery, CloudEvent | None]]) -> None:
+        chain = f"{parsed[0][0].topic}/{parsed[0][0].partition}"
         with self.runtime.span("audit.append") as span:
-            span.set_attribute("gardien.audit.chain", f"{delivery.topic}/{delivery.partition}")
-            if "request_id" in entry["refs"]:
-                span.set_attribute("gardien.request_id", entry["refs"]["request_id"])
-            record = await self._append(f"{delivery.topic}/{delivery.partition}", entry)
+            span.set_attribute("gardien.audit.chain", chain)
+            span.set_attribute("gardien.audit.records", len(parsed))
+            key, now = self.runtime.pseudonyms, self.clock.now()
+            items = [(e.data, domain.references(e.data)) for _, e in parsed if e is not None]
+            sealer = self.keyring.batch()
+            await sealer.begin(items, key)
+            entries = [await self._entry(sealer, d, e, key, now) for d, e in parsed]
+            await sealer.flush()  # keys and links first: the records are sealed under them
+            records = await self._append(chain, [e for e in entries if e is not None])
             # Also on a re-delivery: a crash may have come between the append and these.
-            await self.store.index_subjects(record)
-            if entry["type"] == CASE_CLOSED:
-                await self.shred(entry["refs"])
-            for hook in self.after_append:
-                await hook(record)
+            await self._index.submit(index_entries(records))
+            closures = [r for r in records if r["type"] == CASE_CLOSED]
+            for record in closures:
+                await self.shred(record["refs"])
+            if closures:
+                self.keyring.forget()
+            for record in records:
+                for hook in self.after_append:
+                    await hook(record)
 
     async def shred(self, refs: dict[str, str]) -> int:
         """Destroy the keys of the subjects of a closed erasure case (crypto-shredding)."""
@@ -76,18 +122,32 @@ class Auditor:
             span.set_attribute("gardien.audit.keys_destroyed", destroyed)
         return destroyed
 
-    async def _entry(self, d: Delivery) -> dict[str, Any] | None:
-        """The record body (before chaining), or None for an invalid non-DLQ record."""
-        now = self.clock.now()
+    @staticmethod
+    def _event(d: Delivery) -> CloudEvent | None:
+        """The record's event; None for a dead-letter copy or an invalid record."""
         if d.topic.endswith(topics.DLQ_SUFFIX):
-            return self._rejection(d, now)
+            return None
         try:
-            event = parse_event(d.body, d.raw_headers, d.timestamp_ms)
+            return parse_event(d.body, d.raw_headers, d.timestamp_ms)
         except EventRejected:
             return None  # the topic's owner dead-letters it; audited from the DLQ
+
+    async def _entry(
+        self,
+        sealer: Sealer,
+        d: Delivery,
+        event: CloudEvent | None,
+        key: Pseudonymiser,
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        """The record body (before chaining), or None for an invalid non-DLQ record."""
+        if d.topic.endswith(topics.DLQ_SUFFIX):
+            return self._rejection(d, now)
+        if event is None:
+            return None
         record_id = f"{d.topic}|{event.id}"
         refs = domain.references(event.data)
-        subject_refs, sealed = await self._seal(record_id, event.data, refs)
+        subject_refs, sealed = await sealer.seal(key, record_id, event.data, refs, now)
         return {
             "_id": record_id,
             "kind": "event",
@@ -110,69 +170,6 @@ class Auditor:
             "data": domain.without_personal(event.data),
             "sealed": sealed,
         }
-
-    async def _seal(
-        self, record_id: str, data: dict[str, Any], refs: dict[str, str]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
-        """(subject refs, sealed personal parts) of one event's data."""
-        # One entry per subject slot of the data, so a part's ``subject`` index finds its owner;
-        # a slot naming nobody (a whole-system order) stays as an empty entry.
-        slots = [[self.subject_ref(i) for i in s] for s in domain.subjects_in(data)]
-        subjects = [s for s in slots if s]
-        names = [f"{f.removesuffix('_id')}:{refs[f]}" for f in domain.LINKABLE if f in refs]
-        linked = await self.store.linked(names) if names else []
-        all_refs = sorted(
-            {r for s in subjects for r in s} | {str(r) for d in linked for r in d.get("refs", [])}
-        )
-        parts = domain.personal_parts(data)
-        if not parts:  # nothing personal, hence no subject to link either
-            return all_refs, []
-        main, gen = await self._main_key(names, subjects, linked, refs, all_refs)
-        sealed = []
-        for part in parts:
-            owner = slots[part.subject] if part.subject is not None else None
-            kid = domain.subject_key_id(owner) if owner else main
-            part_gen = gen if kid == main else await self._current_generation(kid)
-            sealed.append(await self._seal_part(record_id, part, kid, part_gen))
-        return all_refs, sealed
-
-    async def _main_key(
-        self,
-        names: list[str],
-        subjects: list[list[str]],
-        linked: list[dict[str, Any]],
-        refs: dict[str, str],
-        all_refs: list[str],
-    ) -> tuple[str, int]:
-        """The key of the event's main subject and the generation the event belongs to."""
-        known = {str(d["_id"]): d for d in linked if d.get("key_id")}
-        if subjects:
-            main = domain.subject_key_id(subjects[0])
-        elif known:
-            main = next(str(known[n]["key_id"]) for n in names if n in known)
-        else:  # no subject: the aggregate's own key, never renewed once destroyed
-            main = names[0] if names else "unlinked"
-            return main, await self._current_generation(main)
-        bound = [int(d.get("gen", 1)) for d in known.values() if d["key_id"] == main]
-        opens = any(f in refs for f in domain.RELATIONSHIPS)
-        state = await self.store.key_state(main)
-        gen = domain.generation_for(state, bound, bool(known), opens)
-        if subjects and names:
-            await self.store.link(names, main, all_refs, gen)
-        return main, gen
-
-    async def _current_generation(self, kid: str) -> int:
-        return domain.generation_for(await self.store.key_state(kid), [], False, False)
-
-    async def _seal_part(
-        self, record_id: str, part: domain.Part, kid: str, gen: int
-    ) -> dict[str, Any]:
-        """One personal part encrypted under generation ``gen`` of ``kid``, if it lives."""
-        secret = await self.store.key_at(kid, gen, self.clock.now())
-        if secret is None:  # that generation was shredded: the value is not kept at all
-            return {"path": part.path, "kid": kid, "gen": gen, "shredded": True}
-        aad = f"{record_id}|{part.path}|{kid}|{gen}"
-        return {"path": part.path, "kid": kid, "gen": gen, **crypto.seal(secret, part.value, aad)}
 
     @staticmethod
     def _rejection(d: Delivery, now: datetime) -> dict[str, Any]:
@@ -211,7 +208,7 @@ class Auditor:
         }
         for attempt in range(5):  # several replicas may write this chain: retry on conflict
             try:
-                record = await self._append(LOCAL_CHAIN, entry)
+                (record,) = await self._append(LOCAL_CHAIN, [entry])
                 break
             except TransientError:
                 if attempt == 4:
@@ -219,29 +216,55 @@ class Auditor:
         for hook in self.after_append:
             await hook(record)
 
-    async def _append(self, chain: str, entry: dict[str, Any]) -> dict[str, Any]:
+    async def _append(self, chain: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain ``entries`` after the head and store them; the stored records, in order.
+
+        A record already stored (a re-delivery) is recognised by its ``_id`` and kept as it
+        is; a position another writer took makes the batch come again (TransientError).
+        """
+        done: dict[str, dict[str, Any]] = {}
         async with self._locks[chain]:
-            store = self.store
-            # No read first: a re-delivered record fails the insert on its ``_id``.
-            if chain not in self._heads:
-                self._heads[chain] = await store.head(chain) or (0, chains.GENESIS)
-            seq, prev = self._heads[chain]
-            record = {
-                **entry,
-                "chain": chain,
-                "seq": seq + 1,
-                "prev_hash": prev,
-                "chain_seq": chain_seq(chain, seq + 1),
-            }
-            record["hash"] = chains.record_hash(record)
+            remaining = entries
+            for _ in range(3):
+                if not remaining:
+                    break
+                remaining = await self._insert_chained(chain, remaining, done)
+            if remaining:
+                raise TransientError(f"chain {chain} moved under another writer")
+        return [done[e["_id"]] for e in entries]
+
+    async def _insert_chained(
+        self, chain: str, entries: list[dict[str, Any]], done: dict[str, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """One ordered insert from the head; what is left to insert after a conflict."""
+        store = self.store
+        if chain not in self._heads:
+            self._heads[chain] = await store.head(chain) or (0, chains.GENESIS)
+        seq, prev = self._heads[chain]
+        records = []
+        for entry in entries:
+            seq += 1
+            record = {**entry, "chain": chain, "seq": seq, "prev_hash": prev}
+            record["chain_seq"] = chain_seq(chain, seq)
+            record["hash"] = prev = chains.record_hash(record)
+            records.append(record)
+        try:
             try:
-                await store.insert(record)
-            except DuplicateKeyError:
-                self._heads.pop(chain, None)
-                found = await store.records.find_one({"_id": entry["_id"]})
-                if found is not None:
-                    return found
-                raise TransientError(f"chain {chain} moved under another writer") from None
-            self._heads[chain] = (seq + 1, record["hash"])
-            await store.advance(chain, seq + 1, record["hash"])
-            return record
+                await self._records.submit(records)
+            except BulkWriteError:  # someone's record in the shared insert: ours alone
+                await store.insert_records(records)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise  # not a record already there nor a position taken: the store refuses
+            self._heads.pop(chain, None)
+            # Which of ours are stored (before the conflict, or by an earlier delivery)?
+            found = await store.records_by_id([e["_id"] for e in entries])
+            done.update(found)
+            head = await store.head(chain)  # the stored prefix, whoever wrote it
+            if head is not None:
+                await store.advance(chain, *head)
+            return [e for e in entries if e["_id"] not in found]
+        done.update({r["_id"]: r for r in records})
+        self._heads[chain] = (seq, prev)
+        await self._advance.submit([{"_id": chain, "seq": seq, "hash": prev}])
+        return []

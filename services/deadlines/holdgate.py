@@ -1,7 +1,7 @@
 """The fire-time gate of retention purges: a hold recorded before the purge fires wins.
 
 A hold is written to ``holds`` first and applied to the timers it covers afterwards
-(``reactions.hold_placed``). The scheduler looks at ``holds`` again when a purge is about to
+(``retention.hold_placed``). The scheduler looks at ``holds`` again when a purge is about to
 fire and, if an active hold covers the timer but is not on it yet, blocks the timer in the
 same leased, version-checked write that would otherwise have fired it (R-RET-4).
 """
@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.deadlines import clocks
-from services.deadlines.documents import timer_fields
+from services.deadlines.messages import PURGE, timer_fields
 from shared.rules import Policy
 
 Doc = dict[str, Any]
-PURGE = "gardien.erasure.work.requested"
 
 
 def hold_entry(hold: Doc) -> Doc:
@@ -39,13 +38,13 @@ def unapplied(doc: Doc, holds: list[Doc]) -> list[Doc]:
     ]
 
 
-def held_update(doc: Doc, holds: list[Doc], policy: Policy) -> Doc:
-    """The update that records ``holds`` on the timer instead of firing it (lease freed)."""
+def held_fields(doc: Doc, holds: list[Doc], policy: Policy) -> Doc:
+    """The fields that record ``holds`` on the timer instead of firing it (lease freed)."""
     inputs = dict(doc["inputs"])
     inputs["holds"] = [*inputs.get("holds", []), *(hold_entry(h) for h in holds)]
     spec = clocks.retention_clock(str(doc["_id"]), inputs, policy)
     fields = timer_fields(spec, set(doc.get("fired", [])), policy)
-    return {"$set": {"inputs": inputs, **fields, "lease_until_ms": 0, "lease_token": None}}
+    return {"inputs": inputs, **fields, "lease_until_ms": 0, "lease_token": None}
 
 
 def fires_purge(events: list[Any]) -> bool:

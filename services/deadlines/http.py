@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel
 
 from services.deadlines.domain import Kind, State, from_ms, iso_utc, to_ms
+from services.deadlines.repository import Listing, Repositories
 from shared.auth import Scope, require
 
 router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"])
@@ -66,16 +67,15 @@ async def list_deadlines(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> DeadlinePage:
     """Clocks by deadline (earliest first) with their state, due date and legal basis."""
-    query: dict[str, Any] = {}
-    if state:
-        query["state"] = {"$in": [s.value for s in state]}
-    if kind:
-        query["kind"] = {"$in": [k.value for k in kind]}
-    if due_before is not None:
-        query["due_ms"] = {"$lt": to_ms(due_before)}
-    if cursor:
-        query["sort_key"] = {"$gt": _cursor(cursor)}
-    docs = await request.app.state.deadlines.timers.find(query, limit + 1)
+    listing = Listing(
+        states=tuple(s.value for s in state or ()),
+        kinds=tuple(k.value for k in kind or ()),
+        due_before_ms=to_ms(due_before) if due_before is not None else None,
+        after=_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    repos: Repositories = request.app.state.repositories
+    docs = await repos.timers.page(listing)
     more = len(docs) > limit
     docs = docs[:limit]
     last = base64.urlsafe_b64encode(docs[-1]["sort_key"].encode()).decode() if more else None

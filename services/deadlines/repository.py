@@ -1,28 +1,32 @@
-"""Storage of timers and legal holds: a Protocol and its MongoDB implementation.
+"""Storage of timers, legal holds and subject keys: the Protocols use cases depend on, and
+their MongoDB implementations (the in-memory ones are in ``memory.py``).
 
 Shapes chosen to work on MongoDB and on the embedded nx-27017 server alike: instants that
 are compared are integer milliseconds; ``lease_until_ms`` is always an integer (0 = free),
-so the claim filter needs no ``$or``; outbox entries are pulled with ``$in``.
+so the claim filter needs no ``$or``; arrays are written whole; queries on arrays use ``$in``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.events import CloudEvent
-from shared.messaging import publish_event
 from shared.mongo import IndexPlan
-from shared.outbox import opened_event
+from shared.outbox import relay
+from shared.persistence import Change, Saved, VersionedCollection, relay_saved
 from shared.subject_vault import SubjectVault
 
 TIMERS = "timers"
 HOLDS = "holds"
+CLAIM_ROUNDS = 5
 
 INDEXES = IndexPlan(
     {
@@ -41,125 +45,233 @@ INDEXES = IndexPlan(
 Doc = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A page of the clock listing: filters, the cursor (last sort key seen) and its size."""
+
+    states: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    due_before_ms: int | None = None
+    after: str | None = None
+    limit: int = 100
+
+
 class TimerRepository(Protocol):
-    async def get(self, timer_id: str) -> Doc | None: ...
-    async def add(self, doc: Doc) -> bool: ...
-    async def update(self, timer_id: str, version: int, update: Doc) -> bool: ...
-    async def claim_due(self, now_ms: int, lease_ms: int, token: str) -> Doc | None: ...
+    """Timers, one document per clock, versioned; events wait in each document's outbox."""
+
+    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
+        """The timers of ``ids`` that exist, in one read."""
+        ...
+
+    async def save_many(self, changes: Sequence[Change]) -> Saved:
+        """New timers inserted, others updated at their version, in one write."""
+        ...
+
+    async def relay(self, saved: Sequence[Change]) -> int:
+        """Publish the events of ``saved`` (from memory), then clear their outboxes."""
+        ...
+
+    async def relay_pending(self, older_than_ms: int) -> int:
+        """Publish what a crash left in outboxes written before ``older_than_ms``."""
+        ...
+
+    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
+        """Lease up to ``limit`` due, unleased timers under ``token``; those this claim got.
+
+        A claim bumps the version, so a save decided from an older read (another member's
+        expired claim, an inbound writer) loses its race.
+        """
+        ...
+
+    async def page(self, listing: Listing) -> list[Doc]:
+        """Timers in listing order (deadline, then id) after the cursor, ``limit`` at most."""
+        ...
+
+    async def retention_for(self, refs: list[str], categories: list[str]) -> list[str]:
+        """Ids of retention timers a hold scope may cover (by subject, category, or all)."""
+        ...
+
+    async def for_processor(self, processor: str) -> list[str]:
+        """Ids of the processor-deletion timers of ``processor``."""
+        ...
 
 
-class MongoTimers:
-    """Timers in the deadlines database, one document per clock (``_id`` = timer id)."""
+class HoldRepository(Protocol):
+    """Legal holds as recorded (``_id`` = hold id or matter)."""
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.collection: AsyncCollection[Doc] = db[TIMERS]
-        self.holds: AsyncCollection[Doc] = db[HOLDS]
-        self.vault = SubjectVault(db)  # opens sealed subjects of purge work at relay
-
-    async def get(self, timer_id: str) -> Doc | None:
-        return await self.collection.find_one({"_id": timer_id})
+    async def get(self, key: str) -> Doc | None: ...
 
     async def add(self, doc: Doc) -> bool:
-        """Insert a new timer; False when one with that id exists already."""
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        """Record a hold; False when it exists already (a re-delivery)."""
+        ...
 
-    async def update(self, timer_id: str, version: int, update: Doc) -> bool:
-        """Apply ``update`` only if the timer is still at ``version`` (optimistic lock)."""
-        update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
-        result = await self.collection.update_one({"_id": timer_id, "version": version}, update)
-        return result.matched_count == 1
+    async def release(self, key: str, released_on: str) -> None: ...
 
-    async def update_leased(self, timer_id: str, version: int, token: str, update: Doc) -> bool:
-        """Apply ``update`` only while this claim's lease token is on the timer at ``version``."""
-        update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
-        query = {"_id": timer_id, "version": version, "lease_token": token}
-        result = await self.collection.update_one(query, update)
-        return result.matched_count == 1
+    async def active(self, refs: list[str]) -> list[Doc]:
+        """Active holds naming one of ``refs`` or naming no subject at all."""
+        ...
 
-    async def claim_due(self, now_ms: int, lease_ms: int, token: str) -> Doc | None:
-        """Lease the earliest due, unleased timer in one atomic update (None if none).
 
-        Only timers with ``next_fire_ms <= now`` are looked at, through the single-field
-        index, so the cost grows with due timers, never with pending ones.
-        """
-        return await self.collection.find_one_and_update(
-            {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}},
-            {"$set": {"lease_until_ms": now_ms + lease_ms, "lease_token": token}},
-            sort=[("next_fire_ms", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+class Vault(Protocol):
+    """Subject keys of the retention clocks (``shared/subject_vault.py``)."""
 
-    async def find(self, query: Doc, limit: int) -> list[Doc]:
-        """Timers matching ``query`` in listing order (deadline, then id)."""
-        cursor = self.collection.find(query).sort("sort_key", ASCENDING).limit(limit)
+    async def seal(
+        self, kid: str, value: Any, aad: str, now: datetime | None = None
+    ) -> dict[str, Any]: ...
+
+    async def open(self, sealed: dict[str, Any], aad: str) -> Any | None: ...
+
+    async def destroy(self, kid: str, now: datetime) -> bool: ...
+
+    async def destroyed(self, kid: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """What the use cases and the scheduler store through (built once, at start-up)."""
+
+    timers: TimerRepository
+    holds: HoldRepository
+    vault: Vault
+
+
+class MongoTimers(VersionedCollection):
+    """Timers in the deadlines database, one document per clock (``_id`` = timer id)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> None:
+        super().__init__(db[TIMERS])
+        self._broker = broker
+
+    async def relay(self, saved: Sequence[Change]) -> int:
+        return await relay_saved(self._broker(), self.collection, saved)
+
+    async def relay_pending(self, older_than_ms: int) -> int:
+        found = self.collection.find({"outbox_pending": True}, {"outbox_at_ms": 1})
+        ids = [
+            str(d["_id"]) async for d in found if int(d.get("outbox_at_ms") or 0) <= older_than_ms
+        ]
+        return sum([await relay(self._broker(), self.collection, i) for i in ids])
+
+    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
+        # Only timers with ``next_fire_ms <= now`` are read, through the single-field index:
+        # the cost grows with due timers, never with pending ones.
+        due = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
+        lease = {"$set": {"lease_until_ms": now_ms + lease_ms, "lease_token": token}}
+        for _ in range(CLAIM_ROUNDS):  # another member may take the timers found first
+            cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
+            found = [d async for d in cursor]
+            if not found:
+                return []
+            ids = [d["_id"] for d in found]
+            ours = {"_id": {"$in": ids}, **due}
+            claimed = await self.collection.update_many(ours, {**lease, "$inc": {"version": 1}})
+            if claimed.modified_count == len(found):  # all ours: no need to read them again
+                return [{**d, **lease["$set"], "version": d["version"] + 1} for d in found]
+            if claimed.modified_count:
+                mine = self.collection.find({"_id": {"$in": ids}, "lease_token": token})
+                return [d async for d in mine]
+        return []
+
+    async def page(self, listing: Listing) -> list[Doc]:
+        query: Doc = {}
+        if listing.states:
+            query["state"] = {"$in": list(listing.states)}
+        if listing.kinds:
+            query["kind"] = {"$in": list(listing.kinds)}
+        if listing.due_before_ms is not None:
+            query["due_ms"] = {"$lt": listing.due_before_ms}
+        if listing.after is not None:
+            query["sort_key"] = {"$gt": listing.after}
+        cursor = self.collection.find(query).sort("sort_key", ASCENDING).limit(listing.limit)
         return [doc async for doc in cursor]
 
-    async def retention_for(self, refs: list[str], categories: list[str]) -> list[Doc]:
-        """Retention timers a hold scope may cover (by subject, else by category, else all)."""
+    async def retention_for(self, refs: list[str], categories: list[str]) -> list[str]:
         if refs:
             query: Doc = {"subject_refs": {"$in": refs}}
         elif categories:
             query = {"category": {"$in": categories}}
         else:
             query = {"kind": "retention"}
-        return [d async for d in self.collection.find(query, {"_id": 1, "kind": 1})]
+        found = self.collection.find(query, {"_id": 1, "kind": 1})
+        return [str(d["_id"]) async for d in found if d.get("kind") == "retention"]
 
     async def for_processor(self, processor: str) -> list[str]:
-        """Ids of the processor-deletion timers of ``processor``."""
         found = self.collection.find({"processor": {"$in": [processor]}}, {"_id": 1})
         return [str(d["_id"]) async for d in found]
 
-    async def relay(self, broker: KafkaBroker, timer_id: str) -> int:
-        """Publish the pending events of one timer, oldest first; return how many."""
-        doc = await self.collection.find_one({"_id": timer_id}, {"outbox": 1, "version": 1})
-        pending = (doc or {}).get("outbox", [])
-        for entry in pending:
-            event = await opened_event(CloudEvent.model_validate(entry["event"]), self.vault)
-            await publish_event(broker, event, entry["key"])
-        if not pending or doc is None:
-            return 0
-        ids = [entry["id"] for entry in pending]
-        done = {"$pull": {"outbox": {"id": {"$in": ids}}}}
-        # Clear the flag only if nobody queued more since we read (every push bumps version).
-        cleared = await self.collection.update_one(
-            {"_id": timer_id, "version": doc["version"]},
-            {**done, "$set": {"outbox_pending": False}},
-        )
-        if cleared.matched_count == 0:
-            await self.collection.update_one({"_id": timer_id}, done)
-        return len(pending)
 
-    async def relay_pending(self, broker: KafkaBroker, older_than_ms: int) -> int:
-        """Relay timers a crash left with queued events (queued before ``older_than_ms``)."""
-        sent = 0
-        async for doc in self.collection.find({"outbox_pending": True}, {"outbox_at_ms": 1}):
-            if int(doc.get("outbox_at_ms") or 0) <= older_than_ms:
-                sent += await self.relay(broker, str(doc["_id"]))
-        return sent
+class MongoHolds:
+    """Legal holds in the deadlines database."""
 
-    async def get_hold(self, key: str) -> Doc | None:
-        return await self.holds.find_one({"_id": key})
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.collection: AsyncCollection[Doc] = db[HOLDS]
 
-    async def add_hold(self, doc: Doc) -> bool:
-        """Record a hold; False when it exists already (a re-delivery)."""
+    async def get(self, key: str) -> Doc | None:
+        return await self.collection.find_one({"_id": key})
+
+    async def add(self, doc: Doc) -> bool:
         try:
-            await self.holds.insert_one(doc)
+            await self.collection.insert_one(doc)
         except DuplicateKeyError:
             return False
         return True
 
-    async def release_hold(self, key: str, released_on: str) -> None:
-        await self.holds.update_one(
+    async def release(self, key: str, released_on: str) -> None:
+        await self.collection.update_one(
             {"_id": key}, {"$set": {"released_on": released_on, "active": False}}
         )
 
-    async def active_holds(self, refs: list[str]) -> list[Doc]:
-        """Active holds naming one of ``refs`` or naming no subject at all."""
-        named = self.holds.find({"subject_refs": {"$in": refs}}) if refs else None
+    async def active(self, refs: list[str]) -> list[Doc]:
+        named = self.collection.find({"subject_refs": {"$in": refs}}) if refs else None
         found = [d async for d in named] if named is not None else []
-        found += [d async for d in self.holds.find({"scope_all_subjects": True})]
+        found += [d async for d in self.collection.find({"scope_all_subjects": True})]
         return [d for d in found if d.get("active")]
+
+
+class MongoVault:
+    """The service's subject keys; a fresh ``SubjectVault`` per call, so a key another
+    member destroyed is never used from a cache."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+
+    async def seal(
+        self, kid: str, value: Any, aad: str, now: datetime | None = None
+    ) -> dict[str, Any]:
+        return await SubjectVault(self.db).seal(kid, value, aad, now)
+
+    async def open(self, sealed: dict[str, Any], aad: str) -> Any | None:
+        return await SubjectVault(self.db).open(sealed, aad)
+
+    async def destroy(self, kid: str, now: datetime) -> bool:
+        return await SubjectVault(self.db).destroy(kid, now)
+
+    async def destroyed(self, kid: str) -> bool:
+        return await SubjectVault(self.db).destroyed(kid)
+
+
+class ActionStore:
+    """The reads of the HTTP actions (``actions.py``, ``holdactions.py``), as they were
+    written against the former single storage class, over the MongoDB repositories."""
+
+    def __init__(self, timers: MongoTimers, holds: MongoHolds) -> None:
+        self._timers, self._holds = timers, holds
+        self.holds = holds.collection
+
+    async def get(self, timer_id: str) -> Doc | None:
+        return (await self._timers.load_many([timer_id])).get(timer_id)
+
+    async def find(self, query: Doc, limit: int) -> list[Doc]:
+        cursor = self._timers.collection.find(query).sort("sort_key", ASCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def get_hold(self, key: str) -> Doc | None:
+        return await self._holds.get(key)
+
+    async def for_processor(self, processor: str) -> list[str]:
+        return await self._timers.for_processor(processor)
+
+
+def mongo_repositories(db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> Repositories:
+    """The MongoDB repositories of the deadlines database."""
+    return Repositories(MongoTimers(db, broker), MongoHolds(db), MongoVault(db))

@@ -15,3 +15,9 @@ class DeadlinesSettings(BaseSettings):
     lease_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How long a claimed timer stays leased."
     )
+    claim_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Due timers claimed per bulk claim."
+    )
+    claim_workers: int = Field(
+        default=2, ge=1, le=16, description="Claim loops per tick (batches fired at once)."
+    )

@@ -1,122 +1,283 @@
-"""Deadlines use cases: load a timer -> recompute (clocks, rules engine) -> save -> relay."""
+"""Deadlines use cases, batch-shaped: one batch of inbound events -> the timers it touches,
+loaded in one read -> the decisions of ``decide.py`` folded in event order in memory ->
+one ``save_many`` (lost races redone alone) -> one relay of every event the batch caused.
+
+Each event is applied to a timer once (its id is kept in the timer's ``applied_events``);
+a refused event (``PermanentError``) does not stop the others: the batch is saved, then the
+first refusal is raised, so the consumer replays the batch one by one and dead-letters the
+refused event alone (the others are then already applied and change nothing).
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from faststream.kafka import KafkaBroker
+from opentelemetry.trace import Span
 
-from services.deadlines import clocks
-from services.deadlines.documents import (
-    Change,
+from services.deadlines import clocks, decide
+from services.deadlines.domain import to_ms
+from services.deadlines.messages import (
+    Outgoing,
+    Recompute,
     change_events,
     entries,
     new_timer,
-    outbox_fields,
     timer_fields,
 )
-from services.deadlines.domain import CLOSED, Base
-from services.deadlines.repository import MongoTimers
-from shared.errors import TransientError, TransitionRefused
+from services.deadlines.repository import Repositories
+from shared.clock import Clock
+from shared.errors import PermanentError, TransitionRefused
 from shared.events import CloudEvent
+from shared.events.inbound import (
+    BreachDetected,
+    BreachNotified,
+    ProcessorDeletionCertified,
+    ProcessorReplaced,
+)
+from shared.persistence import TOKEN, Change, retry_lost
 from shared.pseudonyms import Pseudonymiser
-from shared.rules import Policy
-from shared.service import Runtime
-from shared.subject_vault import SubjectVault
+from shared.rules import Policy, local_date
+from shared.subject_vault import is_sealed
 
-Compute = Callable[[dict[str, Any] | None], Change | None]
-ATTEMPTS = 5
-
-
-def wall_ms() -> int:
-    """Wall-clock milliseconds: only to age the outbox for the crash sweep, never a deadline."""
-    return int(time.time() * 1000)
+Doc = dict[str, Any]
+Compute = Callable[[Doc | None], Recompute | None]
+Tracer = Callable[[str], AbstractContextManager[Span]]
+is_closed = decide.is_closed  # imported from here by the HTTP actions
+APPLIED_KEPT = 200  # event ids kept per timer to recognise a redelivery
+STORED = frozenset({"_id", "version", TOKEN, "outbox", "outbox_pending"})
 
 
-@dataclass
+@dataclass(frozen=True)
+class Inbound:
+    """An event as the handler layer validated it: the envelope and its typed data (the
+    inbound model of its type; the data as sent for Gardien's own request and case events)."""
+
+    event: CloudEvent
+    data: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one event does to one timer; ``required`` names what must exist already."""
+
+    timer_id: str
+    event: CloudEvent
+    compute: Compute
+    required: str | None = None
+
+
 class Deadlines:
-    """Applies inbound events to timers, each event once, under an optimistic version lock."""
+    """Applies batches of inbound events to timers; ``plans`` say which timers each type
+    touches (``PLANS`` here, ``retention.PLANS``; ``app.bootstrap`` joins them)."""
 
-    runtime: Runtime
-    policy: Policy
+    def __init__(
+        self,
+        repos: Repositories,
+        policy: Policy,
+        clock: Clock,
+        pseudonyms: Pseudonymiser,
+        span: Tracer,
+        plans: dict[str, Plan],
+    ) -> None:
+        self.repos, self.policy, self.clock = repos, policy, clock
+        self.pseudonyms, self.span, self.plans = pseudonyms, span, plans
+        self.timers: Any = None  # the HTTP actions' store, set by the app (ActionStore)
 
-    @property
-    def timers(self) -> MongoTimers:
-        return MongoTimers(self.runtime.db)
+    async def handle(self, items: Sequence[Inbound]) -> None:
+        """One batch: plan each event (its own reads), apply all, raise the first refusal."""
+        refused: dict[str, PermanentError] = {}
+        steps: list[Step] = []
+        with self.span("deadlines.handle") as span:
+            span.set_attribute("gardien.batch_size", len(items))
+            for item in items:
+                plan = self.plans.get(item.event.type)
+                try:
+                    steps += await plan(self, item) if plan is not None else []
+                except PermanentError as exc:
+                    refused[item.event.id] = exc
+            await self.apply(steps, refused)
+            span.set_attribute("gardien.refused", len(refused))
+        first = next((refused[i.event.id] for i in items if i.event.id in refused), None)
+        if first is not None:
+            raise first
 
-    @property
-    def broker(self) -> KafkaBroker:
-        return self.runtime.broker
+    async def apply(self, steps: Sequence[Step], refused: dict[str, PermanentError]) -> int:
+        """Fold ``steps`` per timer in order, save once, relay once; how many timers changed."""
+        by_timer: dict[str, list[Step]] = {}
+        for step in steps:
+            by_timer.setdefault(step.timer_id, []).append(step)
+        saved: list[Change] = []
 
-    @property
-    def vault(self) -> SubjectVault:
-        """Subject keys of the retention clocks (``services/deadlines/subjects.py``)."""
-        return SubjectVault(self.runtime.db)
+        async def attempt(ids: list[str]) -> list[str]:
+            docs = await self.repos.timers.load_many(ids)
+            changes = []
+            for tid in ids:
+                change = await self._fold(tid, docs.get(tid), by_timer[tid], refused)
+                if change is not None:
+                    changes.append(change)
+            result = await self.repos.timers.save_many(changes)
+            saved.extend(result.saved)
+            return result.lost
 
-    @property
-    def pseudonyms(self) -> Pseudonymiser:
-        """The deployment's subject pseudonyms (the same in every service)."""
-        return self.runtime.pseudonyms
+        with self.span("deadlines.apply") as span:
+            span.set_attribute("gardien.timers", len(by_timer))
+            await retry_lost(by_timer, attempt)
+            span.set_attribute("gardien.events_sent", await self.repos.timers.relay(saved))
+        return len(saved)
 
-    async def apply(self, timer_id: str, event: CloudEvent, compute: Compute) -> None:
-        """Apply ``compute`` to one timer unless ``event`` was applied to it already."""
-        with self.runtime.span("deadlines.apply") as span:
-            span.set_attribute("gardien.timer_id", timer_id)
-            span.set_attribute("gardien.event_type", event.type)
-            for _ in range(ATTEMPTS):
-                if await self._attempt(timer_id, event, compute):
-                    break
-            else:
-                raise TransientError(f"timer {timer_id} kept changing under a concurrent writer")
-            await self.timers.relay(self.broker, timer_id)
+    async def _fold(
+        self, timer_id: str, doc: Doc | None, steps: list[Step], refused: dict[str, PermanentError]
+    ) -> Change | None:
+        state, events = doc, []
+        for step in steps:
+            if state is not None and step.event.id in state.get("applied_events", []):
+                continue
+            try:
+                if state is None and step.required:
+                    raise TransitionRefused(f"unknown {step.required}")
+                change = step.compute(state)
+            except PermanentError as exc:
+                refused[step.event.id] = exc
+                continue
+            if change is not None:
+                new = self._next(state, change, step.event)
+                events += change_events(state, new, step.event)
+                state = new
+        if state is None or state is doc:
+            return None
+        return await self._change(doc, state, events)
 
-    async def _attempt(self, timer_id: str, event: CloudEvent, compute: Compute) -> bool:
-        doc = await self.timers.get(timer_id)
-        if doc is not None and event.id in doc.get("applied_events", []):
-            return True
-        change = compute(doc)
-        if change is None:
-            return True
-        fired = set(doc.get("fired", [])) if doc else set()
-        fields = {**timer_fields(change.spec, fired, self.policy), **change.fields}
-        events = change_events(doc, {"_id": timer_id, **fields}, event)
-        if doc is None:
-            new = new_timer(change, self.policy, event.id)
-            new.update(outbox=entries(events), **outbox_fields(events, wall_ms()))
-            return await self.timers.add(new)
-        sets = {"inputs": change.inputs, **fields, **outbox_fields(events, wall_ms())}
-        if events:
-            # The whole array is set under the version lock: nx-27017 stores sub-documents
-            # pushed with ``$each`` as JSON strings.
-            sets["outbox"] = [*doc.get("outbox", []), *entries(events)]
-        update = {
-            "$set": sets,
-            "$push": {"applied_events": {"$each": [event.id], "$slice": -200}},
+    def _next(self, state: Doc | None, change: Recompute, event: CloudEvent) -> Doc:
+        if state is None:
+            return new_timer(change, self.policy, event.id)
+        fired = set(state.get("fired", []))
+        return {
+            **state,
+            "inputs": change.inputs,
+            **timer_fields(change.spec, fired, self.policy),
+            **change.fields,
+            "applied_events": [*state.get("applied_events", []), event.id][-APPLIED_KEPT:],
         }
-        return await self.timers.update(timer_id, doc["version"], update)
+
+    async def _change(self, doc: Doc | None, state: Doc, events: list[Outgoing]) -> Change:
+        """The save of ``state``: changed fields only, events queued after any left over."""
+        fields = {
+            k: v
+            for k, v in state.items()
+            if k not in STORED and (doc is None or k not in doc or doc[k] != v)
+        }
+        if events:
+            fields["outbox_at_ms"] = to_ms(self.clock.now())
+        left, left_sent = await outgoing(doc, self.repos)
+        version = int(doc["version"]) if doc is not None else None
+        return Change(
+            str(state["_id"]), version, fields, left + entries(events), left_sent + events
+        )
 
     async def relay_stale(self, grace_ms: int = 10_000) -> int:
         """Publish events a crashed writer left queued for longer than ``grace_ms``."""
-        return await self.timers.relay_pending(self.broker, wall_ms() - grace_ms)
+        return await self.repos.timers.relay_pending(to_ms(self.clock.now()) - grace_ms)
 
 
-def is_closed(doc: dict[str, Any] | None) -> bool:
-    """True once a timer's obligation is met, missed or done: such a timer is final."""
-    return doc is not None and Base(doc["base"]) in CLOSED
+async def outgoing(doc: Doc | None, repos: Repositories) -> tuple[list[Doc], list[Outgoing]]:
+    """The outbox entries ``doc`` still holds, and the same events as they are sent."""
+    stored = [
+        json.loads(e) if isinstance(e, str) else dict(e) for e in (doc or {}).get("outbox") or []
+    ]
+    sent = [(await as_sent(CloudEvent.model_validate(e["event"]), repos), e["key"]) for e in stored]
+    return stored, sent
 
 
-def require_timer(doc: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    """The timer, or a domain refusal naming what is unknown (dead-lettered, audited)."""
-    if doc is None:
-        raise TransitionRefused(f"unknown {what}")
-    return doc
+async def as_sent(event: CloudEvent, repos: Repositories) -> CloudEvent:
+    """``event`` with its sealed subject opened (left out once the key is destroyed)."""
+    sealed = event.data.get("subject")
+    if not isinstance(sealed, dict) or not is_sealed(sealed):
+        return event
+    data = dict(event.data)
+    subject = await repos.vault.open(sealed, "subject")
+    if subject is None:
+        data.pop("subject")
+    else:
+        data["subject"] = subject
+    return event.model_copy(update={"data": data})
 
 
-def known_category(category: str, policy: Policy) -> None:
-    """Refuse a category the policy's retention schedule does not know (R-RET-2)."""
-    clocks.retention_clock(
-        "check", {"category": category, "start_date": "2000-01-01", "holds": []}, policy
-    )
+# ---- which timers each inbound event touches (reads of holds and keys happen here) -------
+
+
+Plan = Callable[[Deadlines, Inbound], Awaitable[list[Step]]]
+
+
+async def request_event(uses: Deadlines, item: Inbound) -> list[Step]:
+    """Request clocks from intake's accepted and status_changed events."""
+    data, event = item.data, item.event
+    rid, calendar = data.get("request_id"), uses.policy.holiday_calendar
+    if not isinstance(rid, str):
+        return []
+    return [
+        Step(
+            f"request:{rid}", event, lambda d: decide.request_change(d, event.type, data, calendar)
+        )
+    ]
+
+
+async def breach_detected(uses: Deadlines, item: Inbound) -> list[Step]:
+    """The 72 h authority clock and, for a high risk, the data-subject clock (R-BR-1..4)."""
+    data: BreachDetected = item.data
+    raw = data.model_dump(mode="json")
+    inputs = {k: raw.get(k) for k in ("aware_at", "reported_by", "processor_aware_at", "risk")}
+    return [
+        Step(spec.timer_id, item.event, partial(decide.opened, spec=spec, inputs=inputs))
+        for spec in clocks.breach_clocks(raw, uses.policy)
+    ]
+
+
+async def breach_notified(uses: Deadlines, item: Inbound) -> list[Step]:
+    """Authority or subjects notified: met, or late with reasons required (R-BR-3)."""
+    data: BreachNotified = item.data
+    which = "authority" if item.event.type.endswith("authority_notified") else "subjects"
+    compute: Compute = lambda d: decide.notified_change(d, data)  # noqa: E731
+    return [
+        Step(f"breach:{data.breach_id}:{which}", item.event, compute, f"breach {data.breach_id}")
+    ]
+
+
+async def processor_replaced(uses: Deadlines, item: Inbound) -> list[Step]:
+    """The old processor must delete or return the data by end + contractual days."""
+    data: ProcessorReplaced = item.data
+    contractual = uses.policy.contractual
+    days = data.contractual_days
+    choice = data.controller_choice.value if data.controller_choice else None
+    inputs = {
+        "old_processor": data.old_processor, "new_processor": data.new_processor,
+        "effective_on": local_date(data.effective_at).isoformat(),
+        "contractual_days": days if days is not None else contractual.processor_deletion_days,
+        "controller_choice": choice or contractual.processor_end_choice,
+    }  # fmt: skip
+    spec = clocks.processor_clock(inputs)
+    fields = {"processor": data.old_processor}
+    return [Step(spec.timer_id, item.event, lambda d: decide.opened(d, spec, inputs, fields))]
+
+
+async def deletion_certified(uses: Deadlines, item: Inbound) -> list[Step]:
+    """A certificate closes the processor's clocks: closed, or closed late (R-PROC-1)."""
+    data: ProcessorDeletionCertified = item.data
+    on = local_date(data.at)
+    found = await uses.repos.timers.for_processor(data.processor)
+    return [Step(tid, item.event, lambda d: decide.certified_change(d, on)) for tid in found]
+
+
+PLANS: dict[str, Plan] = {
+    "gardien.request.accepted": request_event,
+    "gardien.request.status_changed": request_event,
+    "gdpr.breach.detected": breach_detected,
+    "gdpr.breach.authority_notified": breach_notified,
+    "gdpr.breach.subjects_notified": breach_notified,
+    "gdpr.processor.replaced": processor_replaced,
+    "gdpr.processor.deletion_certified": deletion_certified,
+}

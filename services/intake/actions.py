@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Request, status
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake import domain, state, updates
+from services.intake import domain, lifecycle
 from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
 from shared.auth import Scope, StoredKey, require
 from shared.errors import TransitionRefused
@@ -92,7 +92,9 @@ async def _act(
     payload = model.model_validate(event.data)
     assert isinstance(payload, RequestStep)
     try:
-        domain.apply(state.lifecycle(doc), updates.step_of(event, payload, uses.policy.timezone))
+        lifecycle.apply(
+            lifecycle.lifecycle_of(doc), domain.step_of(event, payload, uses.policy.timezone)
+        )
     except TransitionRefused as exc:
         raise refused(exc.reason) from None
     except KeyError:

@@ -1,6 +1,13 @@
-"""The intake service: records data-subject requests, runs their lifecycle and decides."""
+"""The intake service: records data-subject requests, runs their lifecycle and decides.
+
+``bootstrap`` is the one door: the app builds the MongoDB repositories in its lifespan;
+tests pass in-memory ones (``services.intake.memory``) through ``repositories``.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -8,12 +15,19 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from services.intake import handlers
 from services.intake.actions import router as actions
 from services.intake.http import router
-from services.intake.repository import INDEXES
-from services.intake.usecases import Intake
+from services.intake.repository import (
+    INDEXES,
+    MongoRequests,
+    MongoSubjectHistory,
+    MongoSubjectKeys,
+)
+from services.intake.usecases import Intake, Repositories
 from shared import rules
 from shared.clock import Clock, SystemClock
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+
+RepositoryFactory = Callable[[Runtime], Repositories]
 
 
 def active_policy(settings: Settings) -> rules.Policy:
@@ -22,23 +36,57 @@ def active_policy(settings: Settings) -> rules.Policy:
     return rules.load_policy(path) if path is not None else rules.default_policy()
 
 
+def mongo_repositories(runtime: Runtime) -> Repositories:
+    """Intake's MongoDB repositories on the running service's database."""
+    db = runtime.db
+    return Repositories(
+        MongoRequests(db, runtime.broker), MongoSubjectHistory(db), MongoSubjectKeys(db)
+    )
+
+
+def bootstrap(runtime: Runtime, repos: Repositories, policy: rules.Policy, clock: Clock) -> Intake:
+    """The intake use cases wired to ``repos`` and the runtime's pseudonyms and tracer."""
+    return Intake(repos, runtime.pseudonyms, policy, clock, runtime.span)
+
+
+class Started:
+    """The use cases once the lifespan has built them (subscribers wait for them)."""
+
+    def __init__(self) -> None:
+        self._ready = asyncio.Event()
+        self._intake: Intake | None = None
+
+    def set(self, intake: Intake) -> None:
+        self._intake = intake
+        self._ready.set()
+
+    async def get(self) -> Intake:
+        await self._ready.wait()
+        assert self._intake is not None
+        return self._intake
+
+
 def create_app(
-    settings: Settings, exporter: SpanExporter | None = None, clock: Clock | None = None
+    settings: Settings,
+    exporter: SpanExporter | None = None,
+    clock: Clock | None = None,
+    repositories: RepositoryFactory | None = None,
 ) -> FastAPI:
     """The intake app: subscribers, routes, and a start-up relay of pending events."""
-    policy = active_policy(settings)
-    uses: dict[str, Intake] = {}
+    policy, started = active_policy(settings), Started()
 
     def wire(runtime: Runtime) -> None:
-        uses["intake"] = Intake(runtime, policy, clock or SystemClock())
-        handlers.register(runtime, uses["intake"])
+        handlers.register(runtime, started.get)
 
-    async def relay_pending(runtime: Runtime) -> None:
+    async def start(runtime: Runtime) -> None:
         # Retired: subject hashes now use the deployment's pseudonym key (shared/pseudonyms).
         await runtime.db["vault"].delete_one({"_id": "subject-hash"})
-        await uses["intake"].relay_pending()
+        repos = (repositories or mongo_repositories)(runtime)
+        intake = bootstrap(runtime, repos, policy, clock or SystemClock())
+        app.state.intake = intake
+        await intake.relay_pending()
+        started.set(intake)
 
-    spec = ServiceSpec("intake", wire, INDEXES, [router, actions], after_start=[relay_pending])
+    spec = ServiceSpec("intake", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
-    app.state.intake = uses["intake"]
     return app

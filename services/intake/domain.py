@@ -1,207 +1,296 @@
-"""Pure rules of a request's life: which follow-up may move it, where to, and its clock.
+"""The request aggregate (pure): its stored form and every change an event makes to it,
+with the events the change causes.
 
-No I/O and no clock reads: dates come in as parameters; every legal computation is the
-rules engine's (``shared.rules``), this module only keeps the state machine.
+Decisions taken here: screening a new request (through ``decisions``), holding its erasure
+work until identity is verified, refusing impossible or duplicate events, progress and
+closing on erasure case reports, and which subject keys a closed case shreds. The state
+machine and the clock are ``lifecycle``'s. No I/O, no clock reads: ``now`` comes in.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
-from enum import StrEnum
+from datetime import date, datetime
 from typing import Any
 
+from services.intake import lifecycle, messages
+from services.intake.decisions import Decided, decide
+from services.intake.details import Details, parse_details
+from services.intake.lifecycle import Lifecycle, Status, Step, fields, lifecycle_of
+from services.intake.messages import CaseReport, jsonable
 from shared import rules
 from shared.errors import TransitionRefused
+from shared.events import CloudEvent
+from shared.events.inbound import RequestExtended, RequestReceived, RequestResponded, RequestStep
+
+Doc = dict[str, Any]
+STORAGE = frozenset({"_id", "version", "_w", "outbox", "outbox_pending"})
+MAX_APPLIED = 500
+DUPLICATE = "duplicate request_id: the first request stands"
 
 
-class Status(StrEnum):
-    RECEIVED = "received"
-    AWAITING_IDENTITY = "awaiting_identity"
-    AWAITING_INFORMATION = "awaiting_information"
-    IN_PROGRESS = "in_progress"
-    EXTENDED = "extended"
-    RESPONDED = "responded"
-    PARTLY_REFUSED = "partly_refused"
-    REFUSED = "refused"
-    CLOSED = "closed"
+def entries(raw: Any) -> list[Doc]:
+    """Stored event entries (outbox, held work); the embedded server may return JSON text."""
+    return [json.loads(e) if isinstance(e, str) else dict(e) for e in raw or []]
 
 
-ACTIVE = frozenset({Status.RECEIVED, Status.IN_PROGRESS, Status.EXTENDED})
-PAUSED = frozenset({Status.AWAITING_IDENTITY, Status.AWAITING_INFORMATION})
-ANSWERED = frozenset({Status.RESPONDED, Status.PARTLY_REFUSED, Status.REFUSED})
-FINAL = ANSWERED | {Status.CLOSED}
+@dataclass
+class Request:
+    """One request during a batch: its fields, and what the batch's events made it cause.
 
-IDENTITY_REASONS = frozenset({"identity", "identity_verification"})
-FOLLOW_UPS = ("identity_verified", "info_requested", "info_received", "extended", "responded")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The controller's answer: outcome, reasons and complaint rights (Art 12(4))."""
-
-    responded_on: date
-    outcome: Status
-    reasons: tuple[str, ...] = ()
-    complaint_rights_given: bool = False
-
-
-@dataclass(frozen=True)
-class Lifecycle:
-    """Everything the state machine and the clock need to know about one request."""
-
-    status: Status
-    receipt: date
-    calendar: str = "FR-metropole"
-    resume_to: Status = Status.RECEIVED
-    pauses: tuple[rules.Pause, ...] = ()
-    extension: rules.Extension | None = None
-    extension_reasons: tuple[str, ...] = ()
-    answer: Answer | None = None
-    open_work: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One follow-up as the state machine reads it (dates already local to Europe/Paris)."""
-
-    kind: str
-    on: date
-    reason: str | None = None
-    reasons: tuple[str, ...] = ()
-    outcome: str = "responded"
-    complaint_rights_given: bool = False
-
-
-def clock(lc: Lifecycle) -> dict[str, Any]:
-    """The request's clock as published in events (docs/events.md), via R-DSR-1..3.
-
-    ``due_date`` and ``base_due_date`` are the one-month end (with paused days);
-    ``effective_due_date`` is the extended end when ``extension_valid``, else the base.
+    ``events`` are new events to publish (plain); ``held`` new work to keep until identity
+    is verified; ``released`` held entries (stored form) to publish now; ``pending`` stored
+    outbox entries an earlier writer left unsent.
     """
-    ext = rules.extension(lc.receipt, lc.extension, lc.calendar, lc.pauses)
-    base = ext.base
-    state = "stopped" if lc.answer else "paused" if base.paused_since else "running"
-    out: dict[str, Any] = {
-        "receipt_date": base.receipt_date,
-        "raw_due_date": base.raw_due_date,
-        "due_date": base.due_date,
-        "base_due_date": base.due_date,
-        "extension_valid": ext.extension_valid,
-        "extension_notified_on": lc.extension.notified_on if lc.extension else None,
-        "extended_due_date": ext.extended_due_date,
-        "effective_due_date": ext.effective_due_date,
-        "paused_days": base.paused_days,
-        "paused_since": base.paused_since,
-        "state": state,
-        "calendar": lc.calendar,
-        "basis": "R-DSR-2" if ext.extension_valid else "R-DSR-1",
-        "late_information_requests": list(base.late_information_requests),
-    }
-    if lc.answer is not None:
-        out["responded_on"] = lc.answer.responded_on
-        due = ext.effective_due_date
-        out["on_time"] = None if due is None else rules.on_time(lc.answer.responded_on, due)
-    return out
 
+    id: str
+    doc: Doc
+    version: int | None = None
+    original: Doc = field(default_factory=dict)
+    pending: list[Doc] = field(default_factory=list)
+    events: list[CloudEvent] = field(default_factory=list)
+    held: list[CloudEvent] = field(default_factory=list)
+    released: list[Doc] = field(default_factory=list)
 
-def apply(lc: Lifecycle, step: Step) -> Lifecycle:
-    """The request after ``step``, or TransitionRefused with the reason it cannot apply."""
-    if lc.status is Status.CLOSED:
-        raise TransitionRefused(f"{step.kind}: the request is closed")
-    if step.on < lc.receipt:
-        raise TransitionRefused(f"{step.kind} on {step.on} is before receipt on {lc.receipt}")
-    moves = {
-        "info_requested": _info_requested,
-        "info_received": _info_received,
-        "identity_verified": _identity_verified,
-        "extended": _extended,
-        "responded": _responded,
-    }
-    if step.kind not in moves:
-        raise TransitionRefused(f"intake does not handle {step.kind}")
-    return moves[step.kind](lc, step)
+    @classmethod
+    def loaded(cls, stored: Doc) -> Request:
+        """The aggregate of a stored request document."""
+        doc = {k: v for k, v in stored.items() if k not in STORAGE}
+        pending = entries(stored.get("outbox"))
+        version = int(stored.get("version") or 0)
+        return cls(str(stored["_id"]), doc, version, dict(doc), pending)
 
+    @property
+    def changed(self) -> Doc:
+        """The fields to write: all of a new request, else those the batch changed."""
+        if self.version is None:
+            return self.doc
+        return {
+            k: v for k, v in self.doc.items() if k not in self.original or self.original[k] != v
+        }
 
-def close_if_done(lc: Lifecycle) -> Lifecycle:
-    """An answered request whose erasure work is all closed is closed."""
-    if lc.status in ANSWERED and not lc.open_work:
-        return replace(lc, status=Status.CLOSED)
-    return lc
-
-
-def _info_requested(lc: Lifecycle, step: Step) -> Lifecycle:
-    if lc.status not in ACTIVE:
-        raise TransitionRefused(f"cannot request information while the request is {lc.status}")
-    identity = step.reason in IDENTITY_REASONS
-    reason = "identity_verification" if identity else (step.reason or "clarification")
-    pause = rules.Pause(step.on, None, reason)
-    status = Status.AWAITING_IDENTITY if identity else Status.AWAITING_INFORMATION
-    return replace(lc, status=status, resume_to=lc.status, pauses=(*lc.pauses, pause))
-
-
-def _end_pause(lc: Lifecycle, on: date) -> tuple[rules.Pause, ...]:
-    last = lc.pauses[-1]
-    if on < last.requested_on:
-        raise TransitionRefused(f"answer on {on} predates the request for it ({last.requested_on})")
-    return (*lc.pauses[:-1], replace(last, received_on=on))
-
-
-def _info_received(lc: Lifecycle, step: Step) -> Lifecycle:
-    if lc.status not in PAUSED:
-        raise TransitionRefused(f"no information was awaited: the request is {lc.status}")
-    return replace(lc, status=lc.resume_to, pauses=_end_pause(lc, step.on))
-
-
-def _identity_verified(lc: Lifecycle, step: Step) -> Lifecycle:
-    if lc.status is Status.RECEIVED:
-        return replace(lc, status=Status.IN_PROGRESS)
-    if lc.status is Status.AWAITING_IDENTITY:
-        resume = Status.IN_PROGRESS if lc.resume_to is Status.RECEIVED else lc.resume_to
-        return replace(lc, status=resume, pauses=_end_pause(lc, step.on))
-    raise TransitionRefused(f"identity cannot be verified while the request is {lc.status}")
-
-
-def _extended(lc: Lifecycle, step: Step) -> Lifecycle:
-    if lc.status is Status.EXTENDED:
-        raise TransitionRefused("the request was already extended (Art 12(3) allows one period)")
-    if lc.status not in ACTIVE:
-        raise TransitionRefused(f"a request that is {lc.status} cannot be extended")
-    if not step.reasons:
-        raise TransitionRefused("an extension needs reasons (GDPR Art 12(3))")
-    notice = rules.Extension(step.on, reasons_given=True)
-    result = rules.extension(lc.receipt, notice, lc.calendar, lc.pauses)
-    if not result.extension_valid:
-        raise TransitionRefused(
-            f"extension notified on {step.on} after the one-month limit "
-            f"{result.base.due_date} (R-DSR-2, GDPR Art 12(3)); the due date stands"
+    def has_applied(self, event_id: str) -> bool:
+        return event_id == self.doc.get("source_event_id") or event_id in self.doc.get(
+            "applied_events", []
         )
-    return replace(lc, status=Status.EXTENDED, extension=notice, extension_reasons=step.reasons)
+
+    def mark_applied(self, event_id: str) -> None:
+        self.doc["applied_events"] = [*self.doc.get("applied_events", []), event_id][-MAX_APPLIED:]
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return lifecycle_of(self.doc)
 
 
-def _responded(lc: Lifecycle, step: Step) -> Lifecycle:
-    if lc.status in ANSWERED:
-        raise TransitionRefused(f"the request was already answered ({lc.status})")
-    outcome = Status(step.outcome)
-    pauses = lc.pauses
-    if lc.status in PAUSED:
-        if outcome is not Status.REFUSED:
-            raise TransitionRefused(
-                f"the request is {lc.status}: only a refusal can answer it before the data "
-                "subject replies"
+def receipt_of(data: RequestReceived, policy: rules.Policy) -> date:
+    """The receipt date of a new request in the policy's time zone (R-DSR-1)."""
+    return rules.receipt_date(data.received_at, policy.timezone)
+
+
+def screen(
+    data: RequestReceived, policy: rules.Policy, past: Sequence[date]
+) -> tuple[Decided, Details | None]:
+    """The rules engine's decision on a new request, and its details when they are valid.
+
+    ``past``: receipt dates of the subject's other requests of the same right.
+    """
+    try:
+        details = parse_details(data.details)
+    except ValueError as exc:  # the request stands; a person reviews its details
+        return Decided(flags=["details_invalid"], details_error=str(exc)[:500]), None
+    receipt = receipt_of(data, policy)
+    kind = data.subject.kind.value
+    return decide(data.right.value, kind, details, receipt, policy, past), details
+
+
+def holds_work(decision: Decided, details: Details | None) -> bool:
+    """Hold-until-identity: the work waits for ``identity_verified`` when the details ask."""
+    return bool(decision.work) and details is not None and details.await_identity
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What a new request is recorded from: its event, screening and sealed personal data."""
+
+    event: CloudEvent
+    data: RequestReceived
+    decision: Decided
+    details: Details | None
+    subject_refs: list[str]
+    sealed_identifiers: Doc
+    sealed_details: Doc
+
+
+def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request:
+    """The request recorded from ``new``, with its accepted/decided/work events."""
+    data, event, decision = new.data, new.event, new.decision
+    req = Request(data.request_id, _document(new, policy, now))
+    doc = req.doc
+    req.events.append(messages.accepted(event, data, doc["clock"], doc["flags"]))
+    if decision.anything:
+        req.events.append(messages.decided(event, req.id, doc["right"], decision))
+    if decision.work:
+        due = doc["clock"]["effective_due_date"]
+        work = messages.work_requested(event, req.id, data.subject, decision, due)
+        if holds_work(decision, new.details):
+            req.held.append(work)
+        else:
+            req.events.append(work)
+            doc["open_work"] = [decision.work_case]
+    return req
+
+
+def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
+    """The stored fields of a new request (identifiers and details sealed)."""
+    data, event = new.data, new.event
+    lc = Lifecycle(Status.RECEIVED, receipt_of(data, policy), policy.holiday_calendar)
+    return {
+        "source_event_id": event.id,
+        "right": data.right.value,
+        "received_at": data.received_at,
+        "received_tz": data.received_at.isoformat(),
+        "channel": data.channel,
+        "subject": {"kind": data.subject.kind.value, "identifiers": new.sealed_identifiers},
+        "subject_refs": new.subject_refs,
+        "details": new.sealed_details,
+        "created_at": now,
+        **fields(lc),
+        **jsonable(decision_fields(new.decision)),
+        "history": [entry(Status.RECEIVED, event, data.received_at)],
+        "refusals": [],
+        "applied_events": [event.id],
+        "held_work": [],
+    }
+
+
+def received_again(req: Request, event: CloudEvent) -> None:
+    """A second ``received`` for a recorded request: the first stands, a new one is refused."""
+    if not req.has_applied(event.id):
+        refuse(req, event, DUPLICATE)
+
+
+def refuse(req: Request, event: CloudEvent, reason: str) -> None:
+    """A refused event: state unchanged, the refusal recorded and audited."""
+    status = req.doc["status"]
+    req.events.append(messages.transition_refused(event, req.id, status, reason))
+    record = {"cause": event.type, "event_id": event.id, "reason": reason, "at": event.time}
+    req.doc["refusals"] = [*entries(req.doc.get("refusals")), jsonable(record)]
+    req.mark_applied(event.id)
+
+
+def follow_up(req: Request, event: CloudEvent, data: RequestStep, tz: str) -> None:
+    """Move the request on a follow-up; an impossible one is refused (not applied)."""
+    if req.has_applied(event.id):
+        return
+    before = req.lifecycle
+    try:
+        after = lifecycle.apply(before, step_of(event, data, tz))
+    except TransitionRefused as exc:
+        refuse(req, event, exc.reason)
+        return
+    _moved(req, event, data.at, before, after)
+    req.mark_applied(event.id)
+
+
+def _moved(
+    req: Request, event: CloudEvent, at: datetime, before: Lifecycle, after: Lifecycle
+) -> None:
+    """The new state after a transition, its status events, held work released or dropped."""
+    doc = req.doc
+    flags = list(doc.get("flags", []))
+    if after.answer is not None and before.answer is None:
+        flags += [f for f in lifecycle.answer_flags(after.answer) if f not in flags]
+    held = entries(doc.get("held_work"))
+    if held and event.type.endswith("identity_verified"):
+        after = replace(after, open_work=after.open_work | {doc.get("work_case") or "req"})
+        req.released += held
+        doc["held_work"] = []
+    elif held and after.status is Status.REFUSED:
+        doc["held_work"] = []  # a refused request's work is never sent
+    closed = lifecycle.close_if_done(after)
+    extra = {"at": at, "flags": flags, **_step_extra(event)}
+    history = entries(doc.get("history"))
+    for suffix, src, dst in (("status", before, after), ("closed", after, closed)):
+        if src.status is not dst.status:
+            moved = (src.status.value, dst.status.value)
+            clock = fields(dst)["clock"]
+            req.events.append(
+                messages.status_changed(event, suffix, req.id, moved, {**extra, "clock": clock})
             )
-        pauses = _end_pause(lc, step.on)
-    if outcome is not Status.RESPONDED and not step.reasons:
-        raise TransitionRefused("a refusal needs reasons (GDPR Art 12(4))")
-    answer = Answer(step.on, outcome, step.reasons, step.complaint_rights_given)
-    return replace(lc, status=outcome, pauses=pauses, answer=answer)
+            history.append(entry(dst.status, event, at, _step_extra(event)))
+    doc.update({**fields(closed), "flags": flags, "history": history})
 
 
-def answer_flags(answer: Answer) -> list[str]:
-    """Flags an answer raises: a refusal without complaint rights breaches Art 12(4)."""
-    refused = answer.outcome is not Status.RESPONDED
-    return (
-        ["art12_4_complaint_rights_missing"]
-        if refused and not answer.complaint_rights_given
-        else []
+def case_reported(req: Request, event: CloudEvent, report: CaseReport, kind: str) -> bool:
+    """Per-system progress of the request's case ``kind``; True when it closed now."""
+    if req.has_applied(event.id):
+        return False
+    state = event.type.removeprefix("gardien.erasure.case.")
+    progress = dict(req.doc.get("progress") or {})
+    if (progress.get(kind) or {}).get("state") == "closed" and state != "closed":
+        req.mark_applied(event.id)
+        return False  # a late report never reopens a closed case
+    systems = report.systems
+    progress[kind] = jsonable(
+        {
+            "case_id": report.case_id,
+            "state": state,
+            "systems": [{"system": k, **v} for k, v in systems.items() if isinstance(v, dict)],
+            "closed_at": report.closed_at,
+            "art19": report.art19,
+            "updated_at": event.time,
+        }
     )
+    req.doc["progress"] = progress
+    req.mark_applied(event.id)
+    if state != "closed":
+        return False
+    before = req.lifecycle
+    _moved(req, event, event.time, before, replace(before, open_work=before.open_work - {kind}))
+    return True
+
+
+def keys_to_shred(req: Request, subject_requests: Iterable[str]) -> set[str]:
+    """Requests whose subject key a closed case ends: an erasure ends the subject's others."""
+    ids = {req.id}
+    if req.doc.get("right") == "erasure" and req.doc.get("subject_refs"):
+        ids |= set(subject_requests)
+    return ids
+
+
+def step_of(event: CloudEvent, data: RequestStep, tz: str) -> Step:
+    """A follow-up as the state machine reads it (its date local to ``tz``)."""
+    kind = event.type.removeprefix("gdpr.request.")
+    on = rules.local_date(data.at, tz)
+    if isinstance(data, RequestResponded):
+        outcome, rights = data.outcome.value, data.complaint_rights_given
+        return Step(kind, on, data.reason, tuple(data.reasons), outcome, rights)
+    if isinstance(data, RequestExtended):
+        return Step(kind, on, data.reason, tuple(data.reasons))
+    return Step(kind, on, data.reason)
+
+
+def _step_extra(event: CloudEvent) -> Doc:
+    keys = ("reasons", "reason", "outcome", "complaint_rights_given")
+    return {k: event.data[k] for k in keys if k in event.data}
+
+
+def decision_fields(d: Decided) -> Doc:
+    return {
+        "decisions": d.decisions,
+        "flags": d.flags,
+        "frequency": d.frequency,
+        "objection": d.objection,
+        "post_mortem": d.post_mortem,
+        "details_error": d.details_error,
+        "work_case": d.work_case if d.work else None,
+        "open_work": [],
+    }
+
+
+def entry(status: Status, event: CloudEvent, at: Any, extra: Doc | None = None) -> Doc:
+    """One line of the request's history."""
+    line = {"status": status.value, "at": at, "event_id": event.id, "cause": event.type}
+    return jsonable({**line, **(extra or {})})  # type: ignore[no-any-return]

@@ -1,24 +1,50 @@
-"""Intake's subscribers: validate (done by the consumer) -> call a use case."""
+"""Intake's subscribers: one batch subscriber per topic, validate -> call a use case."""
 
 from __future__ import annotations
 
-from services.intake.usecases import Intake
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from pydantic import ValidationError
+
+from services.intake.messages import CaseReport
+from services.intake.usecases import Arrival, Intake, Report
 from shared import topics
+from shared.errors import EventRejected
 from shared.events import CloudEvent
+from shared.events.inbound import RequestReceived, RequestStep
 from shared.service import Runtime
 
+log = logging.getLogger(__name__)
 
-def register(runtime: Runtime, intake: Intake) -> None:
+
+def arrival(event: CloudEvent) -> Arrival:
+    """A ``gdpr.request.*`` event with its typed data (validated once, here)."""
+    data = event.payload()
+    if not isinstance(data, RequestReceived | RequestStep):
+        raise EventRejected(f"intake does not handle {event.type}")
+    return event, data
+
+
+def reports(events: Sequence[CloudEvent]) -> list[Report]:
+    """The case reports intake can read; others are skipped (erasure owns the topic)."""
+    out: list[Report] = []
+    for event in events:
+        try:
+            out.append((event, CaseReport.model_validate(event.data)))
+        except ValidationError:
+            log.warning("case report %s skipped: unexpected data shape", event.id)
+    return out
+
+
+def register(runtime: Runtime, intake: Callable[[], Awaitable[Intake]]) -> None:
     """Intake owns the requests topic (and its dead letters) and reads erasure case reports."""
 
-    async def on_request_event(event: CloudEvent) -> None:
-        if event.type == "gdpr.request.received":
-            await intake.receive(event)
-        else:
-            await intake.follow_up(event)
+    async def on_requests(events: Sequence[CloudEvent]) -> None:
+        await (await intake()).requests_arrived([arrival(e) for e in events])
 
-    async def on_case_event(event: CloudEvent) -> None:
-        await intake.case_reported(event)
+    async def on_cases(events: Sequence[CloudEvent]) -> None:
+        await (await intake()).cases_reported(reports(events))
 
-    runtime.consumer.events(topics.REQUESTS, on_request_event)
-    runtime.consumer.events(topics.ERASURE_CASES, on_case_event, dead_letters=False)
+    runtime.consumer.batches(topics.REQUESTS, on_requests)
+    runtime.consumer.batches(topics.ERASURE_CASES, on_cases, dead_letters=False)

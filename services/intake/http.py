@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from services.intake.details import parse_details
-from services.intake.domain import Status
+from services.intake.lifecycle import Status
 from shared.auth import Scope, require
 from shared.events import new_event
 from shared.events.inbound import RequestReceived
@@ -102,14 +102,15 @@ async def submit_request(request: Request, body: Annotated[RequestReceived, Body
         parse_details(body.details)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    if await request.app.state.intake.requests.get(body.request_id) is not None:
+    intake = request.app.state.intake
+    if await intake.requests.get(body.request_id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"request {body.request_id!r} exists")
     runtime = request.app.state.runtime
     event = new_event(
         "gdpr.request.received",
         body.model_dump(mode="json", exclude_none=True),
         source="gardien/http",
-        time=datetime.now(UTC),
+        time=intake.clock.now(),
     )
     await publish_event(runtime.broker, event, body.request_id)
     return Accepted(request_id=body.request_id, event_id=event.id)

@@ -1,21 +1,42 @@
-"""The events intake publishes (docs/events.md), with deterministic derived ids (pure)."""
+"""The events intake publishes and reads (docs/events.md), built from the typed models of
+``shared.events.internal`` with deterministic derived ids (pure)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from services.intake.decisions import Decided
 from shared.events import CloudEvent, new_event
+from shared.events.common import Data, Subject
+from shared.events.inbound import RequestReceived
+from shared.events.internal import (
+    ErasureWorkRequested,
+    RequestAccepted,
+    RequestDecided,
+    RequestStatusChanged,
+    RequestTransitionRefused,
+)
 
 SOURCE = "gardien/intake"
+WORK_REQUESTED = "gardien.erasure.work.requested"
+
+
+class CaseReport(Data):
+    """What intake reads of a ``gardien.erasure.case.*`` event (producer: erasure)."""
+
+    case_id: str = ""
+    request_id: str | None = None
+    systems: dict[str, Any] = {}
+    closed_at: str | None = None
+    art19: dict[str, Any] | None = None
 
 
 def jsonable(value: Any) -> Any:
     """Dates as ``YYYY-MM-DD``, instants as ISO 8601, containers recursively."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
@@ -24,75 +45,85 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def derived(cause: CloudEvent, suffix: str, event_type: str, data: dict[str, Any]) -> CloudEvent:
+def wire(data: BaseModel) -> dict[str, Any]:
+    """The JSON form of an event's data: the fields given, instants as ``isoformat``."""
+    out: dict[str, Any] = jsonable(data.model_dump(by_alias=True, exclude_unset=True))
+    return out
+
+
+def derived(cause: CloudEvent, suffix: str, event_type: str, data: BaseModel) -> CloudEvent:
     """An event caused by ``cause``: its id is ``<cause id>:<suffix>``, its time the cause's."""
     return new_event(
-        event_type,
-        jsonable(data),
-        source=SOURCE,
-        event_id=f"{cause.id}:{suffix}",
-        time=cause.time,
+        event_type, wire(data), source=SOURCE, event_id=f"{cause.id}:{suffix}", time=cause.time
     )
 
 
-def accepted(cause: CloudEvent, doc: dict[str, Any]) -> CloudEvent:
+def accepted(
+    cause: CloudEvent, data: RequestReceived, clock: dict[str, Any], flags: list[str]
+) -> CloudEvent:
     """``gardien.request.accepted``: the request is recorded and its clock runs."""
-    data = {
-        "request_id": doc["_id"],
-        "right": doc["right"],
-        "status": doc["status"],
-        "received_at": doc["received_at"],
-        "channel": doc["channel"],
-        "subject_kind": doc["subject"]["kind"],
-        "clock": doc["clock"],
-        "flags": doc["flags"],
-    }
-    return derived(cause, "accepted", "gardien.request.accepted", data)
+    accepted = RequestAccepted.model_validate(
+        {
+            **data.model_dump(include={"request_id", "right", "received_at", "channel"}),
+            "status": "received",
+            "subject_kind": data.subject.kind,
+            "clock": clock,
+            "flags": flags,
+        }
+    )
+    return derived(cause, "accepted", "gardien.request.accepted", accepted)
 
 
 def decided(cause: CloudEvent, request_id: str, right: str, d: Decided) -> CloudEvent:
     """``gardien.request.decided``: per-category decisions, flags and screening results."""
-    data: dict[str, Any] = {
-        "request_id": request_id,
-        "right": right,
-        "decisions": d.decisions,
-        "flags": d.flags,
-    }
     extras = {
         "frequency": d.frequency,
         "objection": d.objection,
         "post_mortem": d.post_mortem,
         "details_error": d.details_error,
     }
-    data.update({k: v for k, v in extras.items() if v is not None})
+    data = RequestDecided.model_validate(
+        {
+            "request_id": request_id,
+            "right": right,
+            "decisions": d.decisions,
+            "flags": d.flags,
+            **{k: jsonable(v) for k, v in extras.items() if v is not None},
+        }
+    )
     return derived(cause, "decided", "gardien.request.decided", data)
 
 
 def work_requested(
-    cause: CloudEvent, request_id: str, subject: dict[str, Any], d: Decided, due_by: str | None
+    cause: CloudEvent, request_id: str, subject: Subject, d: Decided, due_by: str | None
 ) -> CloudEvent:
     """``gardien.erasure.work.requested`` for the erasure service (case ``req:``/``obj:``)."""
-    origin = "objection" if d.work_case == "obj" else "request"
-    data = {
-        "case_id": f"{d.work_case}:{request_id}",
-        "origin": origin,
-        "request_id": request_id,
-        "subject": subject,
-        "categories": d.work,
-        "due_by": due_by,
-    }
-    return derived(cause, "work", "gardien.erasure.work.requested", data)
+    data = ErasureWorkRequested.model_validate(
+        {
+            "case_id": f"{d.work_case}:{request_id}",
+            "origin": "objection" if d.work_case == "obj" else "request",
+            "request_id": request_id,
+            "subject": {"kind": subject.kind, "identifiers": subject.identifiers.present()},
+            "categories": d.work,
+            "due_by": due_by,
+        }
+    )
+    return derived(cause, "work", WORK_REQUESTED, data)
 
 
 def status_changed(
     cause: CloudEvent, suffix: str, request_id: str, moved: tuple[str, str], extra: dict[str, Any]
 ) -> CloudEvent:
     """``gardien.request.status_changed`` with the recomputed clock in ``extra``."""
-    data = {"request_id": request_id, "from": moved[0], "to": moved[1], "cause": cause.type}
-    return derived(cause, suffix, "gardien.request.status_changed", {**data, **extra})
+    data = RequestStatusChanged.model_validate(
+        {"request_id": request_id, "from": moved[0], "to": moved[1], "cause": cause.type, **extra}
+    )
+    return derived(cause, suffix, "gardien.request.status_changed", data)
 
 
 def transition_refused(cause: CloudEvent, request_id: str, status: str, reason: str) -> CloudEvent:
     """``gardien.request.transition_refused``: audited; the request's state is unchanged."""
-    data = {"request_id": request_id, "cause": cause.type, "status": status, "reason": reason}
+    data = RequestTransitionRefused.model_validate(
+        {"request_id": request_id, "cause": cause.type, "status": status, "reason": reason[:4000]}
+    )
     return derived(cause, "refused", "gardien.request.transition_refused", data)

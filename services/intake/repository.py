@@ -1,18 +1,28 @@
-"""Storage of requests and subject request history: Protocols and MongoDB implementations."""
+"""Intake's storage behind Protocols: requests (versioned, with outbox), the subjects' request
+history, and the subject keys; their MongoDB implementations (in-memory ones: ``memory``)."""
 
 from __future__ import annotations
 
-import contextlib
-from datetime import date
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
+from shared.errors import TransientError
 from shared.mongo import IndexPlan
+from shared.outbox import relay_all
+from shared.persistence import DUPLICATE_KEY, Change, Saved, VersionedCollection, relay_saved
+from shared.subject_vault import SubjectVault
 
+Doc = dict[str, Any]
 REQUESTS, HISTORY = "requests", "subject_requests"
 
 INDEXES = IndexPlan(
@@ -28,49 +38,79 @@ INDEXES = IndexPlan(
 )
 
 
-class RequestRepository(Protocol):
-    async def add(self, doc: dict[str, Any]) -> bool: ...
-    async def get(self, request_id: str) -> dict[str, Any] | None: ...
-    async def update(self, request_id: str, version: int, update: dict[str, Any]) -> bool: ...
-    async def page(
-        self, status: str | None, after: str | None, limit: int
-    ) -> list[dict[str, Any]]: ...
+class Requests(Protocol):
+    """Request documents: versioned, each with the outbox of the events it caused."""
+
+    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]: ...
+    async def save_many(self, changes: Sequence[Change]) -> Saved: ...
+    async def relay(self, saved: Sequence[Change]) -> int: ...
+    async def relay_pending(self) -> int: ...
+    async def get(self, request_id: str) -> Doc | None: ...
+    async def page(self, status: str | None, after: str | None, limit: int) -> list[Doc]: ...
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One request remembered under one pseudonym of its subject."""
+
+    subject_hash: str
+    request_id: str
+    right: str
+    receipt_date: date
 
 
 class SubjectHistory(Protocol):
-    async def record(
-        self, hashes: list[str], request_id: str, right: str, receipt: date
-    ) -> None: ...
-    async def requests_of(self, hashes: list[str]) -> list[str]: ...
-    async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]: ...
+    """Each subject's requests by pseudonym (``shared.pseudonyms``), never raw identifiers."""
+
+    async def record_many(self, entries: Sequence[HistoryEntry]) -> None: ...
+    async def of_subjects(self, hashes: Iterable[str]) -> list[HistoryEntry]: ...
+
+
+class KeyRing(Protocol):
+    """Subject keys read for one batch: seal and open under them."""
+
+    async def seal(
+        self, kid: str, value: Any, aad: str, now: datetime | None = None
+    ) -> dict[str, Any]: ...
+    async def open(self, sealed: dict[str, Any], aad: str) -> Any | None: ...
+
+
+class SubjectKeys(Protocol):
+    """The per-request subject keys (crypto-shredding, ``shared.subject_vault``)."""
+
+    async def ring(self, new: Iterable[str], now: datetime) -> KeyRing: ...
+    async def destroy_many(self, kids: Iterable[str], now: datetime) -> int: ...
+    async def destroyed(self, kid: str) -> bool: ...
 
 
 class MongoRequests:
     """Requests in the intake database, one document per request (its id as ``_id``)."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self.collection: AsyncCollection[dict[str, Any]] = db[REQUESTS]
+    def __init__(self, db: AsyncDatabase[Doc], broker: KafkaBroker) -> None:
+        self.collection: AsyncCollection[Doc] = db[REQUESTS]
+        self.versioned = VersionedCollection(self.collection)
+        self.broker = broker
 
-    async def add(self, doc: dict[str, Any]) -> bool:
-        """Insert a new request; False when its id or its source event id exists already."""
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
+        return await self.versioned.load_many(ids)
 
-    async def get(self, request_id: str) -> dict[str, Any] | None:
+    async def save_many(self, changes: Sequence[Change]) -> Saved:
+        return await self.versioned.save_many(changes)
+
+    async def relay(self, saved: Sequence[Change]) -> int:
+        """Publish the saved changes' events from memory, then clear their outboxes."""
+        return await relay_saved(self.broker, self.collection, saved)
+
+    async def relay_pending(self) -> int:
+        """Publish events a crash left in request documents (opening sealed entries)."""
+        return await relay_all(self.broker, self.collection)
+
+    async def get(self, request_id: str) -> Doc | None:
         return await self.collection.find_one({"_id": request_id})
 
-    async def update(self, request_id: str, version: int, update: dict[str, Any]) -> bool:
-        """Apply ``update`` only if the document is still at ``version`` (optimistic lock)."""
-        update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
-        result = await self.collection.update_one({"_id": request_id, "version": version}, update)
-        return result.matched_count == 1
-
-    async def page(self, status: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+    async def page(self, status: str | None, after: str | None, limit: int) -> list[Doc]:
         """Up to ``limit`` requests by id after ``after``, optionally of one status."""
-        query: dict[str, Any] = {}
+        query: Doc = {}
         if status:
             query["status"] = status
         if after:
@@ -79,34 +119,108 @@ class MongoRequests:
         return await cursor.sort("_id", ASCENDING).limit(limit).to_list(limit)
 
 
+def _only_duplicates(exc: BulkWriteError) -> list[int]:
+    """Indexes of the duplicate-key failures; any other failure is raised as transient."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise TransientError("bulk insert refused") from exc
+    return [int(e.get("index", -1)) for e in errors]
+
+
 class MongoSubjectHistory:
-    """Each subject's requests, keyed by a keyed hash of each identifier (no raw values)."""
+    """Each subject's requests, one document per (pseudonym, request) (no raw values)."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self.collection: AsyncCollection[dict[str, Any]] = db[HISTORY]
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.collection: AsyncCollection[Doc] = db[HISTORY]
 
-    async def record(self, hashes: list[str], request_id: str, right: str, receipt: date) -> None:
-        """Remember the request under every identifier hash (idempotent)."""
-        for subject_hash in hashes:
-            doc = {
-                "_id": f"{subject_hash}:{request_id}",
-                "subject_hash": subject_hash,
-                "request_id": request_id,
-                "right": right,
-                "receipt_date": receipt.isoformat(),
+    async def record_many(self, entries: Sequence[HistoryEntry]) -> None:
+        """Remember every entry in one insert (idempotent: an entry already there stays)."""
+        docs = [
+            {
+                "_id": f"{e.subject_hash}:{e.request_id}",
+                "subject_hash": e.subject_hash,
+                "request_id": e.request_id,
+                "right": e.right,
+                "receipt_date": e.receipt_date.isoformat(),
             }
-            with contextlib.suppress(DuplicateKeyError):
-                await self.collection.insert_one(doc)
+            for e in entries
+        ]
+        if not docs:
+            return
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            _only_duplicates(exc)
 
-    async def requests_of(self, hashes: list[str]) -> list[str]:
-        """Ids of every request recorded under one of ``hashes`` (the same subject)."""
-        found = self.collection.find({"subject_hash": {"$in": hashes}}, {"request_id": 1})
-        return sorted({str(doc["request_id"]) async for doc in found})
+    async def of_subjects(self, hashes: Iterable[str]) -> list[HistoryEntry]:
+        """Every entry recorded under one of ``hashes``, in one ``$in`` read."""
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return []
+        found = self.collection.find({"subject_hash": {"$in": wanted}})
+        return [
+            HistoryEntry(
+                str(d["subject_hash"]),
+                str(d["request_id"]),
+                str(d["right"]),
+                date.fromisoformat(str(d["receipt_date"])),
+            )
+            async for d in found
+        ]
 
-    async def dates(self, hashes: list[str], right: str, exclude: str) -> list[date]:
-        """Receipt dates of this subject's other requests of ``right`` (once per request)."""
-        seen: dict[str, date] = {}
-        async for doc in self.collection.find({"subject_hash": {"$in": hashes}}):
-            if doc["right"] == right and doc["request_id"] != exclude:
-                seen[doc["request_id"]] = date.fromisoformat(doc["receipt_date"])
-        return list(seen.values())
+
+class MongoSubjectKeys:
+    """Subject keys in ``subject_keys`` (``shared.subject_vault``), read once per batch."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+        self.keys: AsyncCollection[Doc] = SubjectVault(db).keys
+
+    async def ring(self, new: Iterable[str], now: datetime) -> KeyRing:
+        """A vault with the keys of ``new`` read (one ``$in``) or created (one insert).
+
+        Other keys are read by the vault when first used. A fresh vault per batch, so a key
+        destroyed by another replica is not used for long.
+        """
+        vault, kids = SubjectVault(self.db), sorted(set(new))
+        if not kids:
+            return vault
+        found = {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": kids}})}
+        created = {k: AESGCM.generate_key(256) for k in kids if k not in found}
+        docs = [{"_id": k, "key": _b64(key), "created_at": now} for k, key in created.items()]
+        lost: set[str] = set()
+        if docs:
+            try:
+                await self.keys.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:  # created meanwhile by another replica: read later
+                lost = {str(docs[i]["_id"]) for i in _only_duplicates(exc)}
+        live = vault._live  # the vault's cache of keys read: filled in one go here
+        for kid, doc in found.items():
+            if doc.get("key"):
+                live[kid] = base64.b64decode(str(doc["key"]))
+        live.update({k: key for k, key in created.items() if k not in lost})
+        return vault
+
+    async def destroy_many(self, kids: Iterable[str], now: datetime) -> int:
+        """Destroy every key of ``kids`` (tombstones stay); how many were live."""
+        wanted = sorted(set(kids))
+        if not wanted:
+            return 0
+        found = {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": wanted}})}
+        live = [k for k in wanted if found.get(k, {}).get("key")]
+        stamp = now.isoformat()  # instants written with $set come back as text on nx-27017
+        if live:
+            await self.keys.update_many(
+                {"_id": {"$in": live}}, {"$set": {"key": None, "destroyed_at": stamp}}
+            )
+        vault, destroyed = SubjectVault(self.db), len(live)
+        for kid in (k for k in wanted if k not in found):  # never created: a tombstone too
+            destroyed += await vault.destroy(kid, now)
+        return destroyed
+
+    async def destroyed(self, kid: str) -> bool:
+        return await SubjectVault(self.db).destroyed(kid)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,29 +1,36 @@
-"""Intake use cases: load -> decide (domain, rules engine) -> save with outbox -> relay."""
+"""Intake use cases, batch-shaped: load -> decide (domain) -> save with outbox -> relay.
+
+One batch = the events of one partition of one poll. Per batch: one read of the requests it
+touches, one read of the subjects' history and one insert of the new entries, one read (or
+insert) of the new requests' subject keys, decisions in memory (events of one request folded
+in order), one bulk save, lost races redone alone, and one relay.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
-from faststream.kafka import KafkaBroker
-from pymongo.asynchronous.collection import AsyncCollection
-
-from services.intake import domain, messages, state, updates
-from services.intake.decisions import Decided, decide
-from services.intake.details import parse_details
-from services.intake.domain import Lifecycle, Status
-from services.intake.repository import MongoRequests, MongoSubjectHistory
+from services.intake import domain
+from services.intake.domain import NewRequest, Request
+from services.intake.messages import CaseReport
+from services.intake.repository import HistoryEntry, KeyRing, Requests, SubjectHistory, SubjectKeys
 from shared import rules
-from shared.clock import Clock, SystemClock
-from shared.errors import TransientError, TransitionRefused
+from shared.clock import Clock
+from shared.errors import TransitionRefused
 from shared.events import CloudEvent
-from shared.events.inbound import RequestExtended, RequestReceived, RequestResponded, RequestStep
-from shared.outbox import outbox_entry, relay, relay_all, seal_event, stored_entries
-from shared.service import Runtime
+from shared.events.inbound import RequestReceived, RequestStep
+from shared.outbox import PERSONAL, opened_event, outbox_entry, seal_event
+from shared.persistence import Change, retry_lost
+from shared.pseudonyms import Pseudonymiser
 from shared.subject_vault import SubjectVault
 
-Update = updates.Update
+Arrival = tuple[CloudEvent, RequestReceived | RequestStep]
+Report = tuple[CloudEvent, CaseReport]
+Span = Callable[[str], AbstractContextManager[Any]]
 CASE_CLOSED = "gardien.erasure.case.closed"
 
 
@@ -32,213 +39,237 @@ def key_id(request_id: str) -> str:
     return f"request:{request_id}"
 
 
-STEP_MODELS: dict[str, type[RequestStep]] = {
-    "extended": RequestExtended,
-    "responded": RequestResponded,
-}
+def request_id_of(event: CloudEvent, report: CaseReport) -> tuple[str, str] | None:
+    """(case kind, request id) of a case report about a request; None for other cases."""
+    kind, _, rest = report.case_id.partition(":")
+    request_id = report.request_id or rest
+    return (kind, request_id) if kind in ("req", "obj") and request_id else None
+
+
+def _no_span(name: str) -> AbstractContextManager[Any]:
+    return nullcontext(_NoSpan())
+
+
+class _NoSpan:
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """Intake's storage: what the bootstrap builds (MongoDB) or tests pass (memory)."""
+
+    requests: Requests
+    history: SubjectHistory
+    keys: SubjectKeys
 
 
 @dataclass
 class Intake:
-    """The intake use cases; storage is resolved from the runtime once it has started."""
+    """The intake use cases over injected repositories, clock and pseudonymiser."""
 
-    runtime: Runtime
-    policy: rules.Policy = field(default_factory=rules.default_policy)
-    clock: Clock = field(default_factory=SystemClock)
-
-    @property
-    def requests(self) -> MongoRequests:
-        return MongoRequests(self.runtime.db)
+    repos: Repositories
+    pseudonyms: Pseudonymiser
+    policy: rules.Policy
+    clock: Clock
+    span: Span = _no_span
 
     @property
-    def history(self) -> MongoSubjectHistory:
-        return MongoSubjectHistory(self.runtime.db)
+    def requests(self) -> Requests:
+        return self.repos.requests
 
     @property
-    def vault(self) -> SubjectVault:
-        """Per-request keys of the subjects' identifiers and details (docs/intake.md)."""
-        return SubjectVault(self.runtime.db)
+    def history(self) -> SubjectHistory:
+        return self.repos.history
 
     @property
-    def broker(self) -> KafkaBroker:
-        return self.runtime.broker
-
-    @property
-    def _collection(self) -> AsyncCollection[dict[str, Any]]:
-        return self.requests.collection
+    def keys(self) -> SubjectKeys:
+        return self.repos.keys
 
     async def relay_pending(self) -> int:
         """Publish events a crash left in request documents."""
-        return await relay_all(self.broker, self._collection)
+        return await self.requests.relay_pending()
 
-    def subject_hashes(self, identifiers: dict[str, str]) -> list[str]:
-        """The subject's pseudonyms (``shared.pseudonyms``): never the raw values."""
-        return self.runtime.pseudonyms.refs(identifiers)
+    async def requests_arrived(self, batch: Sequence[Arrival]) -> None:
+        """``gdpr.requests.v1``: new requests screened together, follow-ups folded per request.
 
-    async def receive(self, event: CloudEvent) -> None:
-        """Record a new request once, whatever the number of deliveries of its event."""
-        data = RequestReceived.model_validate(event.data)
-        with self.runtime.span("intake.receive") as span:
-            span.set_attribute("gardien.request_id", data.request_id)
-            existing = await self.requests.get(data.request_id)
-            if existing is None:
-                doc = await self._new_request(event, data)
-                created = await self.requests.add(doc)
-                span.set_attribute("gardien.flags", ",".join(doc["flags"]))
-            else:
-                created = False
-                if existing["source_event_id"] != event.id:
-                    reason = "duplicate request_id: the first request stands"
-                    await self._mutate(
-                        data.request_id, event, lambda d: updates.refusal(d, event, reason)
-                    )
-            span.set_attribute("gardien.duplicate", not created)
-            await relay(self.broker, self._collection, data.request_id)
-
-    async def _new_request(self, event: CloudEvent, data: RequestReceived) -> dict[str, Any]:
-        policy = self.policy
-        receipt = rules.receipt_date(data.received_at, policy.timezone)
-        lc = Lifecycle(Status.RECEIVED, receipt, policy.holiday_calendar)
-        hashes = self.subject_hashes(data.subject.identifiers.present())
-        right = data.right.value
-        decision, details = await self._decide(data, receipt, hashes)
-        kid, now, vault = key_id(data.request_id), self.clock.now(), self.vault
-        identifiers = data.subject.identifiers.present()
-        doc: dict[str, Any] = {
-            "_id": data.request_id,
-            "source_event_id": event.id,
-            "version": 1,
-            "right": right,
-            "received_at": data.received_at,
-            "received_tz": data.received_at.isoformat(),
-            "channel": data.channel,
-            "subject": {
-                "kind": data.subject.kind.value,
-                "identifiers": await vault.seal(kid, identifiers, "subject.identifiers", now),
-            },
-            "subject_refs": hashes,
-            "details": await vault.seal(kid, data.details, "details", now) if data.details else {},
-            "created_at": now,
-            **state.fields(lc),
-            **messages.jsonable(updates.decision_fields(decision)),
-            "history": [updates.entry(Status.RECEIVED, event, data.received_at)],
-            "refusals": [],
-            "applied_events": [event.id],
-        }
-        subject = {"kind": data.subject.kind.value, "identifiers": identifiers}
-        hold = details is not None and details.await_identity
-        await self._queue(doc, event, subject, decision, hold=hold, vault=vault)
-        return doc
-
-    async def _decide(
-        self, data: RequestReceived, receipt: Any, hashes: list[str]
-    ) -> tuple[Decided, Any]:
-        """The rules engine's decision on a new request (and its parsed details, if valid)."""
-        right = data.right.value
-        await self.history.record(hashes, data.request_id, right, receipt)
-        past = await self.history.dates(hashes, right, data.request_id) if right == "access" else []
-        try:
-            details = parse_details(data.details)
-            kind = data.subject.kind.value
-            return decide(right, kind, details, receipt, self.policy, past), details
-        except ValueError as exc:  # the request stands; a person reviews its details
-            return Decided(flags=["details_invalid"], details_error=str(exc)[:500]), None
-
-    async def _queue(
-        self,
-        doc: dict[str, Any],
-        event: CloudEvent,
-        subject: dict[str, Any],
-        decision: Decided,
-        *,
-        hold: bool,
-        vault: SubjectVault,
-    ) -> None:
-        """The new request's outgoing events, subjects sealed (held work waits for identity)."""
-        kid, now, rid = key_id(doc["_id"]), self.clock.now(), doc["_id"]
-        outgoing = [messages.accepted(event, doc)]
-        if decision.anything:
-            outgoing.append(messages.decided(event, rid, doc["right"], decision))
-        if decision.work:
-            due = doc["clock"]["effective_due_date"]
-            work = messages.work_requested(event, rid, subject, decision, due)
-            if hold:
-                held = await seal_event(work, vault, kid, now)
-                doc["held_work"] = [outbox_entry(held, work.data["case_id"])]
-            else:
-                outgoing.append(work)
-                doc["open_work"] = [decision.work_case]
-        pairs = [(e, str(e.data.get("case_id", rid))) for e in outgoing]
-        doc["outbox"] = await stored_entries(pairs, vault, kid, now)
-        doc["outbox_pending"] = True
-
-    async def follow_up(self, event: CloudEvent) -> None:
-        """Move a request on a follow-up event; an impossible one is refused and audited."""
-        model = STEP_MODELS.get(event.type.removeprefix("gdpr.request."), RequestStep)
-        step = model.model_validate(event.data)
-        with self.runtime.span("intake.follow_up") as span:
-            span.set_attribute("gardien.request_id", step.request_id)
-            span.set_attribute("gardien.event_type", event.type)
-            found = await self._mutate(
-                step.request_id, event, lambda doc: self._transition(doc, event, step)
-            )
-            if not found:
-                raise TransitionRefused(f"unknown request {step.request_id}")
-
-    async def case_reported(self, event: CloudEvent) -> None:
-        """Keep per-system progress of the request's erasure work; close when all is done."""
-        case_id = str(event.data.get("case_id", ""))
-        kind, _, rest = case_id.partition(":")
-        request_id = str(event.data.get("request_id") or rest)
-        if kind not in ("req", "obj") or not request_id:
-            return  # retention and processor cases are not requests
-        with self.runtime.span("intake.case_reported") as span:
-            span.set_attribute("gardien.request_id", request_id)
-            await self._mutate(request_id, event, lambda doc: updates.progress(doc, event, kind))
-            if event.type == CASE_CLOSED:
-                shredded = await self._shred(request_id)
-                span.set_attribute("gardien.subject_keys_destroyed", shredded)
-
-    async def _shred(self, request_id: str) -> int:
-        """Destroy the request's key once its work is done; for an erasure, the subject's.
-
-        The identifiers and details sealed under them become noise. An erasure also shreds
-        the subject's earlier requests (found by pseudonym in ``subject_requests``); an
-        objection ends only its own request's need for them.
+        A follow-up for an unknown request is refused (dead-lettered) after the others are
+        stored: alone it raises ``TransitionRefused``; in a larger batch too, so that the
+        consumer replays the batch one by one and dead-letters that event alone.
         """
-        vault, now = self.vault, self.clock.now()
-        doc = await self.requests.get(request_id)
-        ids = {request_id}
-        if doc is not None and doc.get("right") == "erasure" and doc.get("subject_refs"):
-            ids |= set(await self.history.requests_of(doc["subject_refs"]))
-        return sum([await vault.destroy(key_id(rid), now) for rid in sorted(ids)])
+        with self.span("intake.requests") as span:
+            span.set_attribute("gardien.batch_size", len(batch))
+            unknown: dict[str, str] = {}
+            saved: list[Change] = []
 
-    async def _mutate(
-        self, request_id: str, event: CloudEvent, change: Callable[[dict[str, Any]], Update | None]
-    ) -> bool:
-        """Apply ``change`` once per event under the document's version; False if unknown."""
-        for _ in range(8):
-            doc = await self.requests.get(request_id)
-            if doc is None:
-                return False
-            if event.id in doc.get("applied_events", []):
-                break
-            update = change(doc)
-            if update is None:
-                break
-            update = updates.appended(doc, update, event.id)
-            if await self.requests.update(request_id, doc["version"], update):
-                break
-        else:
-            raise TransientError("request kept changing under a concurrent writer")
-        await relay(self.broker, self._collection, request_id)
-        return True
+            async def attempt(ids: list[str]) -> list[str]:
+                mine = [a for a in batch if a[1].request_id in ids]
+                changes = await self._decide_requests(mine, unknown)
+                result = await self.requests.save_many(changes)
+                saved.extend(result.saved)
+                return result.lost
 
-    def _transition(self, doc: dict[str, Any], event: CloudEvent, data: RequestStep) -> Update:
-        before = state.lifecycle(doc)
-        step = updates.step_of(event, data, self.policy.timezone)
-        try:
-            after = domain.apply(before, step)
-        except TransitionRefused as exc:
-            return updates.refusal(doc, event, exc.reason)
-        return updates.moved(doc, event, data, before, after)
+            await retry_lost({data.request_id for _, data in batch}, attempt)
+            span.set_attribute("gardien.events_relayed", await self.requests.relay(saved))
+            if unknown:
+                raise TransitionRefused(next(iter(unknown.values())))
+
+    async def _decide_requests(
+        self, batch: Sequence[Arrival], unknown: dict[str, str]
+    ) -> list[Change]:
+        now = self.clock.now()
+        found = await self.requests.load_many(data.request_id for _, data in batch)
+        state = {i: Request.loaded(doc) for i, doc in found.items()}
+        fresh = _first_receipts(batch, state)
+        ring = await self.keys.ring([key_id(d.request_id) for _, d in fresh], now)
+        state.update({r.id: r for r in await self._new_requests(fresh, ring, now)})
+        created = {event.id for event, _ in fresh}
+        for event, data in batch:
+            found_req = state.get(data.request_id)
+            if found_req is None:
+                unknown[event.id] = f"unknown request {data.request_id}"
+            elif isinstance(data, RequestReceived):
+                if event.id not in created:
+                    domain.received_again(found_req, event)
+            else:
+                domain.follow_up(found_req, event, data, self.policy.timezone)
+        return [c for req in state.values() if (c := await _change(req, ring, now)) is not None]
+
+    async def _new_requests(
+        self, fresh: Sequence[tuple[CloudEvent, RequestReceived]], ring: KeyRing, now: datetime
+    ) -> list[Request]:
+        """Screen the batch's new requests together (one history read, one insert)."""
+        if not fresh:
+            return []
+        refs = {
+            d.request_id: self.pseudonyms.refs(d.subject.identifiers.present()) for _, d in fresh
+        }
+        known = _by_subject(await self.history.of_subjects(h for hs in refs.values() for h in hs))
+        out: list[Request] = []
+        for event, data in fresh:
+            hashes, right = refs[data.request_id], data.right.value
+            receipt = domain.receipt_of(data, self.policy)
+            past = _past_dates(known, hashes, right, data.request_id) if right == "access" else []
+            decision, details = domain.screen(data, self.policy, past)
+            for h in hashes:
+                known.setdefault(h, []).append(HistoryEntry(h, data.request_id, right, receipt))
+            kid = key_id(data.request_id)
+            identifiers = data.subject.identifiers.present()
+            sealed = await ring.seal(kid, identifiers, "subject.identifiers", now)
+            sealed_details = (
+                await ring.seal(kid, data.details, "details", now) if data.details else {}
+            )
+            new = NewRequest(event, data, decision, details, hashes, sealed, sealed_details)
+            out.append(domain.new_request(new, self.policy, now))
+        await self.history.record_many(
+            [e for es in known.values() for e in es if e.request_id in refs]
+        )
+        return out
+
+    async def cases_reported(self, batch: Sequence[Report]) -> None:
+        """``gardien.erasure.cases.v1``: per-system progress; a closed case closes its request
+        (when answered) and shreds the subject keys it ends."""
+        about = [(e, r, *ref) for e, r in batch if (ref := request_id_of(e, r)) is not None]
+        if not about:
+            return  # retention and processor cases are not requests
+        with self.span("intake.cases") as span:
+            span.set_attribute("gardien.batch_size", len(about))
+            saved: list[Change] = []
+            closing: dict[str, Request | None] = {}
+
+            async def attempt(ids: list[str]) -> list[str]:
+                now = self.clock.now()
+                found = await self.requests.load_many(ids)
+                state = {i: Request.loaded(doc) for i, doc in found.items()}
+                for event, report, kind, rid in about:
+                    if rid in ids and rid in state:
+                        domain.case_reported(state[rid], event, report, kind)
+                    if rid in ids and event.type == CASE_CLOSED:
+                        closing[rid] = state.get(rid)
+                ring = await self.keys.ring([], now)
+                changes = [c for r in state.values() if (c := await _change(r, ring, now))]
+                result = await self.requests.save_many(changes)
+                saved.extend(result.saved)
+                return result.lost
+
+            await retry_lost({rid for *_, rid in about}, attempt)
+            await self.requests.relay(saved)
+            span.set_attribute("gardien.subject_keys_destroyed", await self._shred(closing))
+
+    async def _shred(self, closing: dict[str, Request | None]) -> int:
+        """Destroy the keys the closed cases end (idempotent: redeliveries shred again)."""
+        if not closing:
+            return 0
+        refs = {h for r in closing.values() if r is not None for h in r.doc.get("subject_refs", [])}
+        known = await self.history.of_subjects(refs) if refs else []
+        kids: set[str] = set()
+        for rid, req in closing.items():
+            if req is None:
+                kids.add(key_id(rid))
+                continue
+            mine = set(req.doc.get("subject_refs", []))
+            others = [e.request_id for e in known if e.subject_hash in mine]
+            kids |= {key_id(i) for i in domain.keys_to_shred(req, others)}
+        return await self.keys.destroy_many(kids, self.clock.now())
+
+
+def _first_receipts(
+    batch: Sequence[Arrival], state: dict[str, Request]
+) -> list[tuple[CloudEvent, RequestReceived]]:
+    """The first ``received`` of each request not stored yet, in batch order."""
+    out: dict[str, tuple[CloudEvent, RequestReceived]] = {}
+    for event, data in batch:
+        if isinstance(data, RequestReceived) and data.request_id not in state:
+            out.setdefault(data.request_id, (event, data))
+    return list(out.values())
+
+
+def _by_subject(entries: Sequence[HistoryEntry]) -> dict[str, list[HistoryEntry]]:
+    out: dict[str, list[HistoryEntry]] = {}
+    for e in entries:
+        out.setdefault(e.subject_hash, []).append(e)
+    return out
+
+
+def _past_dates(
+    known: dict[str, list[HistoryEntry]], hashes: Sequence[str], right: str, exclude: str
+) -> list[Any]:
+    """Receipt dates of the subject's other requests of ``right``, once per request."""
+    seen = {
+        e.request_id: e.receipt_date
+        for h in hashes
+        for e in known.get(h, [])
+        if e.right == right and e.request_id != exclude
+    }
+    return list(seen.values())
+
+
+async def _change(req: Request, ring: KeyRing, now: datetime) -> Change | None:
+    """The stored change of ``req``: fields, outbox (sealed) and events as sent (opened)."""
+    if not (req.held or req.events or req.released or req.changed or req.pending):
+        return None  # with pending entries (a relay failed): saved again and relayed
+    kid = key_id(req.id)
+    if req.held:
+        held = [outbox_entry(await _sealed(w, ring, kid, now), _key(w, req.id)) for w in req.held]
+        req.doc["held_work"] = [*domain.entries(req.doc.get("held_work")), *held]
+    stored = [*req.pending, *req.released]
+    sent = [(await _opened(e, ring), str(e["key"])) for e in stored]
+    for event in req.events:
+        stored.append(outbox_entry(await _sealed(event, ring, kid, now), _key(event, req.id)))
+        sent.append((event, _key(event, req.id)))
+    return Change(req.id, req.version, req.changed, stored, sent)
+
+
+async def _opened(entry: dict[str, Any], ring: KeyRing) -> CloudEvent:
+    event = CloudEvent.model_validate(entry["event"])
+    if not any(name in event.data for name in PERSONAL):
+        return event
+    return await opened_event(event, cast(SubjectVault, ring))  # it uses only ``open``
+
+
+async def _sealed(event: CloudEvent, ring: KeyRing, kid: str, now: datetime) -> CloudEvent:
+    return await seal_event(event, cast(SubjectVault, ring), kid, now)  # it uses only ``seal``
+
+
+def _key(event: CloudEvent, request_id: str) -> str:
+    return str(event.data.get("case_id", request_id))

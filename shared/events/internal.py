@@ -7,14 +7,190 @@ description takes its schemas from them. One section per producing service.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.common import Category, Data, Id, Instant, LongText, ShortText, Subject
 
 # ---- intake: gardien.requests.v1, gardien.erasure.work.v1 (work requested by a request) ----
 
+Status = Literal[
+    "received",
+    "awaiting_identity",
+    "awaiting_information",
+    "in_progress",
+    "extended",
+    "responded",
+    "partly_refused",
+    "refused",
+    "closed",
+]
+Flags = Annotated[list[ShortText], Field(max_length=64)]
+
+
+class RequestClock(Data):
+    """A request's legal clock (R-DSR-1..3): dates ``YYYY-MM-DD``, ends at 24:00 Paris."""
+
+    receipt_date: date
+    raw_due_date: date | None = None
+    due_date: date | None = None  # the one-month end with paused days; null while paused
+    base_due_date: date | None = None  # = due_date
+    extension_valid: bool = False
+    extension_notified_on: date | None = None
+    extended_due_date: date | None = None
+    effective_due_date: date | None = None  # extended end when valid, else the base end
+    paused_days: int = 0
+    paused_since: date | None = None
+    state: Literal["running", "paused", "stopped"]
+    calendar: ShortText
+    basis: Literal["R-DSR-1", "R-DSR-2"]
+    late_information_requests: list[date] = []
+    responded_on: date | None = None
+    on_time: bool | None = None
+
+
+class RequestAccepted(Data):
+    """``gardien.request.accepted``: the request is recorded once and its clock runs."""
+
+    request_id: Id
+    right: ShortText
+    status: Status
+    received_at: Instant
+    channel: ShortText
+    subject_kind: ShortText
+    clock: RequestClock
+    flags: Flags = []
+
+
+class RequestStatusChanged(Data):
+    """``gardien.request.status_changed``: a move of the lifecycle and the clock after it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    request_id: Id
+    from_status: Status = Field(alias="from")
+    to: Status
+    cause: ShortText  # the type of the event that caused the move
+    at: Instant
+    clock: RequestClock
+    flags: Flags = []
+    reasons: Annotated[list[LongText], Field(max_length=20)] | None = None
+    reason: ShortText | None = None
+    outcome: ShortText | None = None
+    complaint_rights_given: bool | None = None
+
+
+class CategoryDecision(Data):
+    """The rules engine's decision on one data category (R-DSR-6, R-DSR-7, R-DSR-12)."""
+
+    category: Category
+    action: Literal["erase", "refuse", "retain_restricted", "refuse_while_hold", "suppress"]
+    ground: LongText
+    retain_until: date | None = None
+
+
+class RequestDecided(Data):
+    """``gardien.request.decided``: decisions, flags and screening results of a new request.
+
+    ``frequency`` (access, Art 12(5)), ``objection`` and ``post_mortem`` are the rules
+    engine's results as documented in docs/intake.md; more keys may be added to them.
+    """
+
+    request_id: Id
+    right: ShortText
+    decisions: Annotated[list[CategoryDecision], Field(max_length=200)] = []
+    flags: Flags = []
+    frequency: dict[str, Any] | None = None
+    objection: dict[str, Any] | None = None
+    post_mortem: dict[str, Any] | None = None
+    details_error: LongText | None = None
+
+
+class RequestTransitionRefused(Data):
+    """``gardien.request.transition_refused``: a follow-up not applied (audited)."""
+
+    request_id: Id
+    cause: ShortText
+    status: Status  # unchanged
+    reason: LongText
+
+
+class WorkCategory(Data):
+    """One category of erasure work and what to do with it."""
+
+    category: Category
+    action: Literal["erase", "anonymise", "restrict", "suppress"]
+    ground: LongText
+    retain_until: date | None = None
+
+
+class ErasureWorkRequested(Data):
+    """``gardien.erasure.work.requested`` from intake: a request's (or objection's) work.
+
+    Keyed by ``case_id`` (``req:<request_id>``, ``obj:<request_id>``); ``subject`` carries the
+    identifiers the request carried; ``due_by`` is the request's effective due date.
+    """
+
+    case_id: Id
+    origin: Literal["request", "objection"]
+    request_id: Id
+    subject: Subject
+    categories: Annotated[list[WorkCategory], Field(min_length=1, max_length=200)]
+    due_by: date | None = None
+
 
 # ---- deadlines: gardien.deadlines.v1, gardien.erasure.work.v1 (retention purges) ----------
+
+
+class DeadlineEvent(BaseModel):
+    """``gardien.deadline.scheduled|approaching|due|met|missed`` (key: timer_id).
+
+    Closures (``stage: closed``) add what closed the clock (``notified_at``, ``late``,
+    ``reasons_for_delay_*``, ``responded_on``, ``on_time``, ``certified_on``, ``status``):
+    more fields may be added, so extra fields are allowed.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    timer_id: str = Field(description="The clock: request:<id>, breach:<id>:authority, ...")
+    kind: str = Field(description="request | breach_authority | breach_subjects | retention ...")
+    ref: dict[str, str] = Field(description="request_id, breach_id, contract_id or processor")
+    due_at: str | None = Field(description="The deadline instant (UTC, ISO 8601), if any")
+    basis: str = Field(description="The primary rule id, e.g. R-DSR-1")
+    rules: list[str] = Field(description="Every rule the clock applies")
+    due_date: str | None = Field(default=None, description="The due date (YYYY-MM-DD)")
+    offset: str | None = Field(default=None, description="For approaching: ISO 8601 duration")
+    state: str | None = Field(default=None, description="For scheduled: the state shown")
+    stage: str | None = Field(default=None, description="closed | deadline_passed")
+
+
+class PurgeCategory(BaseModel):
+    """One category a retention purge erases or anonymises (R-RET-1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    category: str
+    action: str = Field(description="erase | anonymise")
+    ground: str = Field(description="R-RET-1 retention expired (<basis of the category>)")
+    retain_until: str | None = Field(default=None, description="The effective end of retention")
+
+
+class RetentionPurgeRequested(BaseModel):
+    """``gardien.erasure.work.requested`` of a retention clock (key: case_id ``ret:<timer>``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str = Field(description="ret:<timer_id>")
+    origin: Literal["retention"] = "retention"
+    timer_id: str
+    categories: list[PurgeCategory]
+    due_by: str | None = Field(description="The purge date (YYYY-MM-DD)")
+    subject: dict[str, Any] | None = Field(
+        default=None, description="{kind, identifiers}: sealed while stored, opened when sent"
+    )
+    contract_id: str | None = None
 
 
 # ---- erasure: gardien.erasure.commands.v1, gardien.erasure.cases.v1 ------------------------

@@ -30,6 +30,23 @@ async def publish(settings: Settings, topic: str, key: str, event: dict[str, Any
     await produce(settings.kafka_bootstrap_servers, topic, [(key.encode(), event_bytes(event))])
 
 
+class Ticks:
+    """The running app's scheduler, which the app builds when it starts."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def tick(self) -> int:
+        fired: int = await self.app.state.scheduler.tick()
+        return fired
+
+
+async def stored(app: Any, timer_id: str) -> dict[str, Any] | None:
+    """The timer as the running app's repository holds it (None while it does not exist)."""
+    found: dict[str, Any] = await app.state.repositories.timers.load_many([timer_id])
+    return found.get(timer_id)
+
+
 async def next_event(reader: AIOKafkaConsumer, event_id: str, timeout: float = 15.0) -> Any:
     """The record whose CloudEvent id is ``event_id``, parsed."""
     record = await read_until(reader, lambda r: json.loads(r.value)["id"] == event_id, timeout)

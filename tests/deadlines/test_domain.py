@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.deadlines import clocks
-from services.deadlines.documents import Change, new_timer
 from services.deadlines.domain import (
     Base,
     Kind,
@@ -22,6 +21,7 @@ from services.deadlines.domain import (
     shown_state,
     to_ms,
 )
+from services.deadlines.messages import Recompute, new_timer
 from shared.errors import TransitionRefused
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import Pause, default_policy, request_due
@@ -252,6 +252,6 @@ def test_end_of_day_follows_paris_offsets() -> None:
 
 def test_new_timer_document_is_free_and_indexed() -> None:
     spec = clocks.request_from_inputs("R9", {"receipt_date": "2027-03-05"}, "FR-metropole")
-    doc = new_timer(Change(spec, {}), POLICY, "evt-1")
+    doc = new_timer(Recompute(spec, {}), POLICY, "evt-1")
     assert doc["lease_until_ms"] == 0 and doc["kind"] == Kind.REQUEST
     assert doc["next_fire_ms"] == doc["plan"][0]["at_ms"] and doc["state"] == "open"

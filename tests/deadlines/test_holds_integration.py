@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from services.deadlines import reactions
+from services.deadlines import retention
 from services.deadlines.app import create_app
 from shared import topics
 from shared.clock import FakeClock
 from shared.settings import Settings
-from tests.deadlines.helpers import inbound, next_event, publish, token
+from tests.deadlines.helpers import Ticks, inbound, next_event, publish, stored, token
 from tests.deadlines.test_integration import timer
 from tests.support import api_key, running, topic_reader, wait_for
 
@@ -36,7 +36,7 @@ async def test_a_hold_opened_after_the_purge_date_blocks_a_purge_not_yet_fired(
     # Retention ran out on 2024-06-30; the hold (2027) comes before the contract-end event.
     clock = FakeClock(datetime(2027, 3, 2, 12, tzinfo=UTC))
     app = create_app(settings, clock=clock, run_scheduler=False)
-    scheduler, headers, t = app.state.scheduler, api_key(settings, "audit:read"), token()
+    scheduler, headers, t = Ticks(app), api_key(settings, "audit:read"), token()
     subject, hold, ended = parts(t)
     tid = f"retention:CTR-{t}:customer"
     async with (
@@ -71,7 +71,7 @@ async def test_a_hold_recorded_between_scheduling_and_firing_wins_at_fire_time(
 ) -> None:
     clock = FakeClock(datetime(2027, 3, 2, 12, tzinfo=UTC))
     app = create_app(settings, clock=clock, run_scheduler=False)
-    scheduler, headers, t = app.state.scheduler, api_key(settings, "audit:read"), token()
+    scheduler, headers, t = Ticks(app), api_key(settings, "audit:read"), token()
     _, hold, ended = parts(t)
     tid = f"retention:CTR-{t}:customer"
     async with running(app) as client:
@@ -80,16 +80,17 @@ async def test_a_hold_recorded_between_scheduling_and_firing_wins_at_fire_time(
 
         # The hold is recorded, but not yet applied to the timer when the scheduler ticks
         # (the moment between hold_placed's two writes).
-        async def not_yet(*_: Any) -> None:
-            return None
+        async def not_yet(*_: Any) -> list[Any]:
+            return []
 
-        monkeypatch.setattr(reactions, "_rehold", not_yet)
+        monkeypatch.setattr(retention, "rehold", not_yet)
         await publish(settings, topics.LEGAL_HOLDS, t, inbound("gdpr.legal_hold.placed", hold))
         await wait_hold(app, f"H-{t}")
         await scheduler.tick()  # this timer does not fire (others' may)
         item = await timer(client, headers, tid, state="blocked")
         assert item["due_at"] is None and "R-RET-4" in item["rules"]
-        doc = await app.state.deadlines.timers.get(tid)
+        doc = await stored(app, tid)
+        assert doc is not None
         assert doc["outbox"] == [] and doc["lease_token"] is None
         assert [h["key"] for h in doc["inputs"]["holds"]] == [f"H-{t}"]
 
@@ -98,7 +99,7 @@ async def wait_hold(app: Any, key: str) -> dict[str, Any]:
     """The stored hold once the deadlines service has recorded it."""
 
     async def probe() -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await app.state.deadlines.timers.get_hold(key)
+        found: dict[str, Any] | None = await app.state.repositories.holds.get(key)
         return found
 
     return await wait_for(probe)

@@ -13,7 +13,7 @@ from shared import topics
 from shared.clock import FakeClock
 from shared.messaging import DLQ_REASON
 from shared.settings import Settings
-from tests.deadlines.helpers import inbound, next_event, publish, token
+from tests.deadlines.helpers import Ticks, inbound, next_event, publish, token
 from tests.support import api_key, read_until, running, topic_reader, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ async def test_breach_fires_due_at_the_72nd_hour_and_late_notice_is_missed(
 ) -> None:
     clock = FakeClock(datetime(2026, 12, 24, 17, 30, tzinfo=UTC))
     app = create_app(settings, clock=clock, run_scheduler=False)
-    scheduler, headers, bid = app.state.scheduler, api_key(settings, "audit:read"), f"BR-{token()}"
+    scheduler, headers, bid = Ticks(app), api_key(settings, "audit:read"), f"BR-{token()}"
     tid = f"breach:{bid}:authority"
     async with (
         running(app) as client,
@@ -197,7 +197,7 @@ async def test_retention_expiry_requests_purge_unless_a_hold_is_active(settings:
     # Contracts ended 2026-06-30: kept through 2031-06-30, purge due 2031-07-01 (Paris).
     clock = FakeClock(datetime(2031, 7, 1, 12, tzinfo=UTC))
     app = create_app(settings, clock=clock, run_scheduler=False)
-    scheduler, headers, t = app.state.scheduler, api_key(settings, "audit:read"), token()
+    scheduler, headers, t = Ticks(app), api_key(settings, "audit:read"), token()
     free, held = f"CTR-{t}-A", f"CTR-{t}-B"
     subject = {"kind": "customer", "identifiers": {"email": f"held-{t}@example.org"}}
     hold_data = {"hold_id": f"H-{t}", "matter": f"dispute-{t}",

@@ -84,7 +84,7 @@ def wait_json(url: str, headers: dict[str, str], done: Any, timeout: float = 120
 def publish(env: dict[str, str], event: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "event.json").write_text(json.dumps(event))
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "publish", str(tmp_path / "event.json")],
+        [sys.executable, "-m", "gardien", "publish", str(tmp_path / "event.json")],
         env=env,
         cwd=REPO,
         capture_output=True,

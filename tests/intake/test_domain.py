@@ -1,213 +1,135 @@
-"""The request state machine and its clock (pure; R-DSR-1..3 through the rules engine)."""
+"""The request aggregate (pure): the change each event makes and the events it causes."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import date
+import json
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from services.intake import domain
-from services.intake.domain import Lifecycle, Status, Step
-from shared import rules
-from shared.errors import TransitionRefused
+from services.intake import domain, messages
+from services.intake.decisions import Decided
+from services.intake.domain import Request
+from services.intake.http import view
+from services.intake.lifecycle import Lifecycle, Status, fields
+from shared.events import CloudEvent, new_event, parse_event
+from shared.events.inbound import RequestReceived, RequestStep
+from shared.events.internal import ErasureWorkRequested, RequestStatusChanged
+from tests.support import example
 
-RECEIPT = date(2027, 3, 5)
-
-
-def new(receipt: date = RECEIPT) -> Lifecycle:
-    return Lifecycle(Status.RECEIVED, receipt)
-
-
-def run(lc: Lifecycle, *steps: Step) -> Lifecycle:
-    for step in steps:
-        lc = domain.apply(lc, step)
-    return lc
+AT = datetime(2027, 3, 8, 9, tzinfo=UTC)
 
 
-def test_new_request_clock_is_one_month_rolled() -> None:
-    clock = domain.clock(new())
-    assert clock["receipt_date"] == date(2027, 3, 5)
-    assert clock["raw_due_date"] == clock["due_date"] == date(2027, 4, 5)
-    assert clock["effective_due_date"] == date(2027, 4, 5)
-    assert clock["state"] == "running" and clock["paused_days"] == 0
+def stored(**extra: Any) -> Request:
+    lc = Lifecycle(Status.RECEIVED, AT.date())
+    doc = {"_id": "R-1", "version": 3, "flags": [], "history": [], "outbox": [], "right": "access"}
+    return Request.loaded({**doc, **fields(lc), "source_event_id": "e0", **extra})
 
 
-def test_due_date_rolls_over_weekend_and_holiday() -> None:
-    # 2027-01-31 + 1 month = 2027-02-28, a Sunday -> Monday 1 March (EXT-01 base).
-    assert domain.clock(new(date(2027, 1, 31)))["due_date"] == date(2027, 3, 1)
+def step(kind: str, at: str = "2027-03-08T09:00:00+01:00", **data: Any) -> tuple[CloudEvent, Any]:
+    raw = {"request_id": "R-1", "at": at, **data}
+    event = new_event(f"gdpr.request.{kind}", raw, source="t", event_id=f"e-{kind}", time=AT)
+    return event, event.payload()
 
 
-def test_open_pause_nulls_the_due_date() -> None:
-    lc = run(new(), Step("info_requested", date(2027, 3, 8), "identity_verification"))
-    assert lc.status is Status.AWAITING_IDENTITY
-    clock = domain.clock(lc)
-    assert clock["state"] == "paused" and clock["due_date"] is None
-    assert clock["effective_due_date"] is None and clock["paused_since"] == date(2027, 3, 8)
+def test_a_refused_follow_up_keeps_the_state_records_and_audits_it() -> None:
+    req = stored()
+    event, data = step("info_received")
+    domain.follow_up(req, event, data, "Europe/Paris")
+    assert set(req.changed) == {"refusals", "applied_events"}
+    (refused,) = req.events
+    assert refused.id == "e-info_received:refused"
+    assert refused.data["status"] == "received" and refused.data["cause"] == event.type
+    domain.follow_up(req, event, data, "Europe/Paris")  # the same event again: nothing more
+    assert len(req.events) == 1 and len(req.doc["refusals"]) == 1
 
 
-def test_closed_pause_adds_paused_days_then_rolls() -> None:
-    lc = run(
-        new(),
-        Step("info_requested", date(2027, 3, 8), "identity_verification"),
-        Step("info_received", date(2027, 3, 18)),
+def test_a_pause_moves_the_status_and_publishes_a_paused_clock() -> None:
+    req = stored()
+    event, data = step("info_requested", reason="clarification")
+    domain.follow_up(req, event, data, "Europe/Paris")
+    (moved,) = req.events
+    assert (moved.data["from"], moved.data["to"]) == ("received", "awaiting_information")
+    assert moved.data["clock"]["state"] == "paused" and moved.data["clock"]["due_date"] is None
+    assert moved.data["at"] == "2027-03-08T09:00:00+01:00"
+    RequestStatusChanged.model_validate(moved.data)  # the published form is the model's
+
+
+def test_an_extension_after_a_pause_shows_on_the_event_and_the_view() -> None:
+    pause = {"requested_on": "2027-03-08", "received_on": "2027-03-18", "reason": "clarification"}
+    req = stored(receipt_date="2027-03-05", status="in_progress", pauses=[pause])
+    event, data = step("extended", "2027-04-12T09:00:00+02:00", reasons=["volume"])
+    domain.follow_up(req, event, data, "Europe/Paris")
+    (moved,) = req.events
+    clock = moved.data["clock"]
+    assert clock["base_due_date"] == "2027-04-15" and clock["extension_valid"] is True
+    assert clock["extended_due_date"] == clock["effective_due_date"] == "2027-06-15"
+    assert moved.data["reasons"] == ["volume"]
+    shown = view({**req.doc, "_id": req.id, "received_at": AT, "channel": "web",
+                  "subject": {"kind": "customer"}})  # fmt: skip
+    assert (shown.base_due_date, shown.extended_due_date) == ("2027-04-15", "2027-06-15")
+
+
+def test_identity_releases_held_work_and_a_refusal_drops_it() -> None:
+    held = {"id": "w", "key": "req:R-1", "event": {"id": "w"}}
+    released = stored(held_work=[json.dumps(held)], work_case="req")
+    event, data = step("identity_verified")
+    domain.follow_up(released, event, data, "Europe/Paris")
+    assert released.released == [held] and released.doc["held_work"] == []
+    assert released.doc["open_work"] == ["req"]
+    pause = {"requested_on": "2027-03-08", "reason": "identity_verification"}
+    dropped = stored(held_work=[held], status="awaiting_identity", pauses=[pause])
+    event, data = step("responded", outcome="refused", reasons=["no proof of identity"])
+    domain.follow_up(dropped, event, data, "Europe/Paris")
+    assert dropped.released == [] and dropped.doc["held_work"] == []
+    assert dropped.doc["status"] == "closed"
+
+
+def received(**data: Any) -> tuple[CloudEvent, RequestReceived]:
+    event = parse_event(json.dumps(example("request-erasure-received.json", **data)).encode())
+    payload = event.payload()
+    assert isinstance(payload, RequestReceived)
+    return event, payload
+
+
+def test_work_is_held_only_when_the_details_ask() -> None:
+    from shared.rules import default_policy
+
+    policy = default_policy()
+    for wait, held in ((False, 0), (True, 1)):
+        details = {"contract_status": "terminated", "await_identity": wait}
+        event, data = received(details=details)
+        decision, parsed = domain.screen(data, policy, [])
+        new = domain.NewRequest(event, data, decision, parsed, ["h"], {"sealed": 1}, {})
+        req = domain.new_request(new, policy, AT)
+        assert len(req.held) == held and domain.holds_work(decision, parsed) is bool(held)
+        types = [e.type for e in req.events]
+        assert types[:2] == ["gardien.request.accepted", "gardien.request.decided"]
+        assert ("gardien.erasure.work.requested" in types) is not wait
+
+
+def test_a_closed_erasure_case_shreds_the_subjects_other_requests_an_objection_only_its_own() -> (
+    None
+):
+    erasure = stored(right="erasure", subject_refs=["h"])
+    assert domain.keys_to_shred(erasure, ["R-0", "R-1"]) == {"R-0", "R-1"}
+    objection = stored(right="objection", subject_refs=["h"])
+    assert domain.keys_to_shred(objection, ["R-0", "R-1"]) == {"R-1"}
+
+
+def test_the_work_event_is_checked_when_built() -> None:
+    event, data = received()
+    work = [{"category": "profile", "action": "erase", "ground": "Art 17(1)(a)"}]
+    built = messages.work_requested(
+        event, "R-1", data.subject, Decided(work=work, work_case="req"), "2027-04-05"
     )
-    clock = domain.clock(lc)
-    # PAUSE-01: 10 paused days; 5 Apr + 10 = 15 Apr 2027 (a Thursday).
-    assert clock["paused_days"] == 10 and clock["due_date"] == date(2027, 4, 15)
-    assert lc.status is Status.RECEIVED and lc.pauses[0].received_on == date(2027, 3, 18)
-
-
-def test_pause_matches_the_rules_engine_for_many_dates() -> None:
-    for offset in range(0, 40, 3):
-        start = date(2027, 3, 6 + offset % 20)
-        end = date(2027, 4, 1 + offset % 25)
-        lc = run(new(), Step("info_requested", start, "clarification"), Step("info_received", end))
-        expected = rules.request_due(RECEIPT, "FR-metropole", [rules.Pause(start, end)])
-        assert domain.clock(lc)["due_date"] == expected.due_date
-
-
-def test_clarification_pause_awaits_information_and_resumes_where_it_was() -> None:
-    lc = run(new(), Step("identity_verified", date(2027, 3, 6)))
-    lc = run(lc, Step("info_requested", date(2027, 3, 7), "clarification"))
-    assert lc.status is Status.AWAITING_INFORMATION and lc.resume_to is Status.IN_PROGRESS
-    assert run(lc, Step("info_received", date(2027, 3, 9))).status is Status.IN_PROGRESS
-
-
-def test_identity_verified_ends_an_identity_pause() -> None:
-    lc = run(
-        new(),
-        Step("info_requested", date(2027, 3, 8), "identity"),
-        Step("identity_verified", date(2027, 3, 12)),
-    )
-    assert lc.status is Status.IN_PROGRESS and domain.clock(lc)["paused_days"] == 4
-
-
-def test_extension_in_time_gives_three_months_from_receipt() -> None:
-    lc = run(new(date(2027, 1, 31)), Step("extended", date(2027, 2, 20), reasons=("complex",)))
-    clock = domain.clock(lc)
-    assert lc.status is Status.EXTENDED
-    assert clock["extended_due_date"] == clock["effective_due_date"] == date(2027, 4, 30)
-    assert clock["basis"] == "R-DSR-2"
-
-
-def test_extension_on_the_last_day_is_valid() -> None:
-    lc = run(new(), Step("extended", date(2027, 4, 5), reasons=("volume",)))
-    assert domain.clock(lc)["effective_due_date"] == rules.roll_forward(date(2027, 6, 5))
-
-
-def test_extension_after_the_limit_is_refused() -> None:
-    with pytest.raises(TransitionRefused, match="after the one-month limit 2027-04-05"):
-        domain.apply(new(), Step("extended", date(2027, 4, 6), reasons=("late",)))
-
-
-def test_extension_after_a_pause_counts_paused_days() -> None:
-    lc = run(
-        new(),
-        Step("info_requested", date(2027, 3, 8), "identity"),
-        Step("info_received", date(2027, 3, 18)),
-        Step("extended", date(2027, 4, 14), reasons=("complex",)),  # base due is 15 Apr
-    )
-    expected = rules.roll_forward(date(2027, 6, 5) + (date(2027, 3, 18) - date(2027, 3, 8)))
-    assert domain.clock(lc)["extended_due_date"] == expected
-
-
-def test_paused_then_extended_shows_base_extended_effective_and_validity() -> None:
-    # Issue 10 item 9: the pause moves the base end (5 -> 15 Apr), so a notice on 12 Apr,
-    # past the unpaused end, is valid; the extended end moves by the same 10 days.
-    lc = run(
-        new(),
-        Step("info_requested", date(2027, 3, 8), "clarification"),
-        Step("info_received", date(2027, 3, 18)),
-        Step("extended", date(2027, 4, 12), reasons=("volume",)),
-    )
-    clock = domain.clock(lc)
-    assert clock["base_due_date"] == clock["due_date"] == date(2027, 4, 15)
-    assert clock["extension_valid"] is True
-    assert clock["extension_notified_on"] == date(2027, 4, 12)
-    assert clock["extended_due_date"] == clock["effective_due_date"] == date(2027, 6, 15)
-    assert clock["basis"] == "R-DSR-2"
-
-
-def test_extended_then_paused_keeps_the_extension_while_suspended() -> None:
-    lc = run(
-        new(),
-        Step("extended", date(2027, 3, 20), reasons=("volume",)),
-        Step("info_requested", date(2027, 3, 22), "clarification"),
-    )
-    clock = domain.clock(lc)
-    assert clock["state"] == "paused" and clock["extension_valid"] is True
-    assert clock["base_due_date"] is None and clock["effective_due_date"] is None
-    assert clock["basis"] == "R-DSR-2"
-    resumed = domain.apply(lc, Step("info_received", date(2027, 4, 1)))
-    assert resumed.status is Status.EXTENDED
-    assert domain.clock(resumed)["effective_due_date"] == date(2027, 6, 15)
-
-
-def test_clock_without_extension_says_so() -> None:
-    clock = domain.clock(new())
-    assert clock["extension_valid"] is False and clock["extension_notified_on"] is None
-    assert clock["base_due_date"] == clock["effective_due_date"] == date(2027, 4, 5)
-
-
-@pytest.mark.parametrize(
-    ("status", "step", "message"),
-    [
-        (Status.EXTENDED, Step("extended", date(2027, 3, 20), reasons=("x",)), "already extended"),
-        (Status.AWAITING_IDENTITY, Step("extended", date(2027, 3, 20), reasons=("x",)), "cannot"),
-        (Status.RECEIVED, Step("extended", date(2027, 3, 20)), "needs reasons"),
-        (Status.RECEIVED, Step("info_received", date(2027, 3, 20)), "no information"),
-        (Status.IN_PROGRESS, Step("identity_verified", date(2027, 3, 20)), "identity cannot"),
-        (Status.AWAITING_INFORMATION, Step("identity_verified", date(2027, 3, 20)), "cannot"),
-        (Status.RESPONDED, Step("info_requested", date(2027, 3, 20)), "cannot request"),
-        (Status.RESPONDED, Step("responded", date(2027, 3, 20)), "already answered"),
-        (Status.CLOSED, Step("responded", date(2027, 3, 20)), "closed"),
-        (Status.RECEIVED, Step("responded", date(2027, 3, 20), outcome="refused"), "reasons"),
-        (Status.RECEIVED, Step("responded", date(2027, 3, 1)), "before receipt"),
-        (Status.RECEIVED, Step("withdrawn", date(2027, 3, 20)), "does not handle"),
-    ],
-)
-def test_impossible_transitions_are_refused_with_a_reason(
-    status: Status, step: Step, message: str
-) -> None:
-    lc = replace(new(), status=status)
-    if status in domain.PAUSED:
-        lc = replace(lc, pauses=(rules.Pause(date(2027, 3, 10)),))
-    with pytest.raises(TransitionRefused, match=message):
-        domain.apply(lc, step)
-
-
-def test_answer_while_paused_must_be_a_refusal() -> None:
-    lc = run(new(), Step("info_requested", date(2027, 3, 8), "identity"))
-    with pytest.raises(TransitionRefused, match="only a refusal"):
-        domain.apply(lc, Step("responded", date(2027, 4, 20)))
-    refused = domain.apply(
-        lc, Step("responded", date(2027, 4, 20), outcome="refused", reasons=("no id",))
-    )
-    assert refused.status is Status.REFUSED and refused.pauses[0].received_on == date(2027, 4, 20)
-
-
-def test_response_stops_the_clock_and_says_whether_it_was_on_time() -> None:
-    lc = run(new(), Step("extended", date(2027, 3, 25), reasons=("x",)))
-    late = run(new(), Step("responded", date(2027, 4, 6)))
-    on_time = run(lc, Step("responded", date(2027, 4, 20)))
-    assert domain.clock(on_time)["state"] == "stopped" and domain.clock(on_time)["on_time"]
-    assert domain.clock(late)["on_time"] is False
-    assert domain.clock(late)["responded_on"] == date(2027, 4, 6)
-
-
-def test_refusal_records_reasons_and_flags_missing_complaint_rights() -> None:
-    lc = run(new(), Step("responded", date(2027, 3, 20), outcome="partly_refused", reasons=("r",)))
-    assert lc.status is Status.PARTLY_REFUSED and lc.answer is not None
-    assert lc.answer.reasons == ("r",)
-    assert domain.answer_flags(lc.answer) == ["art12_4_complaint_rights_missing"]
-    ok = replace(lc.answer, complaint_rights_given=True)
-    assert domain.answer_flags(ok) == []
-
-
-def test_answered_request_closes_once_its_work_is_done() -> None:
-    lc = run(replace(new(), open_work=frozenset({"req"})), Step("responded", date(2027, 3, 20)))
-    assert domain.close_if_done(lc).status is Status.RESPONDED
-    done = domain.close_if_done(replace(lc, open_work=frozenset()))
-    assert done.status is Status.CLOSED
-    assert domain.close_if_done(new()).status is Status.RECEIVED
+    assert ErasureWorkRequested.model_validate(built.data).due_by is not None
+    assert built.data["subject"]["identifiers"] == data.subject.identifiers.present()
+    bad = [{"category": "profile", "action": "shred", "ground": "x"}]
+    with pytest.raises(ValidationError):
+        messages.work_requested(
+            event, "R-1", data.subject, Decided(work=bad, work_case="req"), None
+        )
+    assert isinstance(step("identity_verified")[1], RequestStep)

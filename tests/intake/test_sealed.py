@@ -10,6 +10,7 @@ import pytest
 from services.intake.app import create_app
 from shared import topics
 from shared.settings import Settings
+from shared.subject_vault import SubjectVault
 from tests.intake.test_integration import rid, send, step
 from tests.support import event_bytes, example, produce, read_until, running, topic_reader, wait_for
 
@@ -43,11 +44,11 @@ async def test_held_work_is_sealed_sent_on_identity_and_the_subject_shredded_on_
         subject={"kind": "customer", "identifiers": {"email": email.upper()}},
     )
     app = create_app(settings)
-    intake = app.state.intake
     async with (
         running(app),
         topic_reader(settings.kafka_bootstrap_servers, topics.ERASURE_WORK) as work,
     ):
+        intake, vault = app.state.intake, SubjectVault(app.state.runtime.db)
         await send(settings, earlier, received)
         doc = await wait_for(lambda: intake.requests.get(request_id))
         await wait_for(lambda: intake.requests.get(earlier["data"]["request_id"]))
@@ -68,12 +69,10 @@ async def test_held_work_is_sealed_sent_on_identity_and_the_subject_shredded_on_
             topics.ERASURE_CASES,
             [(key, event_bytes(closed_case(request_id)))],
         )
-        await wait_for(lambda: intake.vault.destroyed(f"request:{request_id}"))
+        await wait_for(lambda: intake.keys.destroyed(f"request:{request_id}"))
         # The subject's earlier access request (same e-mail, other case) is shredded too.
-        assert await intake.vault.destroyed(f"request:{earlier['data']['request_id']}")
+        assert await intake.keys.destroyed(f"request:{earlier['data']['request_id']}")
         final = await intake.requests.get(request_id)
-        assert (
-            await intake.vault.open(final["subject"]["identifiers"], "subject.identifiers") is None
-        )
-        assert await intake.vault.open(final["details"], "details") is None
+        assert await vault.open(final["subject"]["identifiers"], "subject.identifiers") is None
+        assert await vault.open(final["details"], "details") is None
         assert email.casefold() not in json.dumps(final, default=str).casefold()

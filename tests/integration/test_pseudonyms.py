@@ -66,7 +66,7 @@ async def test_a_hold_on_one_spelling_covers_every_service_record_of_another(
         running(audit_app(settings)) as audit,
     ):
         await publish(settings, topics.LEGAL_HOLDS, f"dispute-{t}", hold_event(t, placed_as))
-        hold = await wait_for(lambda: deadlines.state.deadlines.timers.get_hold(f"H-{t}"))
+        hold = await wait_for(lambda: deadlines.state.repositories.holds.get(f"H-{t}"))
         await publish(settings, topics.CONTRACTS, contract, contract_event(contract, ended_as))
         request = request_event(request_id, requested_as)
         await publish(settings, topics.REQUESTS, request_id, request)
@@ -81,7 +81,8 @@ async def test_a_hold_on_one_spelling_covers_every_service_record_of_another(
         item = await wait_for(blocked)
         assert "R-RET-4" in item["rules"] and item["due_at"] is None
 
-        timer = await deadlines.state.deadlines.timers.get(f"retention:{contract}:customer")
+        tid = f"retention:{contract}:customer"
+        timer = (await deadlines.state.repositories.timers.load_many([tid])).get(tid)
         assert timer is not None
         history = intake.state.intake.history.collection
 

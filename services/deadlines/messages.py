@@ -1,4 +1,8 @@
-"""The stored form of a timer and the events derived from it (no I/O)."""
+"""The stored form of a timer and the events derived from it (no I/O).
+
+Outgoing events are built from the typed models of deadlines' section of
+``shared/events/internal.py`` (``DeadlineEvent``, ``RetentionPurgeRequested``).
+"""
 
 from __future__ import annotations
 
@@ -22,24 +26,28 @@ from services.deadlines.domain import (
     to_ms,
 )
 from shared.events import CloudEvent, new_event
+from shared.events.internal import DeadlineEvent, PurgeCategory, RetentionPurgeRequested
 from shared.outbox import outbox_entry
 from shared.rules import Policy
 
 SOURCE = "gardien/deadlines"
 DEADLINE = "gardien.deadline."
+PURGE = "gardien.erasure.work.requested"
 PURGE_ACTIONS = {"delete": "erase", "delete_or_anonymise": "erase", "anonymise": "anonymise"}
+Doc = dict[str, Any]
+Outgoing = tuple[CloudEvent, str]
 
 
 @dataclass(frozen=True)
-class Change:
+class Recompute:
     """What an inbound event does to one timer: its new spec, inputs and index fields."""
 
     spec: TimerSpec
-    inputs: dict[str, Any]
-    fields: dict[str, Any] = field(default_factory=dict)
+    inputs: Doc
+    fields: Doc = field(default_factory=dict)
 
 
-def timer_fields(spec: TimerSpec, fired: set[str], policy: Policy) -> dict[str, Any]:
+def timer_fields(spec: TimerSpec, fired: set[str], policy: Policy) -> Doc:
     """The computed fields of a timer document for ``spec`` (plan, next firing, state)."""
     plan = firing_plan(spec, policy.rights.reminder_days(), policy.breach.reminder_hours())
     due_ms = to_ms(spec.due_at) if spec.due_at is not None else None
@@ -60,8 +68,8 @@ def timer_fields(spec: TimerSpec, fired: set[str], policy: Policy) -> dict[str, 
     }
 
 
-def new_timer(change: Change, policy: Policy, event_id: str) -> dict[str, Any]:
-    """A complete new timer document (its outbox is added by the caller)."""
+def new_timer(change: Recompute, policy: Policy, event_id: str) -> Doc:
+    """A complete new timer document (free, nothing fired, no outbox)."""
     return {
         "_id": change.spec.timer_id,
         "version": 1,
@@ -77,7 +85,7 @@ def new_timer(change: Change, policy: Policy, event_id: str) -> dict[str, Any]:
     }
 
 
-def spec_of(doc: dict[str, Any]) -> TimerSpec:
+def spec_of(doc: Doc) -> TimerSpec:
     """The spec a stored timer was built from."""
     due_ms = doc.get("due_ms")
     return TimerSpec(
@@ -88,19 +96,16 @@ def spec_of(doc: dict[str, Any]) -> TimerSpec:
     )  # fmt: skip
 
 
-def deadline_event(
-    doc: dict[str, Any], kind: str, event_id: str, at: datetime, **extra: Any
-) -> tuple[CloudEvent, str]:
+def deadline_event(doc: Doc, kind: str, event_id: str, at: datetime, **extra: Any) -> Outgoing:
     """A ``gardien.deadline.<kind>`` event of a timer, keyed by the timer id."""
     firing = extra.pop("firing", None)
-    data = event_data(doc, firing, **extra)
-    event = new_event(DEADLINE + kind, data, source=SOURCE, event_id=event_id, time=at)
+    data = DeadlineEvent.model_validate(event_data(doc, firing, **extra))
+    payload = data.model_dump(mode="json", exclude_none=True)
+    event = new_event(DEADLINE + kind, payload, source=SOURCE, event_id=event_id, time=at)
     return event, str(doc["_id"])
 
 
-def change_events(
-    old: dict[str, Any] | None, new: dict[str, Any], cause: CloudEvent
-) -> list[tuple[CloudEvent, str]]:
+def change_events(old: Doc | None, new: Doc, cause: CloudEvent) -> list[Outgoing]:
     """Events an inbound change causes: ``scheduled`` when the deadline moves, ``met`` or
     ``missed`` when the obligation closes."""
     tid, events = str(new["_id"]), []
@@ -131,7 +136,7 @@ CLOSE_DETAILS = {
 }
 
 
-def firing_events(doc: dict[str, Any], emitted: list[Firing]) -> list[tuple[CloudEvent, str]]:
+def firing_events(doc: Doc, emitted: list[Firing]) -> list[Outgoing]:
     """The events of firings emitted by the scheduler (ids ``<timer>:<firing>:<due_at>``)."""
     events = []
     for firing in emitted:
@@ -146,39 +151,31 @@ def firing_events(doc: dict[str, Any], emitted: list[Firing]) -> list[tuple[Clou
     return events
 
 
-def purge_work(doc: dict[str, Any], at: datetime) -> tuple[CloudEvent, str]:
-    """Erasure work for an expired retention period (R-RET-1: delete or anonymise)."""
+def purge_work(doc: Doc, at: datetime) -> Outgoing:
+    """Erasure work for an expired retention period (R-RET-1: delete or anonymise).
+
+    The subject stays as stored (sealed); the scheduler opens it for the copy it sends.
+    """
     details, inputs = doc["details"], doc.get("inputs", {})
-    case_id = f"ret:{doc['_id']}"
-    data: dict[str, Any] = {
-        "case_id": case_id,
-        "origin": "retention",
-        "timer_id": doc["_id"],
-        "categories": [
-            {
-                "category": details["category"],
-                "action": PURGE_ACTIONS.get(details.get("action", ""), "erase"),
-                "ground": f"R-RET-1 retention expired ({details.get('category_basis')})",
-                "retain_until": details.get("effective_retain_until"),
-            }
-        ],
-        "due_by": doc.get("due_date"),
-    }
-    if inputs.get("subject"):
-        data["subject"] = inputs["subject"]
-    if inputs.get("contract_id"):
-        data["contract_id"] = inputs["contract_id"]
-    event_id = f"{doc['_id']}:purge:{doc.get('due_at')}"
-    event = new_event(
-        "gardien.erasure.work.requested", data, source=SOURCE, event_id=event_id, time=at
+    category = PurgeCategory(
+        category=details["category"],
+        action=PURGE_ACTIONS.get(details.get("action", ""), "erase"),
+        ground=f"R-RET-1 retention expired ({details.get('category_basis')})",
+        retain_until=details.get("effective_retain_until"),
     )
-    return event, case_id
+    work = RetentionPurgeRequested(
+        case_id=f"ret:{doc['_id']}",
+        timer_id=str(doc["_id"]),
+        categories=[category],
+        due_by=doc.get("due_date"),
+        subject=inputs.get("subject") or None,
+        contract_id=inputs.get("contract_id") or None,
+    )
+    data = work.model_dump(mode="json", exclude_none=True)
+    event_id = f"{doc['_id']}:purge:{doc.get('due_at')}"
+    return new_event(PURGE, data, source=SOURCE, event_id=event_id, time=at), work.case_id
 
 
-def outbox_fields(events: list[tuple[CloudEvent, str]], wall_ms: int) -> dict[str, Any]:
-    """``$set`` fields that go with queued events (the start-up sweep finds them)."""
-    return {"outbox_pending": True, "outbox_at_ms": wall_ms} if events else {}
-
-
-def entries(events: list[tuple[CloudEvent, str]]) -> list[dict[str, Any]]:
+def entries(events: list[Outgoing]) -> list[Doc]:
+    """The stored (outbox) form of ``events``."""
     return [outbox_entry(event, key) for event, key in events]

@@ -1,0 +1,167 @@
+"""In-memory repositories: the same contracts as the MongoDB ones (tests/contract), for
+use-case tests that run in milliseconds. Documents are copied in and out, like a store."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from services.deadlines.repository import Listing, Repositories
+from shared.events import CloudEvent
+from shared.persistence import TOKEN, Change, Saved
+from shared.subject_vault import SEALED, KeyShredded
+
+Doc = dict[str, Any]
+
+
+class MemoryTimers:
+    """Timers in a dict; ``sent`` collects every event relayed, in order."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Doc] = {}
+        self.sent: list[tuple[CloudEvent, str]] = []
+
+    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
+        return {i: copy.deepcopy(self.docs[i]) for i in sorted(set(ids)) if i in self.docs}
+
+    async def save_many(self, changes: Sequence[Change]) -> Saved:
+        for change in changes:
+            body = {**copy.deepcopy(change.fields), TOKEN: change.token}
+            body.update(outbox=copy.deepcopy(change.outbox), outbox_pending=bool(change.outbox))
+            current = self.docs.get(change.doc_id)
+            if change.version is None and current is None:
+                self.docs[change.doc_id] = {"_id": change.doc_id, **body, "version": 1}
+            elif current is not None and current.get("version") == change.version:
+                current.update(body, version=int(change.version or 0) + 1)
+        saved = [c for c in changes if self.docs.get(c.doc_id, {}).get(TOKEN) == c.token]
+        lost = [c.doc_id for c in changes if c not in saved]
+        return Saved(saved, lost)
+
+    async def relay(self, saved: Sequence[Change]) -> int:
+        with_events = [c for c in saved if c.outbox]
+        for change in with_events:
+            self.sent.extend(change.events)
+            doc = self.docs.get(change.doc_id)
+            if doc is not None and doc.get(TOKEN) == change.token:
+                doc.update(outbox=[], outbox_pending=False)
+        return sum(len(c.events) for c in with_events)
+
+    async def relay_pending(self, older_than_ms: int) -> int:
+        sent = 0
+        for doc in self.docs.values():
+            if doc.get("outbox_pending") and int(doc.get("outbox_at_ms") or 0) <= older_than_ms:
+                events = [(CloudEvent.model_validate(e["event"]), e["key"]) for e in doc["outbox"]]
+                self.sent.extend(events)
+                doc.update(outbox=[], outbox_pending=False, version=doc["version"] + 1)
+                sent += len(events)
+        return sent
+
+    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
+        due = sorted(
+            (d for d in self.docs.values() if _due(d, now_ms)), key=lambda d: d["next_fire_ms"]
+        )[:limit]
+        for doc in due:
+            doc.update(lease_until_ms=now_ms + lease_ms, lease_token=token)
+            doc["version"] += 1
+        return [copy.deepcopy(d) for d in due]
+
+    async def page(self, listing: Listing) -> list[Doc]:
+        found = [d for d in self.docs.values() if _listed(d, listing)]
+        found.sort(key=lambda d: str(d["sort_key"]))
+        return [copy.deepcopy(d) for d in found[: listing.limit]]
+
+    async def retention_for(self, refs: list[str], categories: list[str]) -> list[str]:
+        def covers(doc: Doc) -> bool:
+            if refs:
+                return bool(set(refs) & set(doc.get("subject_refs", [])))
+            return not categories or doc.get("category") in categories
+
+        return [i for i, d in self.docs.items() if d.get("kind") == "retention" and covers(d)]
+
+    async def for_processor(self, processor: str) -> list[str]:
+        return [i for i, d in self.docs.items() if d.get("processor") == processor]
+
+
+def _due(doc: Doc, now_ms: int) -> bool:
+    nxt = doc.get("next_fire_ms")
+    return nxt is not None and nxt <= now_ms and int(doc.get("lease_until_ms") or 0) < now_ms
+
+
+def _listed(doc: Doc, listing: Listing) -> bool:
+    due_ms = doc.get("due_ms")
+    return (
+        (not listing.states or doc.get("state") in listing.states)
+        and (not listing.kinds or doc.get("kind") in listing.kinds)
+        and (
+            listing.due_before_ms is None or (due_ms is not None and due_ms < listing.due_before_ms)
+        )
+        and (listing.after is None or str(doc["sort_key"]) > listing.after)
+    )
+
+
+class MemoryHolds:
+    def __init__(self) -> None:
+        self.docs: dict[str, Doc] = {}
+
+    async def get(self, key: str) -> Doc | None:
+        return copy.deepcopy(self.docs.get(key))
+
+    async def add(self, doc: Doc) -> bool:
+        if doc["_id"] in self.docs:
+            return False
+        self.docs[doc["_id"]] = copy.deepcopy(doc)
+        return True
+
+    async def release(self, key: str, released_on: str) -> None:
+        if key in self.docs:
+            self.docs[key].update(released_on=released_on, active=False)
+
+    async def active(self, refs: list[str]) -> list[Doc]:
+        found = [
+            d
+            for d in self.docs.values()
+            if d.get("scope_all_subjects") or set(refs) & set(d.get("subject_refs", []))
+        ]
+        return [copy.deepcopy(d) for d in found if d.get("active")]
+
+
+class MemoryVault:
+    """Subject keys as live and destroyed ids; a sealed value names its copy kept here."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, str, Any]] = {}  # handle -> (kid, aad, value)
+        self.gone: set[str] = set()
+
+    async def seal(
+        self, kid: str, value: Any, aad: str, now: datetime | None = None
+    ) -> dict[str, Any]:
+        if kid in self.gone:
+            raise KeyShredded(f"the subject key {kid} was destroyed")
+        handle = uuid.uuid4().hex
+        self.values[handle] = (kid, aad, copy.deepcopy(value))
+        return {SEALED: 1, "kid": kid, "c": handle}
+
+    async def open(self, sealed: dict[str, Any], aad: str) -> Any | None:
+        kid, bound, value = self.values.get(sealed["c"], (sealed["kid"], aad, None))
+        if kid in self.gone:
+            return None
+        if bound != aad or kid != sealed["kid"]:
+            raise ValueError(f"sealed value under {kid} does not match its context")
+        return copy.deepcopy(value)
+
+    async def destroy(self, kid: str, now: datetime) -> bool:
+        first = kid not in self.gone
+        self.gone.add(kid)
+        self.values = {h: v for h, v in self.values.items() if v[0] != kid}
+        return first
+
+    async def destroyed(self, kid: str) -> bool:
+        return kid in self.gone
+
+
+def memory_repositories() -> Repositories:
+    """Fresh, empty in-memory repositories."""
+    return Repositories(MemoryTimers(), MemoryHolds(), MemoryVault())

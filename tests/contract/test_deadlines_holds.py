@@ -1,0 +1,90 @@
+"""The contracts of deadlines' ``HoldRepository`` and ``Vault``: one suite each, run on the
+in-memory fakes and on MongoDB (the embedded nx-27017 server)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.deadlines.memory import MemoryHolds, MemoryVault
+from services.deadlines.repository import HoldRepository, MongoHolds, MongoVault, Vault
+from shared.settings import Settings
+from shared.subject_vault import KeyShredded, is_sealed
+
+AT = datetime(2031, 7, 2, 8, tzinfo=UTC)
+
+
+def hold(key: str, refs: list[str], **more: Any) -> dict[str, Any]:
+    return {
+        "_id": key, "matter": f"m-{key}", "subject_refs": refs, "scope_all_subjects": not refs,
+        "categories": [], "opened_on": "2031-01-01", "released_on": None, "active": True, **more,
+    }  # fmt: skip
+
+
+class HoldContract:
+    async def test_a_hold_is_recorded_once(self, holds: HoldRepository) -> None:
+        assert await holds.add(hold("H1", ["r1"]))
+        assert not await holds.add(hold("H1", ["other"]))  # a re-delivery keeps the first
+        found = await holds.get("H1")
+        assert found is not None and found["subject_refs"] == ["r1"]
+        assert await holds.get("nope") is None
+
+    async def test_active_holds_by_subject_or_naming_none(self, holds: HoldRepository) -> None:
+        await holds.add(hold("H1", ["r1"]))
+        await holds.add(hold("H2", ["r2"]))
+        await holds.add(hold("H3", []))
+        await holds.add(hold("H4", ["r1"]))
+        await holds.release("H4", "2031-02-01")
+        assert sorted(h["_id"] for h in await holds.active(["r1", "r9"])) == ["H1", "H3"]
+        assert [h["_id"] for h in await holds.active([])] == ["H3"]
+        released = await holds.get("H4")
+        assert released is not None and released["released_on"] == "2031-02-01"
+        assert not released["active"]
+
+
+class VaultContract:
+    async def test_sealed_values_open_until_the_key_is_destroyed(self, vault: Vault) -> None:
+        kid = f"retention:{uuid.uuid4().hex[:6]}:customer"
+        subject = {"kind": "customer", "identifiers": {"email": "a@example.org"}}
+        sealed = await vault.seal(kid, subject, "subject")
+        assert is_sealed(sealed) and "a@example.org" not in str(sealed)
+        assert await vault.open(sealed, "subject") == subject
+        with pytest.raises(ValueError):
+            await vault.open(sealed, "identifiers")  # bound to its context
+        assert await vault.destroy(kid, AT) and not await vault.destroy(kid, AT)
+        assert await vault.destroyed(kid) and await vault.open(sealed, "subject") is None
+        with pytest.raises(KeyShredded):
+            await vault.seal(kid, subject, "subject")  # never recreated
+
+
+class TestMemoryHolds(HoldContract):
+    @pytest.fixture
+    def holds(self) -> HoldRepository:
+        return MemoryHolds()
+
+
+class TestMemoryVault(VaultContract):
+    @pytest.fixture
+    def vault(self) -> Vault:
+        return MemoryVault()
+
+
+def fresh_db(mongo_client: Any, settings: Settings) -> Any:
+    return mongo_client[settings.database_name(f"dlct{uuid.uuid4().hex[:8]}")]
+
+
+@pytest.mark.integration
+class TestMongoHolds(HoldContract):
+    @pytest.fixture
+    def holds(self, mongo_client: Any, settings: Settings) -> HoldRepository:
+        return MongoHolds(fresh_db(mongo_client, settings))
+
+
+@pytest.mark.integration
+class TestMongoVault(VaultContract):
+    @pytest.fixture
+    def vault(self, mongo_client: Any, settings: Settings) -> Vault:
+        return MongoVault(fresh_db(mongo_client, settings))

@@ -1,0 +1,55 @@
+"""The subject keys contract (seal, open, shred), run on the in-memory fake and on MongoDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.intake.memory import MemorySubjectKeys
+from services.intake.repository import MongoSubjectKeys, SubjectKeys
+from shared.mongo import service_database
+from shared.settings import Settings
+from shared.subject_vault import KeyShredded
+
+NOW = datetime(2027, 3, 5, tzinfo=UTC)
+
+
+class KeysContract:
+    async def test_a_ring_seals_under_new_keys_and_later_rings_open(
+        self, repo: SubjectKeys
+    ) -> None:
+        ring = await repo.ring(["k1", "k2"], NOW)
+        sealed = await ring.seal("k1", {"email": "a@b.c"}, "subject.identifiers", NOW)
+        assert sealed["sealed"] == 1 and sealed["kid"] == "k1"
+        again = await repo.ring(["k1"], NOW)  # an existing key is read, not replaced
+        assert await again.open(sealed, "subject.identifiers") == {"email": "a@b.c"}
+        with pytest.raises(ValueError, match="does not match"):
+            await again.open(sealed, "details")
+
+    async def test_destroyed_keys_open_nothing_and_seal_nothing(self, repo: SubjectKeys) -> None:
+        ring = await repo.ring(["k1", "k2"], NOW)
+        sealed = await ring.seal("k1", "x", "details", NOW)
+        assert await repo.destroy_many(["k1", "never-made"], NOW) == 2
+        assert await repo.destroy_many(["k1"], NOW) == 0  # already destroyed
+        assert await repo.destroyed("k1") and await repo.destroyed("never-made")
+        assert not await repo.destroyed("k2")
+        later = await repo.ring(["k1", "never-made"], NOW)  # never recreated
+        assert await later.open(sealed, "details") is None
+        with pytest.raises(KeyShredded):
+            await later.seal("never-made", "x", "details", NOW)
+        assert await repo.destroy_many([], NOW) == 0
+
+
+class TestMemoryKeys(KeysContract):
+    @pytest.fixture
+    def repo(self) -> MemorySubjectKeys:
+        return MemorySubjectKeys()
+
+
+@pytest.mark.integration
+class TestMongoKeys(KeysContract):
+    @pytest.fixture
+    def repo(self, mongo_client: Any, settings: Settings) -> MongoSubjectKeys:
+        return MongoSubjectKeys(service_database(mongo_client, settings, "intake"))

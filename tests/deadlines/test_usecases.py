@@ -1,0 +1,187 @@
+"""Deadlines use cases on the in-memory repositories: batches loaded once, folded in order,
+saved once, relayed once; refusals kept per event; lost races redone (milliseconds, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.deadlines.memory import MemoryTimers
+from shared.errors import TransitionRefused
+from shared.persistence import Change, Saved
+from tests.deadlines.fakes import event, world
+
+T0 = datetime(2026, 12, 24, 17, 30, tzinfo=UTC)
+BREACH = {
+    "aware_at": "2026-12-24T18:30:00+01:00", "reported_by": "controller", "risk": "high",
+    "categories": ["customer"], "approx_subjects": 3, "approx_records": 9,
+}  # fmt: skip
+
+
+def detected(bid: str) -> Any:
+    return event(
+        "gdpr.breach.detected", {"breach_id": bid, **BREACH}, BREACH["aware_at"], f"d-{bid}"
+    )
+
+
+def notified(bid: str, at: str, which: str = "authority") -> Any:
+    data = {"breach_id": bid, "at": at}
+    return event(f"gdpr.breach.{which}_notified", data, at, f"n-{which}-{bid}")
+
+
+def accepted(rid: str) -> Any:
+    data = {"request_id": rid, "right": "access", "status": "received",
+            "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer"}  # fmt: skip
+    return event("gardien.request.accepted", data, data["received_at"], f"a-{rid}")
+
+
+def step(rid: str, frm: str, to: str, at: str) -> Any:
+    data = {"request_id": rid, "from": frm, "to": to, "cause": "x", "at": at}
+    return event("gardien.request.status_changed", data, at, f"s-{rid}-{to}")
+
+
+async def test_a_batch_is_loaded_once_folded_in_order_saved_once_relayed_once() -> None:
+    w = world(T0)
+    batch = [
+        accepted("R1"),
+        step("R1", "received", "awaiting_identity", "2027-03-10T10:00:00+01:00"),
+        step("R1", "awaiting_identity", "in_progress", "2027-03-20T10:00:00+01:00"),
+        accepted("R2"),
+    ]
+    await w.handle(*batch)
+    assert w.timers.calls == {"load_many": 1, "save_many": 1, "relay": 1}
+    r1 = w.doc("request:R1")
+    assert r1["state"] == "open" and r1["due_date"] == "2027-04-15" and "R-DSR-3" in r1["rules"]
+    assert r1["applied_events"] == [e.id for e in batch[:3]] and r1["version"] == 1
+    # R1 was scheduled, then paused, then scheduled again with the moved deadline.
+    due = [(e.data["timer_id"], e.data["due_date"]) for e in w.sent("scheduled")]
+    assert due == [("request:R1", "2027-04-05"), ("request:R1", "2027-04-15"),
+                   ("request:R2", "2027-04-05")]  # fmt: skip
+    assert r1["outbox"] == [] and not r1["outbox_pending"]
+
+
+async def test_a_redelivered_batch_changes_and_sends_nothing() -> None:
+    w = world(T0)
+    batch = [
+        accepted("R1"),
+        step("R1", "received", "awaiting_identity", "2027-03-10T10:00:00+01:00"),
+    ]
+    await w.handle(*batch)
+    before, sent = dict(w.doc("request:R1")), len(w.timers.sent)
+    await w.handle(*batch)
+    await w.handle(batch[1], batch[1])
+    assert w.doc("request:R1") == before and len(w.timers.sent) == sent
+
+
+async def test_a_refused_event_does_not_sink_the_rest_of_its_batch() -> None:
+    w = world(T0)
+    unknown = notified("BR-NONE", "2026-12-25T09:00:00+01:00")
+    with pytest.raises(TransitionRefused, match="unknown breach BR-NONE"):
+        await w.handle(detected("BR-1"), unknown, accepted("R1"))
+    assert {"breach:BR-1:authority", "breach:BR-1:subjects", "request:R1"} <= set(w.timers.docs)
+    assert "breach:BR-NONE:authority" not in w.timers.docs
+    # Replayed one by one (the consumer's contract): the good events change nothing more.
+    await w.handle(detected("BR-1"))
+    await w.handle(accepted("R1"))
+    with pytest.raises(TransitionRefused):
+        await w.handle(unknown)
+
+
+async def test_a_breach_detected_and_notified_late_in_one_batch_closes_as_missed() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-2"), notified("BR-2", "2026-12-28T09:00:00+01:00"))
+    doc = w.doc("breach:BR-2:authority")
+    assert doc["state"] == "missed" and "R-BR-3" in doc["rules"]
+    [closed] = w.sent("missed")
+    assert closed.data["late"] is True and closed.data["stage"] == "closed"
+
+
+async def test_a_lost_race_is_decided_again_from_the_other_writers_state() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-3"))
+    real_save = MemoryTimers.save_many
+    raced = False
+
+    async def racing(self: MemoryTimers, changes: Any) -> Saved:
+        nonlocal raced
+        if not raced:  # another member writes the timer between our read and our write
+            raced = True
+            doc = self.docs["breach:BR-3:authority"]
+            await real_save(self, [Change(doc["_id"], doc["version"], {"other": "writer"})])
+        return await real_save(self, changes)
+
+    w.timers.save_many = racing.__get__(w.timers)  # type: ignore[method-assign]
+    await w.handle(notified("BR-3", "2026-12-25T09:00:00+01:00"))
+    doc = w.doc("breach:BR-3:authority")
+    assert doc["other"] == "writer" and doc["state"] == "met" and doc["version"] == 3
+    assert len(w.sent("met")) == 1
+
+
+async def test_the_scheduler_fires_a_batch_once_and_advances_every_timer() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-4"), detected("BR-5"))
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))  # the deadline
+    assert await w.scheduler.tick() == 4  # 2 breaches x (authority, subjects), claims of 2
+    assert await w.scheduler.tick() == 0
+    due = sorted(e.data["timer_id"] for e in w.sent("due"))
+    assert due == sorted(f"breach:BR-{n}:{c}" for n in (4, 5) for c in ("authority", "subjects"))
+    assert all(w.doc(t)["lease_token"] is None and w.doc(t)["state"] == "due" for t in due)
+
+
+async def test_an_inbound_change_between_claim_and_fire_is_fired_from_the_fresh_timer() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-6"))
+    w.clock.set(datetime(2026, 12, 27, 17, 30, 1, tzinfo=UTC))
+    now = int(w.clock.now().timestamp() * 1000)
+    claimed = await w.timers.claim_due(now, 30_000, "me", 10)
+    await w.handle(notified("BR-6", "2026-12-27T18:00:00+01:00"))  # met, while claimed
+    # The authority clock was met before the fire landed: its claim is redone from the
+    # fresh timer, which has nothing left to fire; only the subjects clock fires.
+    assert await w.scheduler.fire(claimed, now) == 1
+    doc = w.doc("breach:BR-6:authority")
+    assert doc["state"] == "met" and doc["lease_token"] is None and doc["lease_until_ms"] == 0
+    fired = [(e.type, e.data["timer_id"]) for e in w.sent() if e.id.startswith("breach:")]
+    subjects = "breach:BR-6:subjects"
+    assert sorted(fired) == [
+        ("gardien.deadline.due", subjects),
+        ("gardien.deadline.missed", subjects),
+    ]
+
+
+def ended(contract: str, email: str) -> Any:
+    data = {"contract_id": contract, "ended_at": "2026-06-30T18:00:00+02:00",
+            "subject": {"kind": "customer", "identifiers": {"email": email}},
+            "categories": ["customer"]}  # fmt: skip
+    return event("gdpr.contract.ended", data, data["ended_at"], f"e-{contract}")
+
+
+async def test_a_purge_sends_the_opened_subject_unless_a_hold_recorded_before_wins() -> None:
+    w = world(datetime(2031, 7, 1, 12, tzinfo=UTC))
+    await w.handle(ended("CTR-A", "a@example.org"), ended("CTR-B", "b@example.org"))
+    stored = w.doc("retention:CTR-A:customer")["inputs"]["subject"]
+    assert stored["kid"] == "retention:CTR-A:customer" and "identifiers" not in stored
+    # hold_placed's first write (``holds``) happened; its timers' write has not yet.
+    refs = w.uses.pseudonyms.refs({"email": "b@example.org"})
+    await w.holds.add({
+        "_id": "H-1", "matter": "dispute", "subject_refs": refs, "scope_all_subjects": False,
+        "categories": [], "opened_on": "2031-06-01", "released_on": None, "active": True,
+    })  # fmt: skip
+    assert await w.scheduler.tick() == 1
+    [work] = w.sent("work.requested")
+    assert work.data["case_id"] == "ret:retention:CTR-A:customer"
+    assert work.data["subject"]["identifiers"] == {"email": "a@example.org"}
+    held = w.doc("retention:CTR-B:customer")
+    assert held["state"] == "blocked" and [h["key"] for h in held["inputs"]["holds"]] == ["H-1"]
+    assert held["lease_token"] is None and held["outbox"] == []
+
+
+async def test_several_claim_loops_in_one_tick_never_fire_a_timer_twice() -> None:
+    w = world(T0)
+    await w.handle(*(detected(f"BR-W{n}") for n in range(3)))
+    w.scheduler.workers, w.scheduler.batch = 4, 1
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))
+    assert await w.scheduler.tick() == 6
+    ids = [e.id for e in w.sent("due")]
+    assert len(ids) == len(set(ids)) == 6
