@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import cpu_seconds, embedded_stack, emit, machine, percentile
+from bench.common import access_request, cpu_seconds, embedded_stack, emit, machine, percentile
 
 TOPICS = ("gdpr.requests.v1", "gardien.requests.v1", "gardien.deadlines.v1")
 
@@ -31,16 +31,7 @@ TOPICS = ("gdpr.requests.v1", "gardien.requests.v1", "gardien.deadlines.v1")
 def events_of(run: str, i: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(topic, key, event) of one request's three audited events."""
     rid = f"A{run}-{i}"
-    received = {
-        "request_id": rid,
-        "right": "access",
-        "received_at": "2027-03-05T16:45:00+01:00",
-        "channel": "web_form",
-        "subject": {
-            "kind": "customer",
-            "identifiers": {"email": f"u{run}{i}@example.org", "customer_id": f"C{run}{i}"},
-        },
-    }
+    received = access_request(rid, f"{run}{i}")
     out, ref = [], {"request_id": rid}
     for topic, kind, data in (
         (TOPICS[0], "gdpr.request.received", received),

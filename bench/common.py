@@ -33,6 +33,20 @@ def machine() -> str:
     )
 
 
+def access_request(rid: str, tag: str) -> dict[str, object]:
+    """The data of one access request with identifiers of its own (``tag`` makes them unique)."""
+    return {
+        "request_id": rid,
+        "right": "access",
+        "received_at": "2027-03-05T16:45:00+01:00",
+        "channel": "web_form",
+        "subject": {
+            "kind": "customer",
+            "identifiers": {"email": f"u{tag}@example.org", "customer_id": f"C{tag}"},
+        },
+    }
+
+
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (0-100) by nearest rank."""
     if not values:

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import Progress, cpu_seconds, embedded_stack, emit, machine
+from bench.common import Progress, access_request, cpu_seconds, embedded_stack, emit, machine
 
 REQUESTS_TOPIC = "gdpr.requests.v1"
 
@@ -36,16 +36,7 @@ def received(run: str, i: int) -> dict[str, Any]:
         "source": "bench.intake",
         "type": "gdpr.request.received",
         "time": "2027-03-05T16:45:00+01:00",
-        "data": {
-            "request_id": rid,
-            "right": "access",
-            "received_at": "2027-03-05T16:45:00+01:00",
-            "channel": "web_form",
-            "subject": {
-                "kind": "customer",
-                "identifiers": {"email": f"u{run}{i}@example.org", "customer_id": f"C{run}{i}"},
-            },
-        },
+        "data": access_request(rid, f"{run}{i}"),
     }
 
 
