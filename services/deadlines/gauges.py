@@ -66,4 +66,3 @@ def register(app: FastAPI, clock: Clock) -> None:
         figures.time_left,
     )
     outbox_gauge(metrics, figures.outbox)
-

@@ -122,7 +122,6 @@ class TimerContract:
         assert await repo.relay_pending(NOW) == 1
         assert (await repo.load_many(["a"]))["a"]["outbox"] == []
 
-
     async def test_open_clocks_show_kind_state_and_deadline_only(
         self, repo: TimerRepository
     ) -> None:
