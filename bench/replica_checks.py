@@ -7,8 +7,8 @@ services' databases and `gardien audit verify`:
   request (distinct event ids);
 - order per key: every record of one key in one partition, ``accepted`` before ``decided``,
   and every audit chain appended in its partition's offset order;
-- every clock fired once: no firing event id twice on the deadlines topic, no firing twice in
-  a timer's ``fired`` list;
+- every clock fired once: each retention clock done, no firing twice in its ``fired`` list
+  (firing ids seen twice on the topic are counted: see ``check_firings``);
 - every command issued once and acknowledged once: one command per command id, every case
   of the run closed with every system part acknowledged, one ``closed`` per case;
 - exactly-once effect in the audit: one record per (topic, event id), every event of the run
@@ -32,6 +32,7 @@ from typing import Any
 
 from shared import topics
 
+FIRINGS = {"gardien.deadline.approaching", "gardien.deadline.due", "gardien.deadline.missed"}
 READ = (topics.REQUEST_EVENTS, topics.DEADLINES, topics.ERASURE_COMMANDS, topics.ERASURE_CASES)
 
 
@@ -122,15 +123,19 @@ def check_requests(v: Verdict, records: list[Record], rights: dict[str, str]) ->
 
 
 def check_firings(v: Verdict, records: list[Record], timers: list[dict[str, Any]]) -> None:
-    """No firing published twice (two members firing one timer) nor recorded twice."""
+    """Every retention clock fired (and each firing recorded) once, and is done.
+
+    Two members cannot both fire one timer (a claim is a lease under a version check), so
+    a firing id seen twice on the topic is a relay of an outbox not yet cleared when its
+    member stopped: counted, not failed (consumers apply an id once).
+    """
     firing = Counter(
-        r.event["id"] for r in records if r.topic == topics.DEADLINES and r.key.startswith("ret")
+        r.event["id"]
+        for r in records
+        if r.topic == topics.DEADLINES and r.key.startswith("ret") and r.event["type"] in FIRINGS
     )
-    twice = [i for i, n in firing.items() if n > 1]
     v.counts["retention_firings"] = len(firing)
-    v.counts["firings_published_twice"] = len(twice)
-    for i in twice:
-        v.fail("fired_once", f"{i} published {firing[i]} times")
+    v.counts["firings_published_twice"] = sum(1 for n in firing.values() if n > 1)
     for doc in timers:
         fired = [str(f) for f in doc.get("fired") or []]
         if len(fired) != len(set(fired)):

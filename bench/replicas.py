@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -131,7 +132,7 @@ class AuditWatch:
     def longest_gap(self, start: float, end: float) -> float:
         """Longest time in [start, end] without an audit append, in seconds."""
         points = sorted([start, *(a for a in self.appends if start <= a <= end), end])
-        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(points)), default=0.0)
 
 
 async def produce(bootstrap: str, events: list[Event]) -> None:
@@ -140,7 +141,9 @@ async def produce(bootstrap: str, events: list[Event]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
-        sent = [await producer.send(t, json.dumps(e).encode(), key=k.encode()) for t, k, e in events]
+        sent = [
+            await producer.send(t, json.dumps(e).encode(), key=k.encode()) for t, k, e in events
+        ]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
@@ -180,8 +183,11 @@ def wait_back(up: Up, stopped: dict[str, int], timeout: float = 120) -> float:
     return round(time.monotonic() - started, 2) if not waiting else float("nan")
 
 
-def run(st: Stack, replicas: int, requests: int, contracts: int, stall: float) -> dict[str, Any]:
-    """One replica run on ``st``: traffic, one forced rebalance, the checks."""
+def run(
+    st: Stack, replicas: int, requests: int, contracts: int, stall: float, rejoin: bool = True
+) -> dict[str, Any]:
+    """One replica run on ``st``: traffic, a member stopped (and, with ``rejoin``, waited for
+    until it is back: a second rebalance), then the checks."""
     work = Workload(requests, contracts)
     stop = threading.Event()
     with gardien_up(st, replicas=replicas, timeout=60 + 30 * replicas) as up:
@@ -189,7 +195,7 @@ def run(st: Stack, replicas: int, requests: int, contracts: int, stall: float) -
         answers.start()
         try:
             time.sleep(3)  # the other members finish joining their groups
-            figures = _traffic(up, work, replicas, stall)
+            figures = _traffic(up, work, replicas, stall, rejoin)
         finally:
             stop.set()
             answers.join()
@@ -197,32 +203,51 @@ def run(st: Stack, replicas: int, requests: int, contracts: int, stall: float) -
     return {"replicas": replicas, **figures, "checks": verdict.summary()}
 
 
-def _traffic(up: Up, work: Workload, replicas: int, stall: float) -> dict[str, Any]:
+class Stopper(threading.Thread):
+    """Stops member ``replicas`` of every service once, then times its return."""
+
+    def __init__(self, up: Up, replicas: int) -> None:
+        super().__init__(daemon=True)
+        self.up, self.replicas = up, replicas
+        self.at, self.back_after = 0.0, float("nan")
+
+    def run(self) -> None:
+        self.at = time.time()
+        self.back_after = wait_back(self.up, stop_members(self.up, self.replicas))
+
+
+def _traffic(up: Up, work: Workload, replicas: int, stall: float, rejoin: bool) -> dict[str, Any]:
     watch = AuditWatch(up, work)
     total, t0 = len(work.needs), time.time()
     producer = threading.Thread(target=lambda: asyncio.run(produce(up.bootstrap, work.events)))
     producer.start()
     progress = Progress(f"replicas={replicas}: items completed", total)
-    done, moved, killed_at, rejoin = 0, time.monotonic(), 0.0, float("nan")
+    stopper = Stopper(up, replicas)
+    done, moved = 0, time.monotonic()
     while done < total and time.monotonic() - moved < stall:
         time.sleep(0.3)
         now = watch.poll()
         moved = time.monotonic() if now != done else moved
         done = now
         progress.update(done)
-        if not killed_at and done >= 0.3 * total:
-            killed_at = time.time()
-            rejoin = wait_back(up, stop_members(up, replicas))
+        if not stopper.is_alive() and not stopper.at and done >= 0.3 * total:
+            stopper.start()
+            while not stopper.at:
+                time.sleep(0.01)
     producer.join()
+    if rejoin and stopper.at:
+        stopper.join()
+        watch.poll()
     end = max(watch.done_at.values(), default=time.time())
     watch.client.close()
+    killed_at = stopper.at
     return {
         "items": total,
         "completed": done,
         "seconds": round(end - t0, 2),
         "items_per_s": round(done / max(end - t0, 1e-9), 2),
         "stopped_at_s": round(killed_at - t0, 2) if killed_at else None,
-        "back_after_s": rejoin,
+        "back_after_s": stopper.back_after,
         "pause_s": round(watch.longest_gap(killed_at, end), 2) if killed_at else None,
         "gap_before_s": _gap_before(watch, t0, killed_at),
     }

@@ -50,6 +50,8 @@ def check_replicas(replicas: int) -> str | None:
             f"(shared/topics.py), so members beyond {MAX_REPLICAS} would get none"
         )
     return None
+
+
 STATE_FILE = UP_STATE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The reference connected systems (examples/connected_systems) and their extra arguments;
@@ -180,11 +182,11 @@ class Launcher:
     def start_children(self) -> None:
         base = self.service_env()
         gardien = [sys.executable, "-m", "gardien"]
-        for child, port in self.member_ports().items():
-            service = child.split("-", 1)[0]
+        for member, port in self.member_ports().items():
+            service = member.split("-", 1)[0]
             env = {**base, "GARDIEN_SERVICE_PORT": str(port)}
             self.children.append(
-                Child(child, [*gardien, "service", service], env, self.home / f"{child}.log")
+                Child(member, [*gardien, "service", service], env, self.home / f"{member}.log")
             )
         api_env = {
             **base,
