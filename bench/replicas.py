@@ -108,10 +108,16 @@ class AuditWatch:
         self.done_at: dict[tuple[str, str], float] = {}
         self.appends: list[float] = []
         self.ids: set[str] = set()
-        self.since = datetime.now(UTC) - timedelta(seconds=5)
+        self.start = self.since = datetime.now(UTC) - timedelta(seconds=5)
 
-    def poll(self) -> int:
-        query = {"recorded_at": {"$gte": self.since - timedelta(seconds=2)}}
+    def poll(self, full: bool = False) -> int:
+        """Read the records appended since the last poll (``full``: since the start).
+
+        A record's ``recorded_at`` is its batch's start: with several audit members a batch
+        begun earlier can land after a later one, hence the 30 s look-back.
+        """
+        since = self.start if full else self.since - timedelta(seconds=30)
+        query = {"recorded_at": {"$gte": since}}
         newest = self.since
         for doc in self.records.find(query, {"type": 1, "refs": 1, "recorded_at": 1}):
             if doc["_id"] in self.ids:
@@ -223,10 +229,12 @@ def _traffic(up: Up, work: Workload, replicas: int, stall: float, rejoin: bool) 
     producer.start()
     progress = Progress(f"replicas={replicas}: items completed", total)
     stopper = Stopper(up, replicas)
-    done, moved = 0, time.monotonic()
+    done, moved, swept = 0, time.monotonic(), time.monotonic()
     while done < total and time.monotonic() - moved < stall:
         time.sleep(0.3)
-        now = watch.poll()
+        full = time.monotonic() - max(moved, swept) > 10  # idle: read everything again
+        swept = time.monotonic() if full else swept
+        now = watch.poll(full)
         moved = time.monotonic() if now != done else moved
         done = now
         progress.update(done)
