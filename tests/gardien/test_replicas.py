@@ -86,3 +86,21 @@ def test_two_members_per_service_stay_correct_through_a_rebalance(own_broker: Se
     counts = checks["counts"]
     assert counts["cases_closed"] == 8 + 4 and counts["commands"] == 2 * (8 + 4), counts
     assert counts["retention_firings"] >= 4, counts
+
+
+def test_topics_with_fewer_partitions_than_members_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gardien.launcher as launcher_module
+
+    async def ensure(bootstrap: str, wanted: dict[str, int]) -> list[str]:
+        return []
+
+    async def counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+        return {name: 2 if name == "gardien.erasure.work.v1" else 6 for name in names}
+
+    monkeypatch.setattr(launcher_module, "ensure_topics", ensure)
+    monkeypatch.setattr(launcher_module, "partition_counts", counts)
+    launcher(tmp_path, 2).ensure_topics()  # 2 members, 2 partitions: fine
+    with pytest.raises(SystemExit, match="gardien.erasure.work.v1"):
+        launcher(tmp_path, 3).ensure_topics()
