@@ -102,5 +102,5 @@ def test_topics_with_fewer_partitions_than_members_are_refused(
     monkeypatch.setattr(launcher_module, "ensure_topics", ensure)
     monkeypatch.setattr(launcher_module, "partition_counts", counts)
     launcher(tmp_path, 2).ensure_topics()  # 2 members, 2 partitions: fine
-    with pytest.raises(SystemExit, match="gardien.erasure.work.v1"):
+    with pytest.raises(SystemExit, match=r"gardien\.erasure\.work\.v1"):
         launcher(tmp_path, 3).ensure_topics()
