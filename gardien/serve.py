@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from gardien import stack
 from gardien.console import HOME, fail
 from gardien.endpoints import DEFAULT_HOME, live_stack, load_settings
-from gardien.launcher import Launcher, run
+from gardien.launcher import Launcher, check_replicas, run
 from shared.auth import KeyStore
 from shared.errors import GardienError
 from shared.mongo import mongo_hosts
@@ -34,8 +34,17 @@ def up(
     with_reference_systems: Annotated[
         bool, typer.Option(help="Also run the reference CRM, newsletter, billing and vendor.")
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Members of each service's consumer group, each its own process and port "
+            "(member k: its service's port + 10 x (k - 1)); see docs/scaling.md."
+        ),
+    ] = 1,
 ) -> None:
     """Start the embedded stack (unless env points elsewhere), every service and the API."""
+    if (problem := check_replicas(replicas)) is not None:
+        fail(problem)
     home.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     _ensure_admin_key(home)
@@ -50,6 +59,7 @@ def up(
         mongodb_uri=mongo,
         base_port=base_port,
         reference_systems=with_reference_systems,
+        replicas=replicas,
         extra_env=_local_env(home),
     )
     run(launcher)
