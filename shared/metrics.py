@@ -40,6 +40,7 @@ GaugeSource = Callable[[], Awaitable[Mapping[Key, float]]]
 # Seconds; the default OTel buckets are in milliseconds-sized steps and miss fast handlers.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+SOURCE_TIMEOUT = 5.0  # seconds one gauge's source may take per refresh
 
 
 def _meter_provider(
@@ -146,10 +147,14 @@ class Metrics:
         self._gauges[name].values = dict(values)
 
     async def refresh(self) -> None:
-        """Recompute every database-backed gauge once; a failing source keeps its last figures."""
+        """Recompute every database-backed gauge once; a failing source keeps its last figures.
+
+        Each source is bounded (``SOURCE_TIMEOUT``): a frozen store leaves its gauges stale,
+        never the others (the consumer lag is refreshed by the same task).
+        """
         for name, gauge in self._gauges.items():
             try:
-                gauge.values = dict(await gauge.source())
+                gauge.values = dict(await asyncio.wait_for(gauge.source(), SOURCE_TIMEOUT))
             except Exception as exc:  # a metric must never take the service down
                 log.warning("metric %s not refreshed: %s", name, type(exc).__name__)
 

@@ -116,3 +116,26 @@ async def test_a_running_service_exposes_consumer_and_http_figures(settings: Set
     assert "alice" not in text.lower() and "@" not in text
     partitions = {labels["messaging_destination_partition_id"] for labels, _ in lag}
     assert len(partitions) > 1  # one figure per partition
+
+
+async def test_a_hanging_source_is_cut_short_and_the_others_still_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from shared import metrics as module
+
+    monkeypatch.setattr(module, "SOURCE_TIMEOUT", 0.05)
+    metrics = Metrics("deadlines")
+
+    async def frozen() -> Mapping[Key, float]:
+        await asyncio.sleep(3600)
+        return {}
+
+    async def fine() -> Mapping[Key, float]:
+        return {(("gardien.timer.state", "due"),): 2.0}
+
+    metrics.gauge("gardien.frozen", "Never answers.", "{timer}", frozen)
+    metrics.gauge("gardien.fine", "Answers.", "{timer}", fine)
+    await asyncio.wait_for(metrics.refresh(), 2)
+    assert samples(metrics.exposition().decode(), "gardien_fine")[0][1] == 2.0
