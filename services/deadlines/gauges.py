@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from services.deadlines.domain import gauge_status, to_ms
 from services.deadlines.repository import Repositories
 from shared.clock import Clock
-from shared.figures import GAUGE_CAP, key, outbox_gauge
+from shared.figures import GAUGE_CAP, GAUGE_EVERY, key, outbox_gauge
 from shared.metrics import Key, Metrics
 
 KIND, STATUS = "gardien.timer.kind", "gardien.timer.status"
@@ -58,11 +58,13 @@ def register(app: FastAPI, clock: Clock) -> None:
         "Open clocks by kind and status (pending, approaching, due, overdue).",
         "{timer}",
         figures.timers,
+        GAUGE_EVERY,
     )
     metrics.gauge(
         "gardien.deadlines.time_left",
         "Seconds until the nearest deadline of an open clock of each kind not yet passed.",
         "s",
         figures.time_left,
+        GAUGE_EVERY,
     )
     outbox_gauge(metrics, figures.outbox)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -139,3 +139,22 @@ async def test_a_hanging_source_is_cut_short_and_the_others_still_refresh(
     metrics.gauge("gardien.fine", "Answers.", "{timer}", fine)
     await asyncio.wait_for(metrics.refresh(), 2)
     assert samples(metrics.exposition().decode(), "gardien_fine")[0][1] == 2.0
+
+
+async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced() -> None:
+    metrics, reads = Metrics("erasure"), {"lag": 0, "cases": 0}
+
+    def counting(name: str) -> Callable[[], Awaitable[Mapping[Key, float]]]:
+        async def source() -> Mapping[Key, float]:
+            reads[name] += 1
+            return {}
+
+        return source
+
+    metrics.gauge("gardien.lag", "Every refresh.", "{message}", counting("lag"))
+    metrics.gauge("gardien.cases", "Once a minute.", "{case}", counting("cases"), every=60)
+    for _ in range(3):
+        await metrics.refresh(due_only=True)  # what the background task does
+    assert reads == {"lag": 3, "cases": 1}
+    await metrics.refresh()  # forced: tests, or a caller that wants fresh figures now
+    assert reads == {"lag": 4, "cases": 2}
