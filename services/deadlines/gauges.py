@@ -25,7 +25,7 @@ class ClockFigures:
 
     def __init__(self, repos: Callable[[], Repositories], clock: Clock) -> None:
         self.repos, self.clock = repos, clock
-        self.left: dict[Key, float] = {}
+        self.nearest: dict[str, int] = {}  # kind -> the nearest deadline ahead, in ms
 
     async def timers(self) -> Mapping[Key, float]:
         now = to_ms(self.clock.now())
@@ -38,11 +38,13 @@ class ClockFigures:
             counts[k] = counts.get(k, 0) + 1
             if due >= now:
                 nearest[kind] = min(due, nearest.get(kind, due))
-        self.left = {key({KIND: k}): (due - now) / 1000 for k, due in nearest.items()}
+        self.nearest = nearest
         return counts
 
     async def time_left(self) -> Mapping[Key, float]:
-        return self.left
+        """From the last read of the clocks, counted down to now (a cheap, frequent figure)."""
+        now = to_ms(self.clock.now())
+        return {key({KIND: k}): (due - now) / 1000 for k, due in self.nearest.items() if due >= now}
 
     async def outbox(self) -> Mapping[Key, float]:
         backlog = await self.repos().timers.outbox_backlog(GAUGE_CAP)
@@ -65,6 +67,5 @@ def register(app: FastAPI, clock: Clock) -> None:
         "Seconds until the nearest deadline of an open clock of each kind not yet passed.",
         "s",
         figures.time_left,
-        GAUGE_EVERY,
     )
     outbox_gauge(metrics, figures.outbox)
