@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.erasure import handlers
+from services.erasure import gauges, handlers
 from services.erasure.actions import router as actions
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
@@ -97,6 +97,7 @@ def create_app(
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
+    gauges.register(app)
     app.state.register = register
     return app
 
