@@ -67,12 +67,13 @@ def insert(coll: Any, base: dict[str, Any], start: int, stop: int, label: str) -
 
 
 async def measure(
-    uri: str, bootstrap: str, db_name: str, bursts: list[tuple[int, int]], tick: float, args: Any
+    uri: str, bootstrap: str, db: str, bursts: list[tuple[str, int, int]], tick: float, args: Any
 ) -> dict[str, Any]:
-    """Empty-tick cost, then for each ``(size, first id)`` burst the lag of its firings."""
+    """Empty-tick cost, then for each ``(scheduler, size, first id)`` burst its firings' lag."""
     from faststream.kafka import KafkaBroker
     from pymongo import AsyncMongoClient
 
+    from bench.timers_before import BeforeScheduler
     from services.deadlines.repository import mongo_repositories
     from services.deadlines.scheduler import Scheduler
     from shared.clock import SystemClock
@@ -82,24 +83,35 @@ async def measure(
     await broker.start()
     fired_at: dict[str, float] = {}
 
+    def record(saved: list[Any]) -> None:
+        at = time.time()
+        fired_at.update({c.doc_id: at for c in saved})
+
     class Timed(Scheduler):
-        async def fire(self, docs: list[dict[str, Any]], now_ms: int) -> int:
-            n = await super().fire(docs, now_ms)
-            at = time.time()
-            fired_at.update({str(d["_id"]): at for d in docs})
+        async def _relay(self, saved: list[Any], claimed: int) -> int:
+            n = await super()._relay(saved, claimed)
+            record(saved)
             return n
 
-    repos = mongo_repositories(client[db_name], lambda: broker)
-    sched = Timed(repos, SystemClock(), batch=args.claim, workers=args.workers)
+    class TimedBefore(BeforeScheduler):
+        async def fired_hook(self, saved: list[Any]) -> None:
+            record(saved)
+
+    repos = mongo_repositories(client[db], lambda: broker)
+    options = {"batch": args.claim, "workers": args.workers}
+    scheds = {"after": Timed(repos, SystemClock(), **options)}
+    scheds["before"] = TimedBefore(repos, SystemClock(), **options)
     costs = []
     for _ in range(30):
         t = time.perf_counter()
-        await sched.tick()
+        await scheds["after"].tick()
         costs.append(1000 * (time.perf_counter() - t))
     result: dict[str, Any] = {"empty_tick_ms": median(costs)}
-    for size, first in bursts:
-        coll = client[db_name]["timers"]
-        result[str(size)] = await burst(sched, coll, size, first, tick, fired_at)
+    for label, size, first in bursts:
+        coll = client[db]["timers"]
+        print(f"  burst of {size:,} ({label}), load {os.getloadavg()[0]:.1f}", flush=True)
+        got = await burst(scheds[label], coll, size, first, tick, fired_at)
+        result[str(size) if label == "after" else f"{size}_{label}"] = got
     await broker.stop()
     await client.close()
     return result
@@ -145,9 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tick", type=float, default=1.0)
     parser.add_argument("--claim", type=int, default=500, help="timers claimed per claim")
     parser.add_argument("--workers", type=int, default=2, help="claim loops per tick")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run the claim path before 2026-12-01"
+    )
     args = parser.parse_args(argv)
-    if args.timers < 10_000 + args.batch + args.burst:
-        parser.error("--timers must hold 10,000 + --batch + --burst timers")
+    rounds = 2 if args.compare else 1
+    if args.timers < 10_000 + rounds * (args.batch + args.burst):
+        parser.error("--timers must hold 10,000 + (--batch + --burst) per scheduler compared")
     print(f"timers benchmark — {machine()}; load {os.getloadavg()[0]:.1f}", flush=True)
     from pymongo import MongoClient
 
@@ -167,11 +183,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         at_small = asyncio.run(
             measure(
                 st.mongodb_uri, st.bootstrap, "bench_deadlines",
-                [(min(args.batch, small // 2), 0)], args.tick, args,
+                [("after", min(args.batch, small // 2), 0)], args.tick, args,
             )
         )  # fmt: skip
         rate_big = insert(db.timers, base, small, args.timers, "timers created")
-        bursts = [(args.batch, small), (args.burst, small + args.batch)]
+        labels = ["before", "after"] if args.compare else ["after"]
+        bursts, first = [], small
+        for size in (args.batch, args.burst):  # before and after alternate, for load drift
+            for label in labels:
+                bursts.append((label, size, first))
+                first += size
         at_big = asyncio.run(
             measure(st.mongodb_uri, st.bootstrap, "bench_deadlines", bursts, args.tick, args)
         )
@@ -190,6 +211,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  {args.burst:,} due at once: last fired after {many['last_ms']:.0f} ms (target "
         f"< 3000 ms), p50 {many['lag_p50_ms']:.0f} ms, {many['fire_rate_per_s']:.0f} firings/s"
     )
+    if args.compare:
+        old, old_many = at_big[f"{args.batch}_before"], at_big[f"{args.burst}_before"]
+        print(
+            f"  before (claim update_many, save, token read, clear), same run:\n"
+            f"  {args.batch:,} due at once: lag p99 {old['lag_p99_ms']:.0f} ms; "
+            f"{args.burst:,}: last fired after {old_many['last_ms']:.0f} ms "
+            f"({old_many['fire_rate_per_s']:.0f} firings/s); after/before time "
+            f"{many['last_ms'] / old_many['last_ms']:.2f}"
+        )
     result = {
         "benchmark": "timers",
         "timers": args.timers,
