@@ -239,10 +239,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="physical ceilings in requests/s measured in the same run (bench.ceiling)",
     )
+    parser.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=50,
+        help="GARDIEN_FETCH_MAX_WAIT_MS of the services (50: the default as deployed; the "
+        "tests use 20, which costs the idle broker and services ~0.3 core in fetch polling)",
+    )
     parser.add_argument("--ceiling-docs", type=int, default=10_000)
     parser.add_argument("--ceiling-messages", type=int, default=20_000)
     args = parser.parse_args(argv)
-    print(f"pipeline benchmark — {machine()}", flush=True)
+    print(f"pipeline benchmark — {machine()}; fetch wait {args.fetch_wait_ms} ms", flush=True)
     with embedded_stack() as st:
         if args.ceiling is None:
             args.ceiling = same_run_ceiling(st, args.ceiling_docs, args.ceiling_messages)
@@ -275,7 +282,7 @@ def same_run_ceiling(st: Any, docs: int, messages: int) -> list[float]:
 
 def phases(st: Any, args: Any) -> dict[str, Any]:
     """Warm-up, the three throughput mixes, then the paced run at half the mixed rate."""
-    with gardien_up(st) as up:
+    with gardien_up(st, GARDIEN_FETCH_MAX_WAIT_MS=str(args.fetch_wait_ms)) as up:
         spids = [st.broker_pid, st.mongo_pid]
         # Warm-up: first deliveries pay for consumer joins and index creation.
         run_phase(up, spids, "warm-up", 50, None, args.erasure_share, timeout=60)
