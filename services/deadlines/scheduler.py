@@ -165,7 +165,7 @@ class Scheduler:
             try:
                 await self.tick()
                 if asyncio.get_running_loop().time() - swept >= sweep_every:
-                    swept = asyncio.get_running_loop().time() - sweep_every  # the first tick sweeps
+                    swept = asyncio.get_running_loop().time()
                     older = to_ms(self.clock.now()) - SWEEP_GRACE_MS
                     await self.repos.timers.relay_pending(older)
                 wait = await self.until_next(interval)

@@ -3,6 +3,7 @@ saved once, relayed once; refusals kept per event; lost races redone (millisecon
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -220,3 +221,20 @@ async def test_the_scheduler_wakes_at_the_next_timer_due_within_its_interval() -
     assert await w.scheduler.until_next(1.0) == pytest.approx(0.25)
     w.clock.set(datetime.fromtimestamp((first - 5000) / 1000, tz=UTC))  # none within 1 s
     assert await w.scheduler.until_next(1.0) == 1.0
+
+
+async def test_the_scheduler_sweeps_stale_outboxes_at_its_sweep_interval_not_every_tick() -> None:
+    w = world(T0)
+    sweeps: list[int] = []
+    real = MemoryTimers.relay_pending
+
+    async def counted(self: MemoryTimers, older_than_ms: int) -> int:
+        sweeps.append(older_than_ms)
+        return await real(self, older_than_ms)
+
+    w.timers.relay_pending = counted.__get__(w.timers)  # type: ignore[method-assign]
+    task = asyncio.create_task(w.scheduler.run(0.01, sweep_every=3600))
+    await asyncio.sleep(0.3)  # ~30 ticks
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(sweeps) == 1  # the first tick only
