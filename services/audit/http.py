@@ -20,9 +20,11 @@ from services.audit.checkpoints import public_key
 from services.audit.report import compliance_report
 from services.audit.usecases import Auditor
 from services.audit.verification import Verifier
+from shared.apidoc import CSV, NDJSON
 from shared.auth import Scope, StoredKey, require
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses())
 MAX_LIMIT = 500
 REVEAL_SCOPES = {Scope.AUDIT_REVEAL.value, Scope.ADMIN.value}
 Reader = Annotated[StoredKey, require(Scope.AUDIT_READ)]
@@ -156,7 +158,19 @@ async def list_events(
     return AuditPage(items=[views.view(d, keys) for d in docs], next_cursor=nxt)
 
 
-@router.get("/export")
+EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every selected record: JSON Lines (`format=jsonl`, one record a line) "
+        "or CSV (`format=csv`, UTF-8 with a byte-order mark), as an attachment.",
+        "content": {
+            NDJSON: {"schema": {"type": "string"}},
+            CSV: {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get("/export", response_class=StreamingResponse, responses=EXPORTED)
 async def export(
     request: Request,
     key: Reader,
@@ -217,7 +231,7 @@ def _csv_line(cells: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-@router.get("/requests/{request_id}/report")
+@router.get("/requests/{request_id}/report", responses=responses(404))
 async def request_report(request: Request, request_id: str, key: Reader) -> dict[str, Any]:
     """Compliance report of one request: received, due, extended, responded, late, systems."""
     auditor = _auditor(request)

@@ -11,8 +11,9 @@ from pydantic import AwareDatetime, BaseModel
 from services.deadlines.domain import Kind, State, from_ms, iso_utc, to_ms
 from services.deadlines.repository import Listing, Repositories
 from shared.auth import Scope, require
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"])
+router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"], responses=responses())
 MAX_LIMIT = 500
 
 

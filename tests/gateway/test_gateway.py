@@ -130,7 +130,14 @@ async def test_unknown_prefix_is_404_and_a_prefix_is_not_a_word_start() -> None:
 async def test_an_unreachable_owner_is_503() -> None:
     reply = await call("/v1/audit/x", down=frozenset({"audit"}))
     assert reply.status_code == 503
-    assert reply.json() == {"detail": "the owning service is unreachable"}
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the owning service is unreachable",
+        "instance": "/v1/audit/x",
+    }
 
 
 async def test_readyz_reports_each_service() -> None:
