@@ -22,15 +22,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Header, HTTPException, Request, status
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Scope, StoredKey
 from shared.events import CloudEvent, aggregate_key, new_event
+from shared.events.common import LongText, ShortText
 from shared.events.envelope import _describe
 from shared.events.registry import data_model
 from shared.messaging import publish_event
 from shared.problems import responses
+
+# Form fields are stripped of surrounding white space, so they need one other character.
+FormText = Annotated[LongText, StringConstraints(pattern=r"\S")]
+FormShortText = Annotated[ShortText, StringConstraints(pattern=r"\S")]
 
 STORE = "idempotency"  # collection in the owning service's own database
 SOURCE = "gardien/http"

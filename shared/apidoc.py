@@ -7,6 +7,7 @@ machine without internet.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 ASSETS = "/docs/assets"
@@ -22,13 +23,25 @@ CSV = "text/csv"
 NDJSON = "application/x-ndjson"
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """Naive instants are UTC (the embedded MongoDB server returns them naive)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-UtcInstant = Annotated[datetime, AfterValidator(_utc)]
+UtcInstant = Annotated[datetime, AfterValidator(as_utc)]
 """A datetime in a response model: always serialised with its offset (``+00:00``)."""
+
+
+def _iso_only(value: Any) -> Any:
+    """A query instant is RFC 3339 text; pydantic alone would also take ``0.5`` (epoch)."""
+    if isinstance(value, str) and not ISO.match(value):
+        raise ValueError("an RFC 3339 date-time with its offset, e.g. 2027-03-05T09:00:00+01:00")
+    return value
+
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+"""A date-time query parameter, with its offset (``format: date-time``)."""
 
 
 class CsvResponse(PlainTextResponse):

@@ -19,7 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/schemas/{model}"
@@ -63,6 +63,7 @@ WHY = {
     503: "The owning service is unreachable or still starting; retry shortly.",
 }
 AUTH = (401, 403, 422)
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def responses(
@@ -108,14 +109,15 @@ def allowed(request: Request) -> str:
     """Every method some route of the app serves on this path.
 
     Starlette's own ``Allow`` names only the first route matching the path, when several
-    routes (one per method) share it.
+    routes (one per method) share it; each method is asked of the router instead.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE and isinstance(route, Route):
-            methods |= route.methods or set()
-    return ", ".join(sorted(methods))
+    routes = request.app.router.routes
+    methods = [
+        method
+        for method in METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(methods)
 
 
 async def _invalid(request: Request, exc: Exception) -> Response:

@@ -55,10 +55,28 @@ class SubjectKind(StrEnum):
     VISITOR = "visitor"
 
 
+KNOWN = ("email", "customer_id", "phone")
+
+
 class Identifiers(BaseModel):
     """How connected systems know the subject; at least one identifier is required."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+    # At least one identifier that is not null, for schema readers (OpenAPI, AsyncAPI).
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "anyOf": [
+                *({"required": [n], "properties": {n: {"type": "string"}}} for n in KNOWN),
+                {
+                    "minProperties": 1,
+                    "propertyNames": {"not": {"enum": list(KNOWN)}},
+                    "additionalProperties": {"not": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     email: (
         Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None

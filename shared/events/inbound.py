@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.events.common import Categories, Data, Id, Instant, LongText, ShortText, Subject
 
@@ -93,6 +93,17 @@ class Risk(StrEnum):
 
 
 class BreachDetected(Data):
+    # The rule of ``_processor_time`` below, for schema readers (OpenAPI, AsyncAPI).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"reported_by": {"const": "processor"}}},
+            "then": {
+                "required": ["processor_aware_at"],
+                "properties": {"processor_aware_at": {"type": "string"}},
+            },
+        }
+    )
+
     breach_id: Id
     aware_at: Instant
     reported_by: Reporter
