@@ -35,7 +35,7 @@ def _is_problem(reply: httpx.Response, status: int, path: str) -> dict[str, Any]
     assert reply.status_code == status, reply.text
     assert reply.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = reply.json()
-    assert PROBLEM <= set(body), body
+    assert set(body) >= PROBLEM, body
     assert body["status"] == status and body["instance"] == path and body["type"] == "about:blank"
     return body
 
