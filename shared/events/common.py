@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
@@ -58,6 +59,11 @@ class SubjectKind(StrEnum):
 KNOWN = ("email", "customer_id", "phone")
 
 
+def _named(name: str) -> JsonDict:
+    """The schema of "identifier ``name`` is given and not null"."""
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
 class Identifiers(BaseModel):
     """How connected systems know the subject; at least one identifier is required."""
 
@@ -68,7 +74,7 @@ class Identifiers(BaseModel):
         str_strip_whitespace=True,
         json_schema_extra={
             "anyOf": [
-                *({"required": [n], "properties": {n: {"type": "string"}}} for n in KNOWN),
+                *[_named(n) for n in KNOWN],
                 {
                     "minProperties": 1,
                     "propertyNames": {"not": {"enum": list(KNOWN)}},
