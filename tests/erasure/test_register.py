@@ -181,5 +181,6 @@ async def test_register_is_documented_in_openapi(http: httpx.AsyncClient) -> Non
     op = doc["paths"]["/v1/register"]["get"]
     assert set(op["responses"]) >= {"200", "401", "403"}
     assert set(op["responses"]["200"]["content"]) >= {"application/json", "text/csv", "text/html"}
-    assert "example" in op["responses"]["403"]["content"]["application/json"]
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    assert op["responses"]["403"]["content"] == {"application/problem+json": problem}
     assert "RegisterDocument" in doc["components"]["schemas"]

@@ -151,7 +151,14 @@ async def test_readyz_reports_each_service() -> None:
 async def test_openapi_merges_the_reachable_services() -> None:
     doc = (await call("/openapi.json", down=frozenset({"deadlines"}))).json()
     assert set(doc["paths"]) == {"/v1/intake", "/v1/erasure", "/v1/audit"}
-    assert set(doc["components"]["schemas"]) == {"Intake", "Erasure", "Audit"}
+    # The services' schemas, and the gateway's own error shape (RFC 9457 problem details).
+    assert set(doc["components"]["schemas"]) == {
+        "Intake",
+        "Erasure",
+        "Audit",
+        "Problem",
+        "FieldError",
+    }
     assert doc["info"]["title"] == "Gardien API"
     assert (await call("/docs")).status_code == 200
 
