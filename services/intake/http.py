@@ -163,11 +163,16 @@ CSV_FIELDS = (
     dependencies=[require(Scope.INTAKE_READ)],
     response_class=CsvResponse,
     responses={
-        200: text_body(
-            CSV,
-            "One row per request; `x-next-cursor` names the next page when there is one.",
-            ",".join(CSV_FIELDS) + "\r\n",
-        )
+        200: {
+            **text_body(CSV, "One row per request.", ",".join(CSV_FIELDS) + "\r\n"),
+            "headers": {
+                "x-next-cursor": {
+                    "description": "The `cursor` of the next page, when there is one.",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            },
+        }
     },
 )
 async def export_requests(

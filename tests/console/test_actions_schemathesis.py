@@ -26,7 +26,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = 3
+EXAMPLES = 2
 CONFIG = """
 [[operations]]
 include-path = "/v1/webhooks"
