@@ -57,13 +57,13 @@ class ExtensionBody(StepBody):
 
 class ResponseBody(StepBody):
     reasons: Annotated[list[FormText], Field(max_length=20)] = []
-    complaint_rights_given: bool = False
+    complaint_rights_given: Annotated[bool, Field(strict=True)] = False
 
 
 class RefusalBody(StepBody):
     outcome: Literal["refused", "partly_refused"] = "refused"
     reasons: Annotated[list[FormText], Field(min_length=1, max_length=20)]
-    complaint_rights_given: bool = False
+    complaint_rights_given: Annotated[bool, Field(strict=True)] = False
 
 
 def _examples(**cases: dict[str, Any]) -> dict[str, Example]:

@@ -110,8 +110,8 @@ class BreachDetected(Data):
     processor_aware_at: Instant | None = None
     risk: Risk
     categories: Categories
-    approx_subjects: Annotated[int, Field(ge=0)]
-    approx_records: Annotated[int, Field(ge=0)]
+    approx_subjects: Annotated[int, Field(ge=0, strict=True)]  # not true/false, not "12"
+    approx_records: Annotated[int, Field(ge=0, strict=True)]
     # Art 34(3) conditions the controller relies on, e.g. "c_disproportionate_effort".
     art34_3_conditions: Annotated[list[ShortText], Field(max_length=3)] = []
 
