@@ -23,6 +23,16 @@ Id = Annotated[
 ]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer (``12`` or ``12.0``), not ``true`` nor the text ``"12"``."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("a JSON integer is expected")
+    return value
+
+
+Count = Annotated[int, Field(ge=0), BeforeValidator(_json_integer)]
 Category = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
 ]

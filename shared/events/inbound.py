@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from shared.events.common import Categories, Data, Id, Instant, LongText, ShortText, Subject
+from shared.events.common import (
+    Categories,
+    Count,
+    Data,
+    Id,
+    Instant,
+    LongText,
+    ShortText,
+    Subject,
+)
 
 
 class Right(StrEnum):
@@ -110,8 +119,8 @@ class BreachDetected(Data):
     processor_aware_at: Instant | None = None
     risk: Risk
     categories: Categories
-    approx_subjects: Annotated[int, Field(ge=0, strict=True)]  # not true/false, not "12"
-    approx_records: Annotated[int, Field(ge=0, strict=True)]
+    approx_subjects: Count
+    approx_records: Count
     # Art 34(3) conditions the controller relies on, e.g. "c_disproportionate_effort".
     art34_3_conditions: Annotated[list[ShortText], Field(max_length=3)] = []
 
