@@ -3,8 +3,8 @@
 ``GET /v1/requests/{id}/package`` (scope ``packages:read``) streams the ZIP; ``POST
 /v1/requests/{id}/package/link`` issues a single-use, expiring link, and ``GET
 /v1/packages/{token}`` (no API key: the token is the credential) streams it once. Errors
-are problem documents (``title``, ``status``, ``detail``, ``code``): 404 no package or
-link, 409 not built yet, 410 deleted, shredded, used or expired.
+are problem documents (RFC 9457, ``shared/problems.py``, with a ``code``): 404 no package
+or link, 409 not built yet, 410 deleted, shredded, used or expired.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from services.erasure.package_links import LinkExpired, LinkRefused
@@ -24,6 +24,7 @@ from services.erasure.package_store import (
     PackageNotReady,
     Packages,
 )
+from shared import problems
 from shared.auth import Scope, StoredKey, require
 from shared.errors import GardienError
 
@@ -38,18 +39,14 @@ PROBLEMS: list[tuple[type[GardienError], int, str]] = [
     (PackageGone, status.HTTP_410_GONE, "package_gone"),
 ]
 ZIP = {"content": {"application/zip": {}}, "description": "The package (a ZIP), streamed."}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No package (or link) for this id."},
-    409: {"description": "The collection is under way: the package is not built yet."},
-    410: {"description": "The package was deleted or shredded, or the link used or expired."},
+WHY = {
+    404: "No package (or link) for this id (`code`: no_package, no_such_link).",
+    409: "The collection is under way: the package is not built yet (`package_not_built`).",
+    410: "The package was deleted or shredded, or the link used or expired "
+    "(`package_gone`, `link_expired`).",
 }
-
-
-class Problem(BaseModel):
-    title: str
-    status: int
-    detail: str
-    code: str
+ERRORS = problems.responses(404, 409, 410, 503, text=WHY)
+LINK_ERRORS = problems.responses(404, 409, 410, 503, auth=False, text=WHY)
 
 
 class Link(BaseModel):
@@ -57,12 +54,11 @@ class Link(BaseModel):
     expires_at: str
 
 
-def problem(exc: GardienError) -> JSONResponse:
+def problem(exc: GardienError, request: Request) -> Response:
     """The problem document of a refused delivery."""
     for kind, code, name in PROBLEMS:
         if isinstance(exc, kind):
-            body = Problem(title=name.replace("_", " "), status=code, detail=str(exc), code=name)
-            return JSONResponse(body.model_dump(), code, media_type="application/problem+json")
+            return problems.problem(code, str(exc), request.url.path, code=name)
     raise exc
 
 
@@ -99,7 +95,7 @@ async def download(request: Request, request_id: RequestId, key: Reader) -> Resp
     try:
         found, stream = await packages.open(request_id, key.name, packages.clock.now())
     except (PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc)
+        return problem(exc, request)
     return _zip(found, stream)
 
 
@@ -115,15 +111,16 @@ async def issue_link(request: Request, request_id: RequestId, key: Reader) -> An
     try:
         token, expires = await packages.link(request_id, key.name, packages.clock.now())
     except (PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc)
+        return problem(exc, request)
     return Link(url=f"/v1/packages/{token}", expires_at=expires.isoformat())
 
 
 @router.get(
     "/v1/packages/{token}",
-    responses={200: ZIP, **ERRORS},
+    responses={200: ZIP, **LINK_ERRORS},
     response_class=StreamingResponse,
     response_model=None,
+    openapi_extra={"security": []},  # the token in the path is the credential
 )
 async def open_link(request: Request, token: Annotated[str, Path(max_length=600)]) -> Response:
     """The data subject's download through a link: once, before it expires."""
@@ -131,5 +128,5 @@ async def open_link(request: Request, token: Annotated[str, Path(max_length=600)
     try:
         found, stream = await packages.open_link(token, packages.clock.now())
     except (LinkRefused, PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc)
+        return problem(exc, request)
     return _zip(found, stream)
