@@ -44,6 +44,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(
         None, description="Each invalid field (422 for a malformed request only)"
     )
+    code: str | None = Field(
+        None, description="A stable machine-readable reason, where the operation gives one"
+    )
 
 
 class ProblemResponse(JSONResponse):

@@ -43,6 +43,7 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.erasure.work.": topics.ERASURE_WORK,
     "gardien.erasure.command.": topics.ERASURE_COMMANDS,
     "gardien.erasure.case.": topics.ERASURE_CASES,
+    "gardien.access.package.": topics.ERASURE_CASES,
     "gardien.deadline.": topics.DEADLINES,
     "gardien.register.": topics.REGISTER,
     "gardien.operation.": topics.OPERATIONS,
