@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from importlib import import_module
@@ -130,38 +131,62 @@ def service(
         fail(str(exc))
     app, port = _service_app(name, settings)
     # log_config=None: uvicorn keeps the handlers configured above (one format per process).
-    # The lifespan is run here, not by uvicorn, so a failed start is one line, not a traceback.
-    config = uvicorn.Config(
-        app,
-        host=settings.gardien_http_host,
-        port=port,
-        log_level="warning",
-        log_config=None,
-        lifespan="off",
+    guarded = OneLineStart(app, settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            guarded,
+            host=settings.gardien_http_host,
+            port=port,
+            log_level="warning",
+            log_config=None,
+            lifespan="on",
+        )
     )
+    logging.getLogger("uvicorn.error").addFilter(_no_startup_banner)
     try:
-        asyncio.run(_serve(app, uvicorn.Server(config), settings))
-    except StartFailed as exc:
-        fail(f"cannot start {name}: {exc}")
-
-
-class StartFailed(Exception):
-    """The service could not start; the message is one line for the operator."""
-
-
-async def _serve(app: FastAPI, server: Any, settings: Settings) -> None:
-    """Start the app's lifespan, serve HTTP until stopped, then run the lifespan's shutdown."""
-    lifespan = app.router.lifespan_context(app)
-    try:
-        await lifespan.__aenter__()
-    except Exception as exc:
-        raise StartFailed(start_failure(exc, settings)) from None
-    try:
-        await server.serve()
-    finally:
-        await lifespan.__aexit__(None, None, None)
+        asyncio.run(server.serve())
+    except SystemExit:  # uvicorn's exit when the lifespan failed to start
+        if guarded.reason is None:
+            raise
     if not server.started:
-        raise StartFailed(f"cannot listen on {settings.gardien_http_host}:{server.config.port}")
+        fail(f"cannot start {name}: {guarded.reason or f'cannot listen on port {port}'}")
+
+
+def _no_startup_banner(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's "Application startup failed" line: the reason is printed instead."""
+    return not record.getMessage().startswith("Application startup failed")
+
+
+class OneLineStart:
+    """The app, with its lifespan run here rather than by Starlette: a failed start is kept
+    as one line (``reason``) instead of the traceback uvicorn would log. Shutdown runs
+    inside uvicorn's serve, before it re-raises a captured SIGTERM or SIGINT."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.reason: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await receive()  # lifespan.startup
+        lifespan = self.app.router.lifespan_context(self.app)
+        try:
+            await lifespan.__aenter__()
+        except Exception as exc:
+            self.reason = start_failure(exc, self.settings)
+            await send({"type": "lifespan.startup.failed", "message": ""})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await lifespan.__aexit__(None, None, None)
+        except Exception as exc:
+            message = f"shutdown failed: {start_failure(exc, self.settings)}"
+            await send({"type": "lifespan.shutdown.failed", "message": message})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def start_failure(exc: BaseException, settings: Settings) -> str:

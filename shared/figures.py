@@ -3,7 +3,8 @@
 A gauge is refreshed in the background (``shared.metrics.Metrics.run``) and must stay cheap
 on a large database: every read here goes through an indexed field and reads at most
 ``GAUGE_CAP`` documents, so a figure at the cap means "at least that many" (documented in
-docs/operations.md). Only identifiers and small fields are projected, never personal data.
+docs/operations.md); each is read once a minute (``GAUGE_EVERY``). Only identifiers and small
+fields are projected, never personal data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from shared.metrics import GaugeSource, Key, Metrics
 
 GAUGE_CAP = 10_000  # documents read per figure at most
+GAUGE_EVERY = 60.0  # seconds between two reads of a business figure (they change slowly)
 
 
 def key(attributes: Mapping[str, str | int]) -> Key:
@@ -56,4 +58,5 @@ def outbox_gauge(metrics: Metrics, source: GaugeSource) -> None:
         "Events written to a document's outbox and not yet published to Kafka.",
         "{event}",
         source,
+        GAUGE_EVERY,
     )

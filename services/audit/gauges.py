@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 
 from services.audit.usecases import Auditor
-from shared.figures import GAUGE_CAP, key
+from shared.figures import GAUGE_CAP, GAUGE_EVERY, key
 from shared.metrics import Key, Metrics
 
 
@@ -34,10 +34,12 @@ def register(app: FastAPI) -> None:
         "Webhook deliveries by state (pending, delivered, failed, cancelled), capped.",
         "{delivery}",
         deliveries,
+        GAUGE_EVERY,
     )
     metrics.gauge(
         "gardien.webhook.consecutive_failures",
         "Failed deliveries in a row of each active webhook subscription (0 when it works).",
         "{delivery}",
         failures,
+        GAUGE_EVERY,
     )

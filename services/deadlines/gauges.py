@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from services.deadlines.domain import gauge_status, to_ms
 from services.deadlines.repository import Repositories
 from shared.clock import Clock
-from shared.figures import GAUGE_CAP, key, outbox_gauge
+from shared.figures import GAUGE_CAP, GAUGE_EVERY, key, outbox_gauge
 from shared.metrics import Key, Metrics
 
 KIND, STATUS = "gardien.timer.kind", "gardien.timer.status"
@@ -25,7 +25,7 @@ class ClockFigures:
 
     def __init__(self, repos: Callable[[], Repositories], clock: Clock) -> None:
         self.repos, self.clock = repos, clock
-        self.left: dict[Key, float] = {}
+        self.nearest: dict[str, int] = {}  # kind -> the nearest deadline ahead, in ms
 
     async def timers(self) -> Mapping[Key, float]:
         now = to_ms(self.clock.now())
@@ -38,11 +38,13 @@ class ClockFigures:
             counts[k] = counts.get(k, 0) + 1
             if due >= now:
                 nearest[kind] = min(due, nearest.get(kind, due))
-        self.left = {key({KIND: k}): (due - now) / 1000 for k, due in nearest.items()}
+        self.nearest = nearest
         return counts
 
     async def time_left(self) -> Mapping[Key, float]:
-        return self.left
+        """From the last read of the clocks, counted down to now (a cheap, frequent figure)."""
+        now = to_ms(self.clock.now())
+        return {key({KIND: k}): (due - now) / 1000 for k, due in self.nearest.items() if due >= now}
 
     async def outbox(self) -> Mapping[Key, float]:
         backlog = await self.repos().timers.outbox_backlog(GAUGE_CAP)
@@ -58,6 +60,7 @@ def register(app: FastAPI, clock: Clock) -> None:
         "Open clocks by kind and status (pending, approaching, due, overdue).",
         "{timer}",
         figures.timers,
+        GAUGE_EVERY,
     )
     metrics.gauge(
         "gardien.deadlines.time_left",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from fastapi import FastAPI
 
 from services.erasure.repository import CaseRepository
-from shared.figures import GAUGE_CAP, key, outbox_gauge
+from shared.figures import GAUGE_CAP, GAUGE_EVERY, key, outbox_gauge
 from shared.metrics import Key, Metrics
 
 AWAITING = ("pending", "sent", "held")  # part states that wait for a system's answer
@@ -55,11 +55,13 @@ def register(app: FastAPI) -> None:
         "Open erasure cases by state (open, escalated).",
         "{case}",
         figures.open_cases,
+        GAUGE_EVERY,
     )
     metrics.gauge(
         "gardien.erasure.commands.unacknowledged",
         "Commands of open cases awaiting a system's acknowledgement, by system and state.",
         "{command}",
         figures.unacknowledged,
+        GAUGE_EVERY,
     )
     outbox_gauge(metrics, figures.outbox)

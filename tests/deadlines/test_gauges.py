@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from fastapi import FastAPI
@@ -80,3 +80,14 @@ async def test_a_gauge_keeps_its_last_figures_when_the_store_fails() -> None:
     await metrics.refresh()
     found = samples(metrics.exposition().decode(), "gardien_deadlines_timers")
     assert [v for _, v in found] == [1]
+
+
+async def test_time_left_counts_down_between_two_reads_of_the_clocks() -> None:
+    app, _ = app_with({"b": clock_doc("breach_subjects", 13 * HOUR)})
+    clock = FakeClock(NOW)
+    figures = gauges.ClockFigures(lambda: app.state.repositories, clock)
+    await figures.timers()
+    clock.advance(timedelta(hours=2))
+    assert list((await figures.time_left()).values()) == [11 * 3600]
+    clock.advance(timedelta(hours=12))  # passed: no figure until the next read
+    assert await figures.time_left() == {}

@@ -56,6 +56,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Resu
             [sys.executable, "-m", "gardien", *args],
             env={**base, **env},
             cwd=REPO,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -65,7 +66,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Resu
     done: dict[str, Result] = {}
     try:
         for name, proc in procs.items():
-            _, err = proc.communicate(timeout=150)
+            _, err = proc.communicate(timeout=240)  # the interpreter's start is most of it
             done[name] = (proc.returncode, err)
         yield done
     finally:
