@@ -45,7 +45,7 @@ class Problem(BaseModel):
         None, description="Each invalid field (422 for a malformed request only)"
     )
     code: str | None = Field(
-        None, description="A stable, machine-readable reason where a status has several"
+        None, description="A stable machine-readable reason, where the operation gives one"
     )
 
 

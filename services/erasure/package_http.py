@@ -3,8 +3,8 @@
 ``GET /v1/requests/{id}/package`` (scope ``packages:read``) streams the ZIP; ``POST
 /v1/requests/{id}/package/link`` issues a single-use, expiring link, and ``GET
 /v1/packages/{token}`` (no API key: the token is the credential) streams it once. Errors
-are problem documents (RFC 9457, ``shared/problems.py``, with a ``code``): 404 no package
-or link, 409 not built yet, 410 deleted, shredded, used or expired.
+are problem details (`shared/problems.py`) with a ``code``: 404 no package or link, 409
+not built yet, 410 deleted, shredded, used or expired.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from services.erasure.package_store import (
     PackageNotReady,
     Packages,
 )
-from shared import problems
 from shared.auth import Scope, StoredKey, require
 from shared.errors import GardienError
+from shared.problems import problem as problem_details
+from shared.problems import responses
 
 router = APIRouter(tags=["access packages"])
 Reader = Annotated[StoredKey, require(Scope.PACKAGES_READ)]
@@ -38,15 +39,18 @@ PROBLEMS: list[tuple[type[GardienError], int, str]] = [
     (PackageNotReady, status.HTTP_409_CONFLICT, "package_not_built"),
     (PackageGone, status.HTTP_410_GONE, "package_gone"),
 ]
-ZIP = {"content": {"application/zip": {}}, "description": "The package (a ZIP), streamed."}
+ZIP = {
+    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    "description": "The package (a ZIP), streamed.",
+}
 WHY = {
     404: "No package (or link) for this id (`code`: no_package, no_such_link).",
     409: "The collection is under way: the package is not built yet (`package_not_built`).",
     410: "The package was deleted or shredded, or the link used or expired "
     "(`package_gone`, `link_expired`).",
 }
-ERRORS = problems.responses(404, 409, 410, 503, text=WHY)
-LINK_ERRORS = problems.responses(404, 409, 410, 503, auth=False, text=WHY)
+ERRORS = responses(404, 409, 410, 503, text=WHY)
+OPEN_ERRORS = responses(404, 409, 410, 503, auth=False, text=WHY)
 
 
 class Link(BaseModel):
@@ -54,11 +58,11 @@ class Link(BaseModel):
     expires_at: str
 
 
-def problem(exc: GardienError, request: Request) -> Response:
-    """The problem document of a refused delivery."""
-    for kind, code, name in PROBLEMS:
+def problem(request: Request, exc: GardienError) -> Response:
+    """The problem details of a refused delivery, with its ``code``."""
+    for kind, status_code, name in PROBLEMS:
         if isinstance(exc, kind):
-            return problems.problem(code, str(exc), request.url.path, code=name)
+            return problem_details(status_code, str(exc), request.url.path, code=name)
     raise exc
 
 
@@ -95,7 +99,7 @@ async def download(request: Request, request_id: RequestId, key: Reader) -> Resp
     try:
         found, stream = await packages.open(request_id, key.name, packages.clock.now())
     except (PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc, request)
+        return problem(request, exc)
     return _zip(found, stream)
 
 
@@ -111,16 +115,15 @@ async def issue_link(request: Request, request_id: RequestId, key: Reader) -> An
     try:
         token, expires = await packages.link(request_id, key.name, packages.clock.now())
     except (PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc, request)
+        return problem(request, exc)
     return Link(url=f"/v1/packages/{token}", expires_at=expires.isoformat())
 
 
 @router.get(
     "/v1/packages/{token}",
-    responses={200: ZIP, **LINK_ERRORS},
+    responses={200: ZIP, **OPEN_ERRORS},
     response_class=StreamingResponse,
     response_model=None,
-    openapi_extra={"security": []},  # the token in the path is the credential
 )
 async def open_link(request: Request, token: Annotated[str, Path(max_length=600)]) -> Response:
     """The data subject's download through a link: once, before it expires."""
@@ -128,5 +131,5 @@ async def open_link(request: Request, token: Annotated[str, Path(max_length=600)
     try:
         found, stream = await packages.open_link(token, packages.clock.now())
     except (LinkRefused, PackageMissing, PackageNotReady, PackageGone) as exc:
-        return problem(exc, request)
+        return problem(request, exc)
     return _zip(found, stream)
