@@ -11,7 +11,6 @@ import typer
 from pymongo.errors import ConnectionFailure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gardien.console import fail
 from gardien.endpoints import client_settings
 from services.audit.checkpoints import public_key
 from services.audit.repository import AuditStore
@@ -41,7 +40,9 @@ async def _with_store(uri: str | None, work: Any) -> Any:
     try:
         return await work(AuditStore(service_database(client, settings, "audit")))
     except ConnectionFailure as exc:
-        fail(f"MongoDB unreachable at {mongo_hosts(settings.mongodb_uri)} ({type(exc).__name__})")
+        where = mongo_hosts(settings.mongodb_uri)
+        typer.echo(f"gardien: MongoDB unreachable at {where} ({type(exc).__name__})", err=True)
+        raise typer.Exit(2) from None
     finally:
         await client.close()
 
