@@ -128,4 +128,5 @@ async def _trail(audit: Any, headers: dict[str, str], rid: str) -> list[dict[str
         reply = await audit.get("/v1/audit/events", params=params, headers=headers)
         found += [i for i in reply.json()["items"] if i["data"].get("request_id") == rid]
     kinds = {i["type"].rsplit(".", 1)[1] for i in found}
-    return found if len(kinds) == 5 else None
+    # All six records (two downloads): the audit may chain them in any order and at any time.
+    return found if len(kinds) == 5 and len(found) >= 6 else None
