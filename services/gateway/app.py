@@ -37,6 +37,7 @@ HOP_HEADERS = {
     "content-encoding",
 }
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+STREAMED = ("/v1/uploads/",)  # request bodies passed on as they arrive (large exports)
 
 
 def services(settings: Settings) -> dict[str, str]:
@@ -59,6 +60,7 @@ def routes(settings: Settings) -> dict[str, str]:
         "/v1/processors": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
         "/v1/register": settings.gardien_erasure_url,  # the register of processing (Art 30)
+        "/v1/uploads": settings.gardien_erasure_url,  # connected systems' export data
         "/v1/audit": settings.gardien_audit_url,
         "/v1/webhooks": settings.gardien_audit_url,
     }
@@ -179,11 +181,12 @@ async def forward(request: Request, path: str) -> Response:
     headers = [
         (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
     ]
+    streamed = request.url.path.startswith(STREAMED)
     try:
         upstream = await request.app.state.client.request(
             request.method,
             target + raw_target(request),
-            content=await request.body(),
+            content=request.stream() if streamed else await request.body(),
             headers=headers,
         )
     except httpx.InvalidURL:
