@@ -38,7 +38,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8311, help="HTTP port (http transport)")
     p.add_argument("--delay", type=float, help="seconds before answering (vendor: 3)")
     p.add_argument("--fail-mode", choices=["none", "never-answer", "fail"], default="none")
-    p.add_argument("--export-fail", action="store_true", help=f"exports fail (or {EXPORT_FAIL_ENV})")
+    p.add_argument(
+        "--export-fail", action="store_true", help=f"exports fail (or {EXPORT_FAIL_ENV})"
+    )
     p.add_argument("--export-late", type=int, help="export attempts left unanswered (vendor: 1)")
     p.add_argument("--seed", action="store_true", help="insert demo records first")
     p.add_argument("--email", default="alice.martin@example.org")

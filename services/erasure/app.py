@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -10,6 +11,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.erasure import handlers
 from services.erasure.actions import router as actions
+from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.mongo import INDEXES, mongo_repositories
@@ -19,12 +21,17 @@ from services.erasure.registry import Registry, check_register, load_registry, r
 from services.erasure.repository import Repositories
 from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
+from services.erasure.upload_http import router as upload_router
+from services.erasure.uploads import UploadLinks
 from services.erasure.usecases import Connector, Erasure
+from shared.blobs import BlobStore, MongoBlobs
 from shared.clock import Clock, SystemClock
 from shared.errors import TransientError
 from shared.rules import Policy, default_policy, load_policy
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+
+PackagesFor = Callable[[Runtime, BlobStore], PackageBuilder]  # the package side's builder
 
 
 @dataclass
@@ -39,16 +46,28 @@ class Parts:
 
 def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
     """The use cases on ``repos`` (MongoDB in the service, fakes in tests)."""
+    own = parts.settings
     return Erasure(
         repos,
         runtime.broker,
         parts.registry,
-        parts.settings,
+        own,
         parts.clock,
         parts.connector,
         lambda identifiers: runtime.pseudonyms.refs(identifiers),
         runtime.span,
+        links=UploadLinks(
+            own.upload_key.get_secret_value().encode(), own.upload_base_url, own.upload_ttl_seconds
+        ),
     )
+
+
+def collector(erasure: Erasure, blobs: BlobStore, packages: PackageBuilder) -> Collector:
+    """The collection use cases on ``erasure``; ready cases get their package built."""
+    key = erasure.settings.upload_key.get_secret_value().encode()
+    found = Collector(erasure, blobs, packages, key)
+    erasure.on_ready = found.build_ready
+    return found
 
 
 def create_app(
@@ -61,6 +80,8 @@ def create_app(
     clock: Clock | None = None,
     tick_seconds: float | None = None,
     repositories: Repositories | None = None,
+    blobs: BlobStore | None = None,
+    packages: PackagesFor | None = None,
 ) -> FastAPI:
     """The erasure app: subscribers, case and register routes, start-up relay, the sweeper.
 
@@ -75,15 +96,24 @@ def create_app(
     parts = Parts(registry, own, clock or SystemClock(), connector)
     register = policy.register_document(register_links(registry))
     built: list[Erasure] = []
+    collecting: list[Collector] = []
 
     def uses() -> Erasure:
         if not built:
             raise TransientError("erasure is starting")
         return built[0]
 
+    def collection() -> Collector:
+        if not collecting:
+            raise TransientError("erasure is starting")
+        return collecting[0]
+
     async def start(runtime: Runtime) -> None:
         built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
-        app.state.erasure = built[0]
+        store = blobs or MongoBlobs(runtime.db)
+        builder = (packages or default_packages)(runtime, store)
+        collecting.append(collector(built[0], store, builder))
+        app.state.erasure, app.state.collector = built[0], collecting[0]
         await built[0].relay_pending()
         await record_register(runtime, register, parts.clock.now())
         tick = tick_seconds or own.tick_seconds
@@ -91,14 +121,26 @@ def create_app(
 
     spec = ServiceSpec(
         "erasure",
-        lambda runtime: handlers.register(runtime, uses),
+        lambda runtime: handlers.register(runtime, uses, collection),
         INDEXES,
-        [router, register_router, actions],
+        [router, register_router, actions, upload_router],
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
     app.state.register = register
     return app
+
+
+def default_packages(runtime: Runtime, blobs: BlobStore) -> PackageBuilder:
+    """The package side's builder on the service's database (``package_store.py``)."""
+    return _Unwired()
+
+
+class _Unwired:
+    """Until the package side's builder is merged: every build fails (and is retried)."""
+
+    async def build(self, order: object, now: object) -> object:
+        raise TransientError("the package builder is not wired yet")
 
 
 def checked_registry(own: ErasureSettings, policy: Policy) -> Registry:

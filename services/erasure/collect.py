@@ -12,12 +12,13 @@ import logging
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from services.erasure import collection, holds
 from services.erasure.collection import UploadRefused
 from services.erasure.domain import Case, Effect
 from services.erasure.exports import CONTENT_TYPES, Counted, Upload, upload_blob_id
-from services.erasure.packages import PackageOrder, Packages, SystemAnswer
+from services.erasure.packages import PackageOrder, SystemAnswer
 from services.erasure.uploads import check
 from services.erasure.usecases import Erasure, Item, Refusals
 from shared.blobs import BlobStore, BlobTooLarge
@@ -30,13 +31,19 @@ BUILD_RETRY = timedelta(seconds=60)
 TOKEN_STATUS = {"missing": 401, "malformed": 401, "wrong": 403, "expired": 403}
 
 
+class PackageBuilder(Protocol):
+    """What collection needs of the package side (``Packages`` in ``package_store.py``)."""
+
+    async def build(self, order: PackageOrder, now: datetime) -> Any: ...
+
+
 @dataclass
 class Collector:
     """The collection use cases, on the erasure ones and the package side's ports."""
 
     erasure: Erasure
     blobs: BlobStore
-    packages: Packages
+    packages: PackageBuilder
     upload_key: bytes
 
     async def open(self, works: Sequence[tuple[str, AccessWorkRequested]]) -> Refusals:
@@ -138,16 +145,18 @@ class Collector:
 
     async def _build(self, case: Case, now: datetime) -> str:
         coll = case.collection
-        assert coll is not None and case.request_id is not None
+        assert coll is not None  # only collection cases are ever ready
+        assert case.request_id is not None
         order = PackageOrder(
             request_id=case.request_id,
             right=coll.right,
             kid=coll.kid,
             answers=[SystemAnswer(**a) for a in collection.answers(case)],
             received_at=coll.received_at,
+            subject=min(case.subject_refs) if case.subject_refs else None,
         )
         info = await self.packages.build(order, now)
-        return str(info.package_id)
+        return str(getattr(info, "package_id", None) or f"package:{case.request_id}")
 
 
 def _built(package_id: str, now: datetime) -> collection.Step:

@@ -74,7 +74,9 @@ def plan_collection(
         if reason:
             case.skipped.append({"system": system.id, "reason": reason})
             continue
-        lines = [Line(category=c, action="export", ground=ground, kind="export") for c in categories]
+        lines = [
+            Line(category=c, action="export", ground=ground, kind="export") for c in categories
+        ]
         ids = {k: v for k, v in known.items() if k in system.identifiers}
         case.systems[system.id] = progress_for(system, work.case_id, lines, ids, defaults, now)
         if work.right == "portability":

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "gardien-dev-only-erasure-signing-secret"  # noqa: S105 - documented dev default
-DEV_UPLOAD_KEY = "gardien-dev-only-erasure-upload-key"  # noqa: S105 - documented dev default
+DEV_UPLOAD_KEY = "gardien-dev-only-erasure-upload-key"  # documented dev default
 PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "todo", "xxx"}
 
 
