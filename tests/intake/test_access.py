@@ -10,7 +10,7 @@ from services.intake.handlers import deliveries, reports
 from shared.events import CloudEvent, new_event
 from shared.outbox import PERSONAL
 from shared.subject_vault import is_sealed
-from tests.intake.test_usecases import EMAIL, ev, intake, received, sent, step
+from tests.intake.test_usecases import EMAIL, intake, received, sent, step
 
 WORK = "gardien.access.work.requested"
 
