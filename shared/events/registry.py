@@ -46,6 +46,7 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.access.package.": topics.ERASURE_CASES,
     "gardien.erasure.command.": topics.ERASURE_COMMANDS,
     "gardien.erasure.case.": topics.ERASURE_CASES,
+    "gardien.access.package.": topics.ERASURE_CASES,
     "gardien.deadline.": topics.DEADLINES,
     "gardien.register.": topics.REGISTER,
     "gardien.operation.": topics.OPERATIONS,
