@@ -14,7 +14,10 @@ from services.erasure.actions import router as actions
 from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
+from services.erasure.assembly import Sources
 from services.erasure.mongo import INDEXES, mongo_repositories
+from services.erasure.package_repo import MongoPackages
+from services.erasure.package_store import Packages
 from services.erasure.register import record_register
 from services.erasure.register_http import router as register_router
 from services.erasure.registry import Registry, check_register, load_registry, register_links
@@ -111,9 +114,10 @@ def create_app(
     async def start(runtime: Runtime) -> None:
         built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
         store = blobs or MongoBlobs(runtime.db)
-        builder = (packages or default_packages)(runtime, store)
+        builder = (packages or package_builder(policy, registry, own))(runtime, store)
         collecting.append(collector(built[0], store, builder))
         app.state.erasure, app.state.collector = built[0], collecting[0]
+        app.state.packages = builder
         await built[0].relay_pending()
         await record_register(runtime, register, parts.clock.now())
         tick = tick_seconds or own.tick_seconds
@@ -131,16 +135,14 @@ def create_app(
     return app
 
 
-def default_packages(runtime: Runtime, blobs: BlobStore) -> PackageBuilder:
-    """The package side's builder on the service's database (``package_store.py``)."""
-    return _Unwired()
+def package_builder(policy: Policy, registry: Registry, own: ErasureSettings) -> PackagesFor:
+    """The package side's use case on the service's database (``package_store.py``)."""
 
+    def build(runtime: Runtime, blobs: BlobStore) -> Packages:
+        sources = Sources(blobs, policy, registry)
+        return Packages(MongoPackages(runtime.db), sources, runtime.broker, own, runtime.span)
 
-class _Unwired:
-    """Until the package side's builder is merged: every build fails (and is retried)."""
-
-    async def build(self, order: object, now: object) -> object:
-        raise TransientError("the package builder is not wired yet")
+    return build
 
 
 def checked_registry(own: ErasureSettings, policy: Policy) -> Registry:

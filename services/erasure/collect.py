@@ -34,6 +34,8 @@ TOKEN_STATUS = {"missing": 401, "malformed": 401, "wrong": 403, "expired": 403}
 class PackageBuilder(Protocol):
     """What collection needs of the package side (``Packages`` in ``package_store.py``)."""
 
+    async def expect(self, request_id: str, now: datetime) -> None: ...
+
     async def build(self, order: PackageOrder, now: datetime) -> Any: ...
 
 
@@ -59,7 +61,10 @@ class Collector:
                 case = collection.plan_collection(work, registry, erasure.settings, now)
                 case.subject_refs = erasure.refs(work.subject.identifiers.present())
                 items.append(Item(case.case_id, event_id, erasure._opening, new=case))
-            return await erasure.apply_steps(items)
+            refused = await erasure.apply_steps(items)
+            for _, work in works:  # the download says "not ready" until it is built
+                await self.packages.expect(work.request_id, now)
+            return refused
 
     async def results(self, results: Sequence[tuple[str, ExportResult]]) -> Refusals:
         """Apply ``gdpr.export.result`` answers, per case in order; duplicates change nothing."""

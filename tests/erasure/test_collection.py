@@ -80,7 +80,11 @@ class FakePackages:
     """Records the orders; fails while ``failing`` is set."""
 
     orders: list[tuple[PackageOrder, datetime]] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
     failing: bool = False
+
+    async def expect(self, request_id: str, now: datetime) -> None:
+        self.expected.append(request_id)
 
     async def build(self, order: PackageOrder, now: datetime) -> Any:
         if self.failing:
@@ -176,6 +180,7 @@ def test_upload_tokens_are_bound_to_the_command_and_expire() -> None:
 async def test_a_full_collection_builds_the_package_once_every_system_is_done() -> None:
     r = rig()
     assert await r.collector.open([("w-1", access_work())]) == {}
+    assert r.packages.expected == ["R-1"]
     (crm,) = r.commands("crm")
     assert crm["action"] == "export" and crm["upload_url"].startswith("http://gw.test/v1/uploads/")
     assert "a@example.org" not in crm["upload_url"]
