@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.erasure import handlers
 from services.erasure.actions import router as actions
+from services.erasure.assembly import Sources
 from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
-from services.erasure.assembly import Sources
 from services.erasure.mongo import INDEXES, mongo_repositories
 from services.erasure.package_repo import MongoPackages
 from services.erasure.package_store import Packages

@@ -43,7 +43,6 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.request.": topics.REQUEST_EVENTS,
     "gardien.erasure.work.": topics.ERASURE_WORK,
     "gardien.access.work.": topics.ERASURE_WORK,
-    "gardien.access.package.": topics.ERASURE_CASES,
     "gardien.erasure.command.": topics.ERASURE_COMMANDS,
     "gardien.erasure.case.": topics.ERASURE_CASES,
     "gardien.access.package.": topics.ERASURE_CASES,
