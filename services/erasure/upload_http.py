@@ -60,7 +60,7 @@ async def upload(
     try:
         collector.authorise(command_id, token)
         if declared.isdigit() and int(declared) > limit:
-            raise UploadRefused(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"over {limit} bytes")
+            raise UploadRefused(status.HTTP_413_CONTENT_TOO_LARGE, f"over {limit} bytes")
         done = await collector.upload(
             command_id, token, request.headers.get("content-type"), request.stream()
         )
