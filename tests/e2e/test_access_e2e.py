@@ -158,3 +158,31 @@ def test_access_request_end_to_end(access: Any, tmp_path: Path) -> None:
         lambda page: any(t["timer_id"] == f"request:{request_id}" for t in page["items"]),
         timeout=60,
     )
+
+
+def test_portability_request_collects_what_the_subject_provided(
+    access: Any, tmp_path: Path
+) -> None:
+    api, env, headers = access
+    request_id = f"REQ-POR-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC).isoformat()
+    event = example(
+        "request-received.json", request_id=request_id, received_at=now, right="portability"
+    )
+    publish(env, tmp_path / "portability.json", {**event, "time": now})
+    case = wait_json(
+        f"{api}/v1/erasure/cases/acc:{request_id}",
+        headers,
+        lambda c: c["state"] == "closed",
+        timeout=150,
+    )
+    assert case["origin"] == "portability"
+    assert set(case["systems"]) == {"crm", "newsletter", "billing"}  # the vendor observed
+    reply = httpx.get(f"{api}/v1/requests/{request_id}/package", headers=headers, timeout=60)
+    assert reply.status_code == 200, reply.text
+    package = zipfile.ZipFile(io.BytesIO(reply.content))
+    manifest = json.loads(package.read("manifest.json"))
+    assert manifest["right"] == "portability"
+    records = json.loads(package.read("crm/records.json"))
+    assert records and {r["category"] for r in records} <= {"profile", "contact"}
+    assert all(r.get("email") in (EMAIL, None) for r in records)
