@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -16,7 +15,8 @@ from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.mongo import INDEXES, mongo_repositories
-from services.erasure.package_repo import MongoPackages
+from services.erasure.package_http import router as package_router
+from services.erasure.package_repo import PACKAGE_INDEXES, MongoPackages, PackageRepository
 from services.erasure.package_store import Packages
 from services.erasure.register import record_register
 from services.erasure.register_http import router as register_router
@@ -27,14 +27,13 @@ from services.erasure.sweeper import run_sweeper
 from services.erasure.upload_http import router as upload_router
 from services.erasure.uploads import UploadLinks
 from services.erasure.usecases import Connector, Erasure
-from shared.blobs import BlobStore, MongoBlobs
+from shared.blobs import BLOB_INDEXES, BlobStore, MongoBlobs
 from shared.clock import Clock, SystemClock
 from shared.errors import TransientError
+from shared.mongo import IndexPlan
 from shared.rules import Policy, default_policy, load_policy
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
-
-PackagesFor = Callable[[Runtime, BlobStore], PackageBuilder]  # the package side's builder
 
 
 @dataclass
@@ -45,6 +44,18 @@ class Parts:
     settings: ErasureSettings
     clock: Clock
     connector: Connector
+    policy: Policy | None = None
+
+
+PackageStores = tuple[PackageRepository, BlobStore]
+ALL_INDEXES = IndexPlan({**INDEXES.indexes, **BLOB_INDEXES, **PACKAGE_INDEXES})
+
+
+def packages_for(runtime: Runtime, parts: Parts, stores: PackageStores | None) -> Packages:
+    """The access-package use case on ``stores`` (MongoDB unless given)."""
+    repo, blobs = stores or (MongoPackages(runtime.db), MongoBlobs(runtime.db))
+    sources = Sources(blobs, parts.policy or default_policy(), parts.registry)
+    return Packages(repo, sources, runtime.broker, parts.settings, runtime.span, parts.clock)
 
 
 def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
@@ -83,8 +94,7 @@ def create_app(
     clock: Clock | None = None,
     tick_seconds: float | None = None,
     repositories: Repositories | None = None,
-    blobs: BlobStore | None = None,
-    packages: PackagesFor | None = None,
+    package_stores: PackageStores | None = None,
 ) -> FastAPI:
     """The erasure app: subscribers, case and register routes, start-up relay, the sweeper.
 
@@ -96,7 +106,7 @@ def create_app(
     registry = registry or checked_registry(own, policy)
     secret = own.signing_secret.get_secret_value().encode()
     connector = HttpConnector(secret, own.http_timeout_seconds)
-    parts = Parts(registry, own, clock or SystemClock(), connector)
+    parts = Parts(registry, own, clock or SystemClock(), connector, policy)
     register = policy.register_document(register_links(registry))
     built: list[Erasure] = []
     collecting: list[Collector] = []
@@ -113,36 +123,28 @@ def create_app(
 
     async def start(runtime: Runtime) -> None:
         built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
-        store = blobs or MongoBlobs(runtime.db)
-        builder = (packages or package_builder(policy, registry, own))(runtime, store)
-        collecting.append(collector(built[0], store, builder))
-        app.state.erasure, app.state.collector = built[0], collecting[0]
-        app.state.packages = builder
+        app.state.erasure = built[0]
+        stores = package_stores or (MongoPackages(runtime.db), MongoBlobs(runtime.db))
+        packages = app.state.packages = packages_for(runtime, parts, stores)
+        collecting.append(collector(built[0], stores[1], packages))
+        app.state.collector = collecting[0]
         await built[0].relay_pending()
+        await packages.relay_pending()
         await record_register(runtime, register, parts.clock.now())
         tick = tick_seconds or own.tick_seconds
-        runtime.tasks.append(asyncio.create_task(run_sweeper(built[0], tick)))
+        expire = [lambda: packages.expire(parts.clock.now())]
+        runtime.tasks.append(asyncio.create_task(run_sweeper(built[0], tick, expire)))
 
     spec = ServiceSpec(
         "erasure",
         lambda runtime: handlers.register(runtime, uses, collection),
-        INDEXES,
-        [router, register_router, actions, upload_router],
+        ALL_INDEXES,
+        [router, register_router, actions, package_router, upload_router],
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
     app.state.register = register
     return app
-
-
-def package_builder(policy: Policy, registry: Registry, own: ErasureSettings) -> PackagesFor:
-    """The package side's use case on the service's database (``package_store.py``)."""
-
-    def build(runtime: Runtime, blobs: BlobStore) -> Packages:
-        sources = Sources(blobs, policy, registry)
-        return Packages(MongoPackages(runtime.db), sources, runtime.broker, own, runtime.span)
-
-    return build
 
 
 def checked_registry(own: ErasureSettings, policy: Policy) -> Registry:

@@ -17,7 +17,11 @@ LABEL = b"gardien access package link v1"
 
 
 class LinkRefused(GardienError):
-    """A link that is malformed, forged or expired."""
+    """A link that is malformed or forged."""
+
+
+class LinkExpired(LinkRefused):
+    """A genuine link past its end."""
 
 
 def _b64(data: bytes) -> str:
@@ -52,5 +56,5 @@ def verify(key: bytes, token: str, now_ms: int) -> tuple[str, str]:
     if not hmac.compare_digest(given, wanted):
         raise LinkRefused("the link's signature does not match")
     if now_ms >= expires_ms:
-        raise LinkRefused("the link has expired")
+        raise LinkExpired("the link has expired")
     return request_id, link_id

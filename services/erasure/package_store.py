@@ -28,6 +28,7 @@ from services.erasure.package_repo import PackageRepository, PackageState
 from services.erasure.packages import Outcome, PackageOrder
 from services.erasure.settings import ErasureSettings
 from shared.blobs import BlobMissing
+from shared.clock import Clock, SystemClock
 from shared.errors import GardienError, NotFound, TransientError
 from shared.events import CloudEvent, new_event
 from shared.events.internal import (
@@ -111,8 +112,10 @@ class Packages:
         broker: KafkaBroker,
         settings: ErasureSettings,
         span: Spans | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.repo, self.sources, self.broker, self.settings = repo, sources, broker, settings
+        self.clock: Clock = clock or SystemClock()
         self.link_key = package_links.link_key(settings.signing_secret.get_secret_value().encode())
         self.span: Spans = span or (lambda _: nullcontext())
 
