@@ -16,7 +16,7 @@ from typing import Any
 
 from services.erasure import domain
 from services.erasure.domain import Case, Effect, Line, Progress
-from services.erasure.exports import Collection, Counted, Upload, package_kid
+from services.erasure.exports import EXPORT_OUTCOMES, Collection, Counted, Upload, package_kid
 from services.erasure.planning import progress_for
 from services.erasure.registry import Registry, System
 from services.erasure.settings import ErasureSettings
@@ -122,6 +122,19 @@ def exported(
         return None
     collection.counted[key] = counted
     return [Effect("progress", extra={"system": key, "outcome": outcome})]
+
+
+def replied(result: dict[str, Any]) -> tuple[str, Counted, str | None]:
+    """(outcome, counts, detail) of an HTTP system's export answer; garbage is a failure."""
+    outcome = str(result.get("outcome"))
+    detail = str(result.get("detail") or "")[:4000] or None
+    if outcome not in EXPORT_OUTCOMES:
+        return "failed", Counted(), f"the answer's outcome is not an export outcome: {outcome}"
+    try:
+        counted = Counted.model_validate(result)
+    except ValueError:
+        return "failed", Counted(), "the answer's counts are not numbers"
+    return outcome, counted, detail
 
 
 def accept_upload(case: Case, key: str) -> Progress:

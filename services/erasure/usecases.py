@@ -21,7 +21,7 @@ from opentelemetry.trace import Span
 from services.erasure import collection, domain, holds, messages, planning
 from services.erasure.connector import Reply
 from services.erasure.domain import Case, Effect
-from services.erasure.exports import EXPORT_OUTCOMES, Counted
+from services.erasure.exports import Counted
 from services.erasure.processors import local_day
 from services.erasure.registry import Registry
 from services.erasure.repository import Repositories, Stored, Write
@@ -307,15 +307,7 @@ class Erasure:
         self, case_id: str, key: str, command: CloudEvent, result: dict[str, Any]
     ) -> Item:
         """An HTTP system's export answer in its response (as a ``gdpr.export.result``)."""
-        outcome = str(result.get("outcome"))
-        detail = str(result.get("detail") or "")[:4000] or None
-        if outcome not in EXPORT_OUTCOMES:
-            outcome, detail = "failed", f"the answer's outcome is not an export outcome: {outcome}"
-        try:
-            counted = Counted.model_validate(result)
-        except ValueError:
-            counted, outcome, detail = Counted(), "failed", "the answer's counts are not numbers"
-        step = self.export_step(key, outcome, counted, detail)
+        step = self.export_step(key, *collection.replied(result))
         return Item(case_id, f"{command.id}:http", step, missing=f"unknown case {case_id}")
 
     def export_step(self, key: str, outcome: str, counted: Counted, detail: str | None) -> Step:

@@ -338,3 +338,13 @@ def test_commands_name_no_one_in_their_upload_url() -> None:
     assert url.startswith("http://gw.test/v1/uploads/acc%3AR-1%3Acrm?token=")
     assert expires == (NOW + timedelta(seconds=60)).isoformat()
     assert json.dumps(url).count("@") == 0
+
+
+def test_an_http_answer_that_is_not_an_export_answer_is_a_failure() -> None:
+    assert collection.replied({"outcome": "exported", "records": 2}) == (
+        "exported", Counted(records=2), None,
+    )  # fmt: skip
+    outcome, _, detail = collection.replied({"outcome": "erased"})
+    assert outcome == "failed" and "not an export outcome" in (detail or "")
+    outcome, _, detail = collection.replied({"outcome": "exported", "records": "many"})
+    assert outcome == "failed" and detail == "the answer's counts are not numbers"
