@@ -41,14 +41,18 @@ def record(category: str, store: Store, doc: dict[str, Any], shape: str) -> dict
 
 
 async def gather(kind: str, db: Db, command: dict[str, Any]) -> list[dict[str, Any]]:
-    """The subject's records of the command's categories (each document once per category)."""
+    """The subject's records of the command's categories, each document once (under the
+    first category that holds it: the CRM's customer record is both profile and contact)."""
     identifiers = {str(k): str(v) for k, v in (command.get("identifiers") or {}).items()}
     out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     for line in command.get("categories", []):
         category = str(line["category"])
         for store in CATALOGUE[kind].get(category, []):
             for doc in await matching(db, store, identifiers):
-                out.append(record(category, store, doc, SHAPES[kind]))
+                if (store.collection, str(doc["_id"])) not in seen:
+                    seen.add((store.collection, str(doc["_id"])))
+                    out.append(record(category, store, doc, SHAPES[kind]))
     return out
 
 
