@@ -28,6 +28,7 @@ from pymongo import MongoClient
 
 from tests.e2e.conftest import start_up, stop_up, up_env
 from tests.e2e.test_flows_e2e import wait_json
+from tests.e2e.test_no_identifiers_kept import readable
 from tests.support import REPO, StackInfo, example
 
 pytestmark = pytest.mark.e2e
@@ -76,7 +77,7 @@ def publish(env: dict[str, str], path: Path, event: dict[str, Any]) -> None:
 
 def held(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     """What each reference system holds about the subject, as JSON would show it."""
-    mongo = MongoClient(env["MONGODB_URI"], tz_aware=True)
+    mongo: MongoClient[Any] = MongoClient(env["MONGODB_URI"], tz_aware=True)
     try:
         found: dict[str, list[dict[str, Any]]] = {}
         queries = {
@@ -158,6 +159,25 @@ def test_access_request_end_to_end(access: Any, tmp_path: Path) -> None:
         lambda page: any(t["timer_id"] == f"request:{request_id}" for t in page["items"]),
         timeout=60,
     )
+    assert unreadable_in_gardien(env) == []  # uploads and package are sealed, like the rest
+
+
+def unreadable_in_gardien(env: dict[str, str]) -> list[str]:
+    """Where Gardien's own databases hold the subject's identifiers readably (none)."""
+    prefix, needles = env["GARDIEN_DB_PREFIX"], (EMAIL.casefold(), CUSTOMER.casefold())
+    mongo: MongoClient[Any] = MongoClient(env["MONGODB_URI"], tz_aware=True)
+    try:
+        names = [n for n in mongo.list_database_names() if n.startswith(prefix)]
+        assert f"{prefix}erasure" in names
+        return [
+            f"{name}.{coll}[{doc.get('_id')}].{path}"
+            for name in names
+            for coll in mongo[name].list_collection_names()
+            for doc in mongo[name][coll].find({})
+            for path in readable(doc, needles)
+        ]
+    finally:
+        mongo.close()
 
 
 def test_portability_request_collects_what_the_subject_provided(
