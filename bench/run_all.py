@@ -4,8 +4,9 @@ Sizes are chosen so the whole run fits in 30 minutes on a 2-core machine (docs/
 performance.md): ceiling 20,000 documents and 30,000 messages; audit appends 20,000
 records through the real consumer; pipeline 400 requests per mix (access, mixed,
 erasure) and 30 s at half load; timers 1,000,000 pending; fan-out 60 cases x 10 systems
-(10,000 is extrapolated); audit 300,000 records (1,000,000 with --full); access packages
-1,000 subjects x 4 systems and one 100 MB answer.
+(10,000 is extrapolated); audit 300,000 records (1,000,000 with --full); replicas 1, 2 and
+4 members per service, 200 requests and 40 retention clocks each, one forced rebalance;
+access packages 1,000 subjects x 4 systems and one 100 MB answer.
 
     python -m bench.run_all [--full]
 """
@@ -16,7 +17,16 @@ import argparse
 import time
 from typing import Any
 
-from bench import access_package, audit, ceiling, fanout, fanout_batches, pipeline, timers
+from bench import (
+    access_package,
+    audit,
+    ceiling,
+    fanout,
+    fanout_batches,
+    pipeline,
+    replicas,
+    timers,
+)
 from bench.common import machine
 
 
@@ -36,6 +46,7 @@ def main() -> None:
     results["fanout_batches"] = fanout_batches.main(["--cases", "2000", "--batch", "500"])
     results["timers"] = timers.main(["--timers", "1000000", "--batch", "1000"])
     results["audit"] = audit.main(["--records", "1000000" if args.full else "300000"])
+    results["replicas"] = replicas.main(["--requests", "200", "--contracts", "40"])
     results["access_package"] = access_package.main(["--subjects", "1000", "--big-mb", "100"])
     p, f, t, a = (results[k] for k in ("pipeline", "fanout", "timers", "audit"))
     fb = results["fanout_batches"]
@@ -57,9 +68,15 @@ def main() -> None:
         f"  CPU per request       {mixed['cpu_s_per_request']:8.4f} CPU-s in the services "
         f"(+{mixed['stack_cpu_s_per_request']} broker+MongoDB)"
     )
+    er = p["throughput"]["erasure"]
     print(
-        f"  half load p50/p99     {half['latency_p50_ms']:.0f} / {half['latency_p99_ms']:.0f} ms "
-        f"(target p99 < 500)"
+        f"  CPU per erasure req.  {er['cpu_s_per_request'] + er['stack_cpu_s_per_request']:8.4f}"
+        f" CPU-s, services + broker + MongoDB (target <= 0.02)"
+    )
+    print(
+        f"  half load ({half['rate']}/s)   event -> own audit record p99 "
+        f"{half['event_to_audit_p99_ms']:.0f} ms (target < 100); fully processed p50/p99 "
+        f"{half['latency_p50_ms']:.0f} / {half['latency_p99_ms']:.0f} ms"
     )
     print(
         f"fan-out                 {f['commands_per_s']:8.1f} commands/s, "
@@ -73,6 +90,7 @@ def main() -> None:
     print(
         f"timers ({t['timers']:,})     create {t['create_per_s']}/s, lag p50/p99 "
         f"{t['at_full']['lag_p50_ms']:.0f}/{t['at_full']['lag_p99_ms']:.0f} ms (target < 1000),"
+        f" 10,000 due: last after {t['at_full']['burst_last_ms'] / 1000:.1f} s (target < 3),"
         f" empty tick {t['at_small']['empty_tick_ms']:.1f} ms at {t['small']:,} vs "
         f"{t['at_full']['empty_tick_ms']:.1f} ms at {t['timers']:,}"
     )
@@ -88,6 +106,11 @@ def main() -> None:
         f" subjects x {many['systems']} systems); {huge['upload_mb']} MB answer: RSS peak"
         f" {huge['rss_peak_mib']} MiB from {huge['rss_start_mib']}"
     )
+    for r in results["replicas"]["runs"]:
+        print(
+            f"replicas {r['replicas']}             {r['items_per_s']:8.2f} items/s, pause after a "
+            f"member stopped {r['pause_s']} s, checks {'OK' if r['checks']['ok'] else 'FAILED'}"
+        )
     print(f"total {(time.monotonic() - started) / 60:.1f} min")
 
 

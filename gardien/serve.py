@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 from importlib import import_module
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
@@ -15,9 +17,10 @@ from pydantic import ValidationError
 from gardien import stack
 from gardien.console import HOME, fail
 from gardien.endpoints import DEFAULT_HOME, live_stack, load_settings
-from gardien.launcher import Launcher, run
+from gardien.launcher import Launcher, check_replicas, run
 from shared.auth import KeyStore
 from shared.errors import GardienError
+from shared.mongo import mongo_hosts
 from shared.rules.errors import RuleError
 from shared.settings import SERVICE_NAMES, Settings
 
@@ -31,8 +34,17 @@ def up(
     with_reference_systems: Annotated[
         bool, typer.Option(help="Also run the reference CRM, newsletter, billing and vendor.")
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Members of each service's consumer group, each its own process and port "
+            "(member k: its service's port + 10 x (k - 1)); see docs/scaling.md."
+        ),
+    ] = 1,
 ) -> None:
     """Start the embedded stack (unless env points elsewhere), every service and the API."""
+    if (problem := check_replicas(replicas)) is not None:
+        fail(problem)
     home.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     _ensure_admin_key(home)
@@ -47,6 +59,7 @@ def up(
         mongodb_uri=mongo,
         base_port=base_port,
         reference_systems=with_reference_systems,
+        replicas=replicas,
         extra_env=_local_env(home),
     )
     run(launcher)
@@ -118,9 +131,76 @@ def service(
         fail(str(exc))
     app, port = _service_app(name, settings)
     # log_config=None: uvicorn keeps the handlers configured above (one format per process).
-    uvicorn.run(
-        app, host=settings.gardien_http_host, port=port, log_level="warning", log_config=None
+    guarded = OneLineStart(app, settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            guarded,
+            host=settings.gardien_http_host,
+            port=port,
+            log_level="warning",
+            log_config=None,
+            lifespan="on",
+        )
     )
+    logging.getLogger("uvicorn.error").addFilter(_no_startup_banner)
+    try:
+        asyncio.run(server.serve())
+    except SystemExit:  # uvicorn's exit when the lifespan failed to start
+        if guarded.reason is None:
+            raise
+    if not server.started:
+        fail(f"cannot start {name}: {guarded.reason or f'cannot listen on port {port}'}")
+
+
+def _no_startup_banner(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's "Application startup failed" line: the reason is printed instead."""
+    return not record.getMessage().startswith("Application startup failed")
+
+
+class OneLineStart:
+    """The app, with its lifespan run here rather than by Starlette: a failed start is kept
+    as one line (``reason``) instead of the traceback uvicorn would log. Shutdown runs
+    inside uvicorn's serve, before it re-raises a captured SIGTERM or SIGINT."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.reason: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await receive()  # lifespan.startup
+        lifespan = self.app.router.lifespan_context(self.app)
+        try:
+            await lifespan.__aenter__()
+        except Exception as exc:
+            self.reason = start_failure(exc, self.settings)
+            await send({"type": "lifespan.startup.failed", "message": ""})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await lifespan.__aexit__(None, None, None)
+        except Exception as exc:
+            message = f"shutdown failed: {start_failure(exc, self.settings)}"
+            await send({"type": "lifespan.shutdown.failed", "message": message})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def start_failure(exc: BaseException, settings: Settings) -> str:
+    """One line saying why a start failed: which store is unreachable, or the error itself."""
+    from aiokafka.errors import KafkaError
+    from pymongo.errors import ConnectionFailure
+
+    if isinstance(exc, ConnectionFailure):
+        return f"MongoDB unreachable at {mongo_hosts(settings.mongodb_uri)} ({type(exc).__name__})"
+    if isinstance(exc, KafkaError):
+        where = settings.kafka_bootstrap_servers
+        return f"Kafka unreachable at {where} ({type(exc).__name__})"
+    text = _one_line(exc) if isinstance(exc, Exception) else type(exc).__name__
+    return text[:300]
 
 
 def _service_app(name: str, settings: Settings) -> tuple[FastAPI, int]:

@@ -22,14 +22,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Header, HTTPException, Request, status
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Scope, StoredKey
 from shared.events import CloudEvent, aggregate_key, new_event
+from shared.events.common import LongText, ShortText
 from shared.events.envelope import _describe
 from shared.events.registry import data_model
 from shared.messaging import publish_event
+from shared.problems import responses
+
+# Form fields are stripped of surrounding white space, so they need one other character.
+FormText = Annotated[LongText, StringConstraints(pattern=r"\S")]
+FormShortText = Annotated[ShortText, StringConstraints(pattern=r"\S")]
 
 STORE = "idempotency"  # collection in the owning service's own database
 SOURCE = "gardien/http"
@@ -48,12 +54,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-class Problem(BaseModel):
-    """An error: ``detail`` says what is wrong (a list of field errors for a bad body)."""
-
-    detail: str | list[dict[str, Any]]
-
-
 class ActionAccepted(BaseModel):
     """The event an action published; the owning service applies it within moments."""
 
@@ -66,18 +66,8 @@ class ActionAccepted(BaseModel):
 
 
 def errors(*extra: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers an action declares in OpenAPI (400, 401, 403, 422, and ``extra``)."""
-    text = {
-        400: "The request URL is not valid (the gateway cannot forward it).",
-        401: "No API key, or an unknown or revoked one.",
-        403: "The key lacks the action's scope.",
-        404: "The aggregate the action is about does not exist.",
-        409: "The aggregate's state does not allow the action now (the reason is given).",
-        422: "The body is invalid, or the Idempotency-Key was used with another body.",
-    }
-    return {
-        code: {"model": Problem, "description": text[code]} for code in (400, 401, 403, 422, *extra)
-    }
+    """The error answers an action declares in OpenAPI (401, 403, 422, and ``extra``)."""
+    return responses(*extra)
 
 
 def refused(reason: str) -> HTTPException:

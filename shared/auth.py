@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 KEY_PREFIX = "gdn_"
 
@@ -145,22 +145,44 @@ def _stored(k: dict[str, Any]) -> StoredKey:
     )
 
 
-_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="A Gardien API key (`gardien apikey create`).",
+    auto_error=False,
+)
+_bearer = HTTPBearer(
+    scheme_name="Bearer",
+    description="The same API key as a bearer token: `Authorization: Bearer gdn_...`.",
+    auto_error=False,
+)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gardien"'}
 
 
 def require(scope: Scope) -> Any:
-    """FastAPI dependency: a valid key holding ``scope`` (or ``admin``), else 401/403."""
+    """FastAPI dependency: a valid key holding ``scope`` (or ``admin``), else 401/403.
 
-    async def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> StoredKey:
+    The key comes as ``X-API-Key`` or ``Authorization: Bearer``; OpenAPI declares both
+    schemes on every route that depends on this, either one sufficing.
+    """
+
+    async def check(
+        request: Request,
+        key: Annotated[str | None, Depends(_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> StoredKey:
+        if not key and bearer is not None:
+            key = bearer.credentials.strip()
         if not key:
-            auth = request.headers.get("authorization", "")
-            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        if not key:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (X-API-Key)")
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "missing API key (X-API-Key)", CHALLENGE
+            )
         store: KeyStore = request.app.state.keys
         stored = store.authenticate(key)
         if stored is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key", CHALLENGE
+            )
         if scope.value not in stored.scopes and Scope.ADMIN.value not in stored.scopes:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key lacks scope {scope.value}")
         return stored

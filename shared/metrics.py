@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ GaugeSource = Callable[[], Awaitable[Mapping[Key, float]]]
 # Seconds; the default OTel buckets are in milliseconds-sized steps and miss fast handlers.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+SOURCE_TIMEOUT = 5.0  # seconds one gauge's source may take per refresh
 
 
 def _meter_provider(
@@ -71,7 +73,9 @@ def _meter_provider(
 @dataclass
 class _Gauge:
     source: GaugeSource
+    every: float = 0.0  # seconds between two reads of the source (0: every refresh)
     values: dict[Key, float] = field(default_factory=dict)
+    read_at: float = float("-inf")  # monotonic time of the last read
 
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(v, dict(k)) for k, v in self.values.items()]
@@ -133,9 +137,12 @@ class Metrics:
             attrs["error.type"] = "failed"
         self._duration.record(seconds, attrs)
 
-    def gauge(self, name: str, description: str, unit: str, source: GaugeSource) -> None:
-        """An observable gauge refreshed in the background from ``source``."""
-        gauge = _Gauge(source)
+    def gauge(
+        self, name: str, description: str, unit: str, source: GaugeSource, every: float = 0.0
+    ) -> None:
+        """An observable gauge refreshed in the background from ``source`` (at most once per
+        ``every`` seconds: figures that cost a database scan and change slowly)."""
+        gauge = _Gauge(source, every)
         self._gauges[name] = gauge
         self._meter.create_observable_gauge(
             name, callbacks=[gauge.observe], unit=unit, description=description
@@ -145,11 +152,19 @@ class Metrics:
         """Replace a gauge's figures directly (for figures the process already holds)."""
         self._gauges[name].values = dict(values)
 
-    async def refresh(self) -> None:
-        """Recompute every database-backed gauge once; a failing source keeps its last figures."""
+    async def refresh(self, *, due_only: bool = False) -> None:
+        """Recompute every database-backed gauge once; a failing source keeps its last figures.
+
+        Each source is bounded (``SOURCE_TIMEOUT``): a frozen store leaves its gauges stale,
+        never the others (the consumer lag is refreshed by the same task).
+        """
         for name, gauge in self._gauges.items():
+            now = time.monotonic()
+            if due_only and now - gauge.read_at < gauge.every:
+                continue
+            gauge.read_at = now
             try:
-                gauge.values = dict(await gauge.source())
+                gauge.values = dict(await asyncio.wait_for(gauge.source(), SOURCE_TIMEOUT))
             except Exception as exc:  # a metric must never take the service down
                 log.warning("metric %s not refreshed: %s", name, type(exc).__name__)
 
@@ -157,7 +172,7 @@ class Metrics:
         """Refresh the gauges every ``refresh_every`` seconds until cancelled."""
         await asyncio.sleep(1.0)  # let the service finish starting
         while True:
-            await self.refresh()
+            await self.refresh(due_only=True)
             await asyncio.sleep(self.refresh_every)
 
     def exposition(self) -> bytes:

@@ -84,11 +84,14 @@ class VersionedCollection:
             return Saved([], [])
         ops: list[InsertOne[Doc] | UpdateOne] = [_operation(c) for c in changes]
         try:
-            await self.collection.bulk_write(ops, ordered=False)
+            written = await self.collection.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise TransientError("bulk write refused: " + _codes(errors)) from exc
+        else:
+            if written.inserted_count + written.modified_count == len(ops):
+                return Saved(list(changes), [])  # every write landed: no token read
         return await self._settle(changes)
 
     async def _settle(self, changes: Sequence[Change]) -> Saved:

@@ -17,6 +17,8 @@ from opentelemetry.trace import Span
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import problems
+from shared.apidoc import mount_docs
 from shared.auth import KeyStore
 from shared.health import Readiness
 from shared.lag import ConsumerLag
@@ -121,7 +123,15 @@ def create_service_app(
             provider.shutdown()
             metrics.shutdown()
 
-    app = FastAPI(title=f"Gardien {spec.name}", lifespan=lifespan, version="0.1.0")
+    app = FastAPI(
+        title=f"Gardien {spec.name}",
+        lifespan=lifespan,
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
+    problems.install(app)
+    mount_docs(app, "/openapi.json", f"Gardien {spec.name}")
     app.state.runtime = runtime
     app.state.keys = KeyStore(settings.gardien_api_keys_file)
     _health_routes(app, runtime)

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.audit import handlers
+from services.audit import gauges, handlers
 from services.audit.checkpoints import Checkpointer
 from services.audit.dispatcher import Dispatcher
 from services.audit.http import router
@@ -60,4 +60,5 @@ def create_app(
     app.state.audit_settings = audit
     for name, part in parts.items():
         setattr(app.state, name, part)
+    gauges.register(app)
     return app

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pymongo.errors import ConnectionFailure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gardien.console import fail
 from gardien.endpoints import client_settings
 from services.audit.checkpoints import public_key
 from services.audit.repository import AuditStore
 from services.audit.settings import AuditSettings
 from services.audit.verification import Report, Verifier
-from shared.mongo import create_client, service_database
+from shared.mongo import create_client, mongo_hosts, service_database
 from shared.settings import Settings
 
 audit_app = typer.Typer(help="The audit trail: verify chains and checkpoints, export them.")
@@ -33,10 +35,13 @@ def _settings(uri: str | None) -> Settings:
 
 
 async def _with_store(uri: str | None, work: Any) -> Any:
+    """Run ``work`` on the audit store; an unreachable MongoDB is one line and exit 2."""
     settings = _settings(uri)
-    client = create_client(settings)
+    client = create_client(settings)  # bounded: server selection gives up after 5 s
     try:
         return await work(AuditStore(service_database(client, settings, "audit")))
+    except ConnectionFailure as exc:
+        fail(f"MongoDB unreachable at {mongo_hosts(settings.mongodb_uri)} ({type(exc).__name__})")
     finally:
         await client.close()
 

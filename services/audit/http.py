@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.audit import views
 from services.audit.checkpoints import public_key
 from services.audit.report import compliance_report
 from services.audit.usecases import Auditor
 from services.audit.verification import Verifier
+from shared.apidoc import CSV, NDJSON, IsoInstant, as_utc
 from shared.auth import Scope, StoredKey, require
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses())
 MAX_LIMIT = 500
 REVEAL_SCOPES = {Scope.AUDIT_REVEAL.value, Scope.ADMIN.value}
 Reader = Annotated[StoredKey, require(Scope.AUDIT_READ)]
@@ -53,8 +54,8 @@ def filters(
     case_id: Annotated[str | None, Query(max_length=128)] = None,
     breach_id: Annotated[str | None, Query(max_length=128)] = None,
     type: Annotated[str | None, Query(max_length=128)] = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: Annotated[AwareDatetime | None, Query()] = None,
+    from_: Annotated[IsoInstant | None, Query(alias="from")] = None,
+    to: Annotated[IsoInstant | None, Query()] = None,
 ) -> Filters:
     return Filters(
         subject=subject,
@@ -103,17 +104,18 @@ async def _query(auditor: Auditor, f: Filters) -> dict[str, Any]:
     return query
 
 
+CURSOR = r"^[0-9]{1,14}\.[\s\S]+$"  # "<recorded_at, ms since the epoch>.<record id>"
+
+
 def _encode(doc: dict[str, Any]) -> str:
-    raw = json.dumps([doc["recorded_at"].isoformat(), doc["_id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    """The position after ``doc``; every string of the ``CURSOR`` pattern is one."""
+    at = as_utc(doc["recorded_at"])
+    return f"{int(at.timestamp() * 1000)}.{doc['_id']}"
 
 
 def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(rid)
-    except (ValueError, TypeError) as exc:
-        raise HTTPException(422, "cursor is not valid") from exc
+    ms, rid = cursor.split(".", 1)
+    return datetime.fromtimestamp(int(ms) / 1000, UTC), rid
 
 
 async def _page(
@@ -137,7 +139,10 @@ async def list_events(
     request: Request,
     key: Reader,
     selected: Selected,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=512, pattern=CURSOR, description="`next_cursor` of the page before"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     reveal: Annotated[bool, Query(description="Open sealed personal fields (admin)")] = False,
 ) -> AuditPage:
@@ -156,7 +161,19 @@ async def list_events(
     return AuditPage(items=[views.view(d, keys) for d in docs], next_cursor=nxt)
 
 
-@router.get("/export")
+EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every selected record: JSON Lines (`format=jsonl`, one record a line) "
+        "or CSV (`format=csv`, UTF-8 with a byte-order mark), as an attachment.",
+        "content": {
+            NDJSON: {"schema": {"type": "string"}},
+            CSV: {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get("/export", response_class=StreamingResponse, responses=EXPORTED)
 async def export(
     request: Request,
     key: Reader,
@@ -217,7 +234,7 @@ def _csv_line(cells: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-@router.get("/requests/{request_id}/report")
+@router.get("/requests/{request_id}/report", responses=responses(404))
 async def request_report(request: Request, request_id: str, key: Reader) -> dict[str, Any]:
     """Compliance report of one request: received, due, extended, responded, late, systems."""
     auditor = _auditor(request)

@@ -16,6 +16,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.figures import capped_count
 from shared.mongo import IndexPlan
 
 RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
@@ -42,12 +43,14 @@ INDEXES = IndexPlan(
         DELIVERIES: [
             IndexModel([("next_at", ASCENDING)], name="next_at", sparse=True),
             IndexModel([("sub_id", ASCENDING)], name="sub_id"),
+            IndexModel([("state", ASCENDING)], name="state"),  # the deliveries gauge
         ],
         ATTEMPTS: [IndexModel([("delivery_id", ASCENDING)], name="delivery_id")],
     }
 )
 
 
+DELIVERY_STATES = ("pending", "delivered", "failed", "cancelled")
 LAST = 10**12 - 1  # the highest position ``chain_seq`` spells
 
 
@@ -90,6 +93,15 @@ class AuditStore:
             doc = await self.vault.find_one({"_id": name})
         assert doc is not None
         return base64.b64decode(str(doc["key"]))
+
+    async def delivery_states(self, cap: int) -> dict[str, int]:
+        """Webhook deliveries by state, each counted no further than ``cap``."""
+        return {s: await capped_count(self.deliveries, {"state": s}, cap) for s in DELIVERY_STATES}
+
+    async def failing_webhooks(self) -> dict[str, int]:
+        """Consecutive failed deliveries of each active subscription (0 when it works)."""
+        found = self.webhooks.find({"state": "active"}, {"consecutive_failures": 1})
+        return {str(d["_id"]): int(d.get("consecutive_failures") or 0) async for d in found}
 
     async def exists(self, record_id: str) -> bool:
         return await self.records.find_one({"_id": record_id}, {"_id": 1}) is not None

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.audit import crypto, domain
 from services.audit.repository import AuditStore
+from shared.apidoc import as_utc
 
 CSV_COLUMNS = (
     "record_id",
@@ -43,7 +44,7 @@ def view(doc: dict[str, Any], keys: dict[str, dict[str, Any]] | None = None) -> 
     """A record for the API; with ``keys``, sealed parts are opened where the key lives."""
     shown = {k: v for k, v in doc.items() if k not in {"_id", "chain_seq", "sealed"}}
     shown["record_id"] = doc["_id"]
-    shown["recorded_at"] = doc["recorded_at"].isoformat()
+    shown["recorded_at"] = as_utc(doc["recorded_at"]).isoformat()  # naive from nx-27017
     fields = []
     if keys is not None:
         shown["data"] = copy.deepcopy(doc.get("data") or {})

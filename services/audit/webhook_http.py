@@ -11,10 +11,15 @@ from pydantic import BaseModel, Field, HttpUrl
 from services.audit import crypto, webhooks
 from services.audit.dispatcher import SECRETS_KEY, Dispatcher, ms
 from shared.auth import Scope, require
+from shared.problems import responses
 
 router = APIRouter(
-    prefix="/v1/webhooks", tags=["webhooks"], dependencies=[require(Scope.WEBHOOKS_ADMIN)]
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    dependencies=[require(Scope.WEBHOOKS_ADMIN)],
+    responses=responses(),
 )
+MISSING = responses(404, text={404: "No webhook (or delivery) with this id."})
 EventFilter = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-z0-9_.]+\*?$")]
 
 
@@ -75,13 +80,13 @@ async def _get(request: Request, webhook_id: str) -> dict[str, Any]:
     return doc
 
 
-@router.get("/{webhook_id}")
+@router.get("/{webhook_id}", responses=MISSING)
 async def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
     """One subscription, with its failure count and state."""
     return _shown(await _get(request, webhook_id))
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=MISSING)
 async def unsubscribe(request: Request, webhook_id: str) -> Response:
     """Remove a subscription; its queued deliveries are cancelled when they come due."""
     await _get(request, webhook_id)
@@ -90,7 +95,7 @@ async def unsubscribe(request: Request, webhook_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{webhook_id}/enable")
+@router.post("/{webhook_id}/enable", responses=MISSING)
 async def enable(request: Request, webhook_id: str) -> dict[str, Any]:
     """Re-enable a subscription that was disabled after repeated failures."""
     await _get(request, webhook_id)
@@ -103,7 +108,7 @@ async def enable(request: Request, webhook_id: str) -> dict[str, Any]:
     return _shown(await _get(request, webhook_id))
 
 
-@router.get("/{webhook_id}/deliveries")
+@router.get("/{webhook_id}/deliveries", responses=MISSING)
 async def deliveries(
     request: Request,
     webhook_id: str,
@@ -127,7 +132,11 @@ async def deliveries(
     return {"items": items}
 
 
-@router.post("/{webhook_id}/deliveries/{delivery_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=MISSING,
+)
 async def replay(request: Request, webhook_id: str, delivery_id: str) -> dict[str, Any]:
     """Send a delivery again now (same ``webhook-id``, so receivers can de-duplicate)."""
     dispatcher = _dispatcher(request)

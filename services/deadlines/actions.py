@@ -15,9 +15,18 @@ from pydantic import BaseModel, ConfigDict
 from services.deadlines import holdactions
 from services.deadlines.domain import Base, from_ms
 from services.deadlines.usecases import is_closed
-from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, invalid, missing, refused
+from shared.actions import (
+    ActionAccepted,
+    FormText,
+    IdempotencyKey,
+    begin,
+    errors,
+    invalid,
+    missing,
+    refused,
+)
 from shared.auth import Scope, StoredKey, require
-from shared.events.common import Instant, LongText
+from shared.events.common import Instant
 from shared.events.inbound import BreachDetected
 
 router = APIRouter(tags=["breach, hold and processor actions"])
@@ -44,7 +53,7 @@ class Notification(Form):
     """When it was sent (now if omitted); reasons are required when it is late (Art 33(1))."""
 
     at: Instant | None = None
-    reasons_for_delay: LongText | None = None
+    reasons_for_delay: FormText | None = None
 
 
 def _ex(**cases: Any) -> dict[str, Example]:
@@ -128,14 +137,15 @@ async def breach_updated(
 ) -> ActionAccepted:
     """Update what is known (risk, counts, Art 34(3) conditions): `gdpr.breach.detected` again.
 
-    422 when the body's `breach_id` differs from the path; 409 once both clocks are closed.
+    409 when the body's `breach_id` differs from the path (a PUT representation inconsistent
+    with its target, RFC 9110 §9.3.4) and once both clocks are closed.
     """
     call = begin(request, actor, Scope.BREACHES_WRITE, idempotency_key, body)
     if (replay := await call.replay()) is not None:
         return replay
+    authority = await _clock(request, breach_id, "authority")  # 404 first: unknown breach
     if body.breach_id != breach_id:
-        raise invalid(f"breach_id {body.breach_id!r} in the body differs from the path")
-    authority = await _clock(request, breach_id, "authority")
+        raise refused(f"breach_id {body.breach_id!r} in the body differs from the path")
     subjects = await _timers(request).get(f"breach:{breach_id}:subjects")
     if is_closed(authority) and (subjects is None or is_closed(subjects)):
         raise refused(f"breach {breach_id!r}: every notification is recorded; nothing to update")

@@ -9,9 +9,17 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict
 
 from services.deadlines.usecases import is_closed
-from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
+from shared.actions import (
+    ActionAccepted,
+    FormShortText,
+    IdempotencyKey,
+    begin,
+    errors,
+    missing,
+    refused,
+)
 from shared.auth import Scope, StoredKey, require
-from shared.events.common import Id, Instant, ShortText
+from shared.events.common import Id, Instant
 from shared.events.inbound import HoldScope
 
 router = APIRouter()
@@ -41,7 +49,7 @@ class Release(Form):
 
 class Certificate(Form):
     at: Instant | None = None
-    certificate_ref: ShortText | None = None
+    certificate_ref: FormShortText | None = None
 
 
 def _ex(**cases: Any) -> dict[str, Example]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 
 from services.deadlines.domain import Kind, State, from_ms, iso_utc, to_ms
 from services.deadlines.repository import Listing, Repositories
+from shared.apidoc import IsoInstant
 from shared.auth import Scope, require
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"])
+router = APIRouter(prefix="/v1/deadlines", tags=["deadlines"], responses=responses())
 MAX_LIMIT = 500
 
 
@@ -32,13 +33,6 @@ class DeadlineView(BaseModel):
 class DeadlinePage(BaseModel):
     items: list[DeadlineView]
     next_cursor: str | None
-
-
-def _cursor(value: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(value.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor is not valid") from exc
 
 
 def _view(doc: dict[str, Any]) -> DeadlineView:
@@ -62,21 +56,28 @@ async def list_deadlines(
     request: Request,
     state: Annotated[list[State] | None, Query(description="open, approaching, due, ...")] = None,
     kind: Annotated[list[Kind] | None, Query()] = None,
-    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    due_before: Annotated[IsoInstant | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="`next_cursor` of the page before: any string is a "
+            "position (clocks listed after it in deadline order)",
+        ),
+    ] = None,
 ) -> DeadlinePage:
     """Clocks by deadline (earliest first) with their state, due date and legal basis."""
     listing = Listing(
         states=tuple(s.value for s in state or ()),
         kinds=tuple(k.value for k in kind or ()),
         due_before_ms=to_ms(due_before) if due_before is not None else None,
-        after=_cursor(cursor) if cursor else None,
+        after=cursor or None,
         limit=limit + 1,
     )
     repos: Repositories = request.app.state.repositories
     docs = await repos.timers.page(listing)
     more = len(docs) > limit
     docs = docs[:limit]
-    last = base64.urlsafe_b64encode(docs[-1]["sort_key"].encode()).decode() if more else None
+    last = str(docs[-1]["sort_key"]) if more else None
     return DeadlinePage(items=[_view(d) for d in docs], next_cursor=last)

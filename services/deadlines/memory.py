@@ -28,13 +28,19 @@ class MemoryTimers:
         return {i: copy.deepcopy(self.docs[i]) for i in sorted(set(ids)) if i in self.docs}
 
     async def save_many(self, changes: Sequence[Change]) -> Saved:
+        return self._write(changes, None)
+
+    async def fire_many(self, changes: Sequence[Change], now_ms: int) -> Saved:
+        return self._write(changes, now_ms)
+
+    def _write(self, changes: Sequence[Change], free_at_ms: int | None) -> Saved:
         for change in changes:
             body = {**copy.deepcopy(change.fields), TOKEN: change.token}
             body.update(outbox=copy.deepcopy(change.outbox), outbox_pending=bool(change.outbox))
             current = self.docs.get(change.doc_id)
-            if change.version is None and current is None:
+            if change.version is None and current is None and free_at_ms is None:
                 self.docs[change.doc_id] = {"_id": change.doc_id, **body, "version": 1}
-            elif current is not None and current.get("version") == change.version:
+            elif current is not None and _writable(current, change.version, free_at_ms):
                 current.update(body, version=int(change.version or 0) + 1)
         saved = [c for c in changes if self.docs.get(c.doc_id, {}).get(TOKEN) == c.token]
         lost = [c.doc_id for c in changes if c not in saved]
@@ -46,7 +52,9 @@ class MemoryTimers:
             self.sent.extend(change.events)
             doc = self.docs.get(change.doc_id)
             if doc is not None and doc.get(TOKEN) == change.token:
-                doc.update(outbox=[], outbox_pending=False)
+                doc.update(outbox=[], outbox_pending=False, lease_until_ms=0, lease_token=None)
+            elif doc is not None and change.fields.get("lease_token") == doc.get("lease_token"):
+                doc.update(lease_until_ms=0, lease_token=None)  # a newer writer relays its own
         return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
@@ -59,14 +67,15 @@ class MemoryTimers:
                 sent += len(events)
         return sent
 
-    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
+    async def due(self, now_ms: int, limit: int) -> list[Doc]:
         due = sorted(
             (d for d in self.docs.values() if _due(d, now_ms)), key=lambda d: d["next_fire_ms"]
-        )[:limit]
-        for doc in due:
-            doc.update(lease_until_ms=now_ms + lease_ms, lease_token=token)
-            doc["version"] += 1
-        return [copy.deepcopy(d) for d in due]
+        )
+        return [copy.deepcopy(d) for d in due[:limit]]
+
+    async def next_due_ms(self, after_ms: int, before_ms: int) -> int | None:
+        times = [d.get("next_fire_ms") for d in self.docs.values()]
+        return min((t for t in times if t is not None and after_ms < t <= before_ms), default=None)
 
     async def page(self, listing: Listing) -> list[Doc]:
         found = [d for d in self.docs.values() if _listed(d, listing)]
@@ -83,6 +92,24 @@ class MemoryTimers:
 
     async def for_processor(self, processor: str) -> list[str]:
         return [i for i, d in self.docs.items() if d.get("processor") == processor]
+
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        shown = [
+            {k: d.get(k) for k in ("kind", "state", "due_ms")}
+            for d in self.docs.values()
+            if d.get("base") == "open" and d.get("due_ms") is not None
+        ]
+        return shown[:cap]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        pending = [d for d in self.docs.values() if d.get("outbox_pending")][:cap]
+        return sum(len(d.get("outbox") or []) for d in pending)
+
+
+def _writable(doc: Doc, version: int | None, free_at_ms: int | None) -> bool:
+    """At ``version``, and (for a leased write) with no live lease at ``free_at_ms``."""
+    free = free_at_ms is None or int(doc.get("lease_until_ms") or 0) < free_at_ms
+    return doc.get("version") == version and free
 
 
 def _due(doc: Doc, now_ms: int) -> bool:

@@ -14,19 +14,21 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
 from shared.outbox import relay
-from shared.persistence import Change, Saved, VersionedCollection, relay_saved
+from shared.persistence import TOKEN, Change, Saved, VersionedCollection, publish_all
 from shared.subject_vault import SubjectVault
 
 TIMERS = "timers"
 HOLDS = "holds"
-CLAIM_ROUNDS = 5
+FREE: dict[str, Any] = {"lease_until_ms": 0, "lease_token": None}
+RELAYED: dict[str, Any] = {"$set": {"outbox": [], "outbox_pending": False, **FREE}}
 
 INDEXES = IndexPlan(
     {
@@ -37,6 +39,7 @@ INDEXES = IndexPlan(
             IndexModel([("processor", ASCENDING)], name="processor"),
             IndexModel([("category", ASCENDING)], name="category"),
             IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
+            IndexModel([("base", ASCENDING)], name="base"),  # open clocks (gauges.py)
         ],
         HOLDS: [IndexModel([("subject_refs", ASCENDING)], name="subject_refs")],
     }
@@ -68,19 +71,31 @@ class TimerRepository(Protocol):
         ...
 
     async def relay(self, saved: Sequence[Change]) -> int:
-        """Publish the events of ``saved`` (from memory), then clear their outboxes."""
+        """Publish the events of ``saved`` (from memory), then clear their outboxes and free
+        their leases (never a newer writer's outbox)."""
         ...
 
     async def relay_pending(self, older_than_ms: int) -> int:
         """Publish what a crash left in outboxes written before ``older_than_ms``."""
         ...
 
-    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
-        """Lease up to ``limit`` due, unleased timers under ``token``; those this claim got.
+    async def due(self, now_ms: int, limit: int) -> list[Doc]:
+        """Up to ``limit`` timers due at ``now_ms`` that no live lease holds, earliest first."""
+        ...
 
-        A claim bumps the version, so a save decided from an older read (another member's
-        expired claim, an inbound writer) loses its race.
+    async def fire_many(self, changes: Sequence[Change], now_ms: int) -> Saved:
+        """The scheduler's leased write: each change at its version, only while no live lease
+        holds its timer at ``now_ms``, in one bulk write.
+
+        A change with events sets its lease (``lease_until_ms``, ``lease_token``) in the
+        same write; ``relay`` frees it once they are published. A holder that dies leaves
+        the timer leased with its events in the outbox: the sweep relays them, and the
+        timer's next firing can be taken after the lease.
         """
+        ...
+
+    async def next_due_ms(self, after_ms: int, before_ms: int) -> int | None:
+        """The earliest ``next_fire_ms`` in ``(after_ms, before_ms]``, if any."""
         ...
 
     async def page(self, listing: Listing) -> list[Doc]:
@@ -93,6 +108,14 @@ class TimerRepository(Protocol):
 
     async def for_processor(self, processor: str) -> list[str]:
         """Ids of the processor-deletion timers of ``processor``."""
+        ...
+
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        """Open clocks with a deadline (``kind``, ``state``, ``due_ms`` only), ``cap`` at most."""
+        ...
+
+    async def outbox_backlog(self, cap: int) -> int:
+        """Events left in the timers' outboxes (of at most ``cap`` timers)."""
         ...
 
 
@@ -143,7 +166,20 @@ class MongoTimers(VersionedCollection):
         self._broker = broker
 
     async def relay(self, saved: Sequence[Change]) -> int:
-        return await relay_saved(self._broker(), self.collection, saved)
+        with_events = [c for c in saved if c.outbox]
+        if not with_events:
+            return 0
+        await publish_all(self._broker(), [pair for c in with_events for pair in c.events])
+        ops = [UpdateOne({"_id": c.doc_id, TOKEN: c.token}, RELAYED) for c in with_events]
+        cleared = await self.collection.bulk_write(ops, ordered=False)
+        leases = sorted({str(c.fields["lease_token"]) for c in with_events if _leased(c)})
+        if cleared.modified_count < len(with_events) and leases:
+            # A newer writer changed some of them (it relays its own outbox): free our leases.
+            ids = [c.doc_id for c in with_events]
+            await self.collection.update_many(
+                {"_id": {"$in": ids}, "lease_token": {"$in": leases}}, {"$set": FREE}
+            )
+        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
         found = self.collection.find({"outbox_pending": True}, {"outbox_at_ms": 1})
@@ -152,25 +188,28 @@ class MongoTimers(VersionedCollection):
         ]
         return sum([await relay(self._broker(), self.collection, i) for i in ids])
 
-    async def claim_due(self, now_ms: int, lease_ms: int, token: str, limit: int) -> list[Doc]:
+    async def due(self, now_ms: int, limit: int) -> list[Doc]:
         # Only timers with ``next_fire_ms <= now`` are read, through the single-field index:
         # the cost grows with due timers, never with pending ones.
         due = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
-        lease = {"$set": {"lease_until_ms": now_ms + lease_ms, "lease_token": token}}
-        for _ in range(CLAIM_ROUNDS):  # another member may take the timers found first
-            cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
-            found = [d async for d in cursor]
-            if not found:
-                return []
-            ids = [d["_id"] for d in found]
-            ours = {"_id": {"$in": ids}, **due}
-            claimed = await self.collection.update_many(ours, {**lease, "$inc": {"version": 1}})
-            if claimed.modified_count == len(found):  # all ours: no need to read them again
-                return [{**d, **lease["$set"], "version": d["version"] + 1} for d in found]
-            if claimed.modified_count:
-                mine = self.collection.find({"_id": {"$in": ids}, "lease_token": token})
-                return [d async for d in mine]
-        return []
+        cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
+        return [d async for d in cursor]
+
+    async def fire_many(self, changes: Sequence[Change], now_ms: int) -> Saved:
+        if not changes:
+            return Saved([], [])
+        free = {"lease_until_ms": {"$lt": now_ms}}
+        ops = [UpdateOne({**_versioned(c), **free}, {"$set": _body(c)}) for c in changes]
+        written = await self.collection.bulk_write(ops, ordered=False)
+        if written.modified_count == len(changes):  # every write landed: no token read
+            return Saved(list(changes), [])
+        return await self._settle(changes)
+
+    async def next_due_ms(self, after_ms: int, before_ms: int) -> int | None:
+        window = {"next_fire_ms": {"$gt": after_ms, "$lte": before_ms}}
+        cursor = self.collection.find(window, {"next_fire_ms": 1})
+        found = [d async for d in cursor.sort("next_fire_ms", ASCENDING).limit(1)]
+        return int(found[0]["next_fire_ms"]) if found else None
 
     async def page(self, listing: Listing) -> list[Doc]:
         query: Doc = {}
@@ -198,6 +237,16 @@ class MongoTimers(VersionedCollection):
     async def for_processor(self, processor: str) -> list[str]:
         found = self.collection.find({"processor": {"$in": [processor]}}, {"_id": 1})
         return [str(d["_id"]) async for d in found]
+
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        if cap <= 0:
+            return []
+        shown = {"_id": 0, "kind": 1, "state": 1, "due_ms": 1}
+        found = await self.collection.find({"base": "open"}, shown).limit(cap).to_list(cap)
+        return [d for d in found if d.get("due_ms") is not None]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        return await outbox_backlog(self.collection, cap)
 
 
 class MongoHolds:
@@ -275,3 +324,17 @@ class ActionStore:
 def mongo_repositories(db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> Repositories:
     """The MongoDB repositories of the deadlines database."""
     return Repositories(MongoTimers(db, broker), MongoHolds(db), MongoVault(db))
+
+
+def _leased(change: Change) -> bool:
+    return bool(change.fields.get("lease_token"))
+
+
+def _versioned(change: Change) -> Doc:
+    return {"_id": change.doc_id, "version": change.version}
+
+
+def _body(change: Change) -> Doc:
+    """What a firing sets: its fields, outbox, write token and the next version."""
+    body = {**change.fields, TOKEN: change.token, "outbox": change.outbox}
+    return {**body, "outbox_pending": bool(change.outbox), "version": int(change.version or 0) + 1}

@@ -1,15 +1,21 @@
-"""The scheduler: claim due timers in batches under a lease, fire them once, advance them.
+"""The scheduler: fire due timers in batches under a lease, once each, and advance them.
 
 Nothing lives in process memory: a timer's plan, what has fired and its lease are in its
-document. A claim leases up to ``batch`` due timers at once (their ids found through the
-``next_fire_ms`` index, then one ``update_many`` that sets the lease and this claim's token
-and bumps their version, then one read of those carrying the token). The firings of the
-batch are decided in memory and written in one ``save_many`` at the claimed versions, the
-events in each timer's outbox; then all of them are published at once and the outboxes
-cleared (``relay``). A save that loses its race (an inbound event changed the timer) is
-decided again from the fresh timer while the lease is still this claim's; a member whose
-lease expired loses to the member that claimed it next (the claim bumped the version).
-Event ids ``<timer_id>:<firing>:<due_at>`` make any re-publication recognisable.
+document. A batch is up to ``batch`` due timers that no live lease holds (one read through
+the ``next_fire_ms`` index); its firings are decided in memory (a purge about to fire reads
+``holds`` once for the batch, ``holdgate.py``) and written in one bulk write, each at the
+version it was decided from and only while its lease is free: that write is the claim. It
+records the fired state and the events in the timer's outbox and leases the timer to this
+batch until the events are published; then all of them are produced at once and the
+outboxes cleared and leases freed in one more write (``relay``). A write that loses its race
+(an inbound event or another member changed the timer) is decided again from the fresh
+timer if it is still due and free. A holder that dies after its write leaves the events in
+the outbox (the sweep relays them) and the timer leased: its next firing is taken after the
+lease. Event ids ``<timer_id>:<firing>:<due_at>`` make any re-publication recognisable.
+
+Claim loops (``workers``) take turns at the read and the write, so they never share a timer,
+and overlap one batch's publication with the next batch's claim. ``run`` wakes at the next
+timer due before the end of its interval rather than at the interval.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from shared.rules import Policy, default_policy
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 SWEEP_GRACE_MS = 10_000
+MIN_WAIT = 0.005
 
 
 def _no_span(name: str) -> AbstractContextManager[Any]:
@@ -72,55 +79,57 @@ class Scheduler:
         self.span = span or _no_span
 
     async def tick(self) -> int:
-        """Fire every timer due now that no live lease holds; return how many fired.
-
-        ``workers`` claim loops run at once (like members, they never share a timer), so
-        one batch's publication overlaps the next batch's claim.
-        """
+        """Fire every timer due now that no live lease holds; return how many fired."""
         now_ms, budget = to_ms(self.clock.now()), [self.max_per_tick]
+        claiming = asyncio.Lock()  # one claim loop at a time reads and writes
 
         async def worker() -> int:
             fired = 0
             while budget[0] > 0:
-                size = min(self.batch, budget[0])
-                budget[0] -= size
-                token = f"{self.owner}:{uuid.uuid4().hex[:12]}"
-                docs = await self.repos.timers.claim_due(now_ms, self.lease_ms, token, size)
+                async with claiming:
+                    size = min(self.batch, budget[0])
+                    docs = await self.repos.timers.due(now_ms, size)
+                    budget[0] -= len(docs)
+                    saved = await self._write(docs, now_ms) if docs else []
                 if not docs:
                     break
-                fired += await self.fire(docs, now_ms)
+                fired += await self._relay(saved, len(docs))
             return fired
 
         return sum(await asyncio.gather(*(worker() for _ in range(self.workers))))
 
     async def fire(self, docs: list[Doc], now_ms: int) -> int:
-        """Fire a claimed batch in one save and one relay; how many timers emitted events."""
+        """Fire ``docs`` (read by ``due``) in one leased write and one relay; how many emitted."""
+        return await self._relay(await self._write(docs, now_ms), len(docs))
+
+    async def _write(self, docs: list[Doc], now_ms: int) -> list[Change]:
+        """The batch's leased write; lost races decided again while still due and free."""
         held: dict[str, Doc] = {str(d["_id"]): d for d in docs}
-        saved: list[Change] = []
+        token, saved = f"{self.owner}:{uuid.uuid4().hex[:12]}", []
 
         async def attempt(ids: list[str]) -> list[str]:
-            result = await self.repos.timers.save_many(
-                await self._decide([held[i] for i in ids], now_ms)
-            )
+            changes = await self._decide([held[i] for i in ids], now_ms, token)
+            result = await self.repos.timers.fire_many(changes, now_ms)
             saved.extend(result.saved)
             if not result.lost:
                 return []
             fresh = await self.repos.timers.load_many(result.lost)
-            again = [i for i in result.lost if i in fresh and _same_lease(fresh[i], held[i])]
-            if len(again) < len(result.lost):
-                log.warning("%d lease(s) lost before firing", len(result.lost) - len(again))
+            again = [i for i in result.lost if i in fresh and _free_and_due(fresh[i], now_ms)]
             held.update({i: fresh[i] for i in again})  # an inbound event changed them: redo
             return again
 
+        await retry_lost(held, attempt)
+        return saved
+
+    async def _relay(self, saved: list[Change], claimed: int) -> int:
         with self.span("deadlines.fire") as span:
-            await retry_lost(held, attempt)
             sent = await self.repos.timers.relay(saved)
             if span is not None:
-                span.set_attribute("gardien.timers", len(docs))
+                span.set_attribute("gardien.timers", claimed)
                 span.set_attribute("gardien.events_sent", sent)
         return sum(1 for change in saved if change.events)
 
-    async def _decide(self, docs: list[Doc], now_ms: int) -> list[Change]:
+    async def _decide(self, docs: list[Doc], now_ms: int, token: str) -> list[Change]:
         """The saves of a batch; a purge about to fire loses to a hold not yet on its timer."""
         advanced = [(doc, *advance(doc, now_ms)) for doc in docs]
         purging = [doc for doc, _, events in advanced if holdgate.fires_purge(events)]
@@ -131,39 +140,52 @@ class Scheduler:
             blocking = holdgate.unapplied(doc, holds) if holdgate.fires_purge(events) else []
             if blocking:  # a hold recorded before this fire wins (R-RET-4)
                 fields, events = holdgate.held_fields(doc, blocking, self.policy), []
-            changes.append(await self._change(doc, fields, events))
+            changes.append(await self._change(doc, fields, events, now_ms, token))
         return changes
 
-    async def _change(self, doc: Doc, fields: Doc, events: list[Outgoing]) -> Change:
+    async def _change(
+        self, doc: Doc, fields: Doc, events: list[Outgoing], now_ms: int, token: str
+    ) -> Change:
         left, left_sent = await outgoing(doc, self.repos)
         if events:
             fields = {**fields, "outbox_at_ms": to_ms(self.clock.now())}
+        if events or left:  # leased to this batch until its events are published
+            fields = {**fields, "lease_until_ms": now_ms + self.lease_ms, "lease_token": token}
         sent = [(await as_sent(event, self.repos), key) for event, key in events]
         return Change(
             str(doc["_id"]), int(doc["version"]), fields, left + entries(events), left_sent + sent
         )
 
     async def run(self, interval: float, sweep_every: float = 5.0) -> None:
-        """Tick every ``interval`` seconds until cancelled; sweep stale outboxes now and then."""
-        since_sweep = sweep_every
+        """Tick until cancelled, at most ``interval`` seconds apart and at the next timer due
+        before that; sweep stale outboxes every ``sweep_every`` seconds."""
+        swept = asyncio.get_running_loop().time() - sweep_every  # the first tick sweeps
         while True:
+            wait = interval
             try:
                 await self.tick()
-                since_sweep += interval
-                if since_sweep >= sweep_every:
-                    since_sweep = 0.0
+                if asyncio.get_running_loop().time() - swept >= sweep_every:
+                    swept = asyncio.get_running_loop().time()
                     older = to_ms(self.clock.now()) - SWEEP_GRACE_MS
                     await self.repos.timers.relay_pending(older)
+                wait = await self.until_next(interval)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A store or broker hiccup: the timers stay due and the next tick retries.
                 log.exception("deadlines scheduler tick failed")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
+
+    async def until_next(self, interval: float) -> float:
+        """Seconds until the next timer due within ``interval`` (else ``interval``)."""
+        now_ms = to_ms(self.clock.now())
+        nxt = await self.repos.timers.next_due_ms(now_ms, now_ms + int(interval * 1000))
+        return interval if nxt is None else max(MIN_WAIT, (nxt - now_ms) / 1000)
 
 
-def _same_lease(fresh: Doc, claimed: Doc) -> bool:
-    return bool(fresh.get("lease_token")) and fresh.get("lease_token") == claimed.get("lease_token")
+def _free_and_due(doc: Doc, now_ms: int) -> bool:
+    nxt = doc.get("next_fire_ms")
+    return nxt is not None and nxt <= now_ms and int(doc.get("lease_until_ms") or 0) < now_ms
 
 
 def advance(doc: Doc, now_ms: int) -> tuple[Doc, list[Outgoing]]:

@@ -13,9 +13,9 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict
 
 from services.erasure.usecases import Erasure
-from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
+from shared.actions import ActionAccepted, FormText, IdempotencyKey, begin, errors, missing, refused
 from shared.auth import Scope, StoredKey, require
-from shared.events.common import Instant, LongText
+from shared.events.common import Instant
 
 router = APIRouter(prefix="/v1/erasure", tags=["erasure actions"])
 Writer = Annotated[StoredKey, require(Scope.ERASURE_WRITE)]
@@ -28,7 +28,7 @@ class ManualStep(BaseModel):
 
     outcome: Literal["erased", "anonymised", "not_found"] = "erased"
     performed_at: Instant
-    what: LongText
+    what: FormText
 
 
 EXAMPLE = {

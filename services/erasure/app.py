@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.erasure import handlers
+from services.erasure import gauges, handlers
 from services.erasure.actions import router as actions
 from services.erasure.assembly import Sources
 from services.erasure.collect import Collector, PackageBuilder
@@ -34,6 +35,7 @@ from shared.mongo import IndexPlan
 from shared.rules import Policy, default_policy, load_policy
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+from shared.subject_vault import SubjectVault
 
 
 @dataclass
@@ -55,7 +57,11 @@ def packages_for(runtime: Runtime, parts: Parts, stores: PackageStores | None) -
     """The access-package use case on ``stores`` (MongoDB unless given)."""
     repo, blobs = stores or (MongoPackages(runtime.db), MongoBlobs(runtime.db))
     sources = Sources(blobs, parts.policy or default_policy(), parts.registry)
-    return Packages(repo, sources, runtime.broker, parts.settings, runtime.span, parts.clock)
+
+    async def shred(kid: str, now: datetime) -> bool:  # a fresh vault: no cached key
+        return await SubjectVault(runtime.db).destroy(kid, now)
+
+    return Packages(repo, sources, runtime.broker, parts.settings, runtime.span, parts.clock, shred)
 
 
 def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
@@ -143,6 +149,7 @@ def create_app(
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)
+    gauges.register(app)
     app.state.register = register
     return app
 

@@ -10,8 +10,8 @@ compressor produces them, so memory stays flat whatever the size of the answers.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +28,11 @@ from services.erasure.packages import (
 from services.erasure.records import RecordParser, RecordsError, csv_lines, flatten, json_record
 from services.erasure.registry import Registry
 from services.erasure.zipstream import ZipStream
-from shared.blobs import BlobMissing, BlobStore
+from shared.blobs import BlobInfo, BlobMissing, BlobStore
 from shared.rules import Policy
 
 FLUSH = 64 * 1024  # characters of JSON/CSV text handed to the compressor at once
+HELD = 4 * 1024 * 1024  # an upload up to this size is read once and parsed from memory
 Keep = Callable[[dict[str, Any]], bool]
 
 
@@ -42,6 +43,49 @@ class Sources:
     blobs: BlobStore
     policy: Policy
     registry: Registry
+
+
+class HeldUploads:
+    """The blob store, with one small upload held in memory: read once, parsed three times.
+
+    Most answers are a few kilobytes; reading them from the store once instead of three
+    times is most of a package's round trips. Larger ones are streamed on every pass.
+    """
+
+    def __init__(self, blobs: BlobStore, limit: int | None = None) -> None:
+        self.blobs, self.limit = blobs, HELD if limit is None else limit
+        self.held: tuple[str, bytes] | None = None
+
+    async def hold(self, blob_id: str, kid: str) -> None:
+        """Keep ``blob_id`` in memory if it is small (errors surface when it is read)."""
+        self.held = None
+        found = await self.blobs.info(blob_id)
+        if found is not None and found.size <= self.limit:
+            self.held = (blob_id, b"".join([p async for p in self.blobs.read(blob_id, kid)]))
+
+    async def write(
+        self,
+        blob_id: str,
+        kid: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        now: datetime,
+        limit: int | None = None,
+    ) -> BlobInfo:
+        return await self.blobs.write(blob_id, kid, chunks, now=now, limit=limit)
+
+    async def read(self, blob_id: str, kid: str) -> AsyncIterator[bytes]:
+        if self.held is not None and self.held[0] == blob_id:
+            yield self.held[1]
+            return
+        async for piece in self.blobs.read(blob_id, kid):
+            yield piece
+
+    async def info(self, blob_id: str) -> BlobInfo | None:
+        return await self.blobs.info(blob_id)
+
+    async def delete(self, blob_ids: Sequence[str]) -> int:
+        return await self.blobs.delete(blob_ids)
 
 
 async def records(
@@ -71,6 +115,8 @@ async def scan(
     """First pass: does the upload parse, how many records go in, which CSV columns."""
     keep, columns, kept, left = keeper(sources, order, answer), dict[str, None](), 0, 0
     try:
+        if isinstance(sources.blobs, HeldUploads) and answer.blob_id is not None:
+            await sources.blobs.hold(answer.blob_id, order.kid)
         async for record in records(sources, answer, order.kid):
             if not keep(record):
                 left += 1
@@ -81,6 +127,8 @@ async def scan(
         return Outcome("failed", f"the upload does not parse: {exc}"), []
     except BlobMissing:
         return Outcome("failed", "the upload is missing from the store"), []
+    except ValueError:  # sealed under another key than the case's
+        return Outcome("failed", "the upload does not open under the case's key"), []
     return Outcome("answered", None, kept, left, list(system_files(answer.system))), list(columns)
 
 
@@ -147,6 +195,7 @@ async def package_stream(
 ) -> AsyncIterator[bytes]:
     """The ZIP's bytes; ``outcomes`` is filled per system as it goes (for the caller)."""
     zipped = ZipStream()
+    sources = replace(sources, blobs=HeldUploads(sources.blobs))
     for answer in order.answers:
         known = outcome_before_parsing(answer)
         if known is not None:
@@ -160,6 +209,8 @@ async def package_stream(
             yield piece
         async for piece in csv_entry(sources, order, answer, columns, zipped, now):
             yield piece
+        if isinstance(sources.blobs, HeldUploads):
+            sources.blobs.held = None
     described = manifest(order, sources.policy, sources.registry, outcomes, now)
     text = json.dumps(described.model_dump(mode="json"), ensure_ascii=False, indent=2)
     yield zipped.entry("manifest.json", now, text.encode())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -10,9 +9,11 @@ from pydantic import BaseModel
 
 from services.erasure.domain import Case
 from services.erasure.repository import CaseRepository
+from shared.apidoc import UtcInstant
 from shared.auth import Scope, require
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/erasure/cases", tags=["erasure"])
+router = APIRouter(prefix="/v1/erasure/cases", tags=["erasure"], responses=responses(503))
 
 
 class SystemView(BaseModel):
@@ -26,10 +27,10 @@ class SystemView(BaseModel):
     detail: str | None
     retained_until: str | None
     attempts: int
-    first_sent_at: datetime | None
-    acknowledged_at: datetime | None
-    next_attempt_at: datetime | None
-    escalated_at: datetime | None
+    first_sent_at: UtcInstant | None
+    acknowledged_at: UtcInstant | None
+    next_attempt_at: UtcInstant | None
+    escalated_at: UtcInstant | None
     held_by: list[dict[str, str]]  # legal holds keeping this part back (state "held")
     history: list[dict[str, Any]]
 
@@ -40,8 +41,8 @@ class CaseView(BaseModel):
     request_id: str | None
     state: str
     due_by: str | None
-    opened_at: datetime
-    closed_at: datetime | None
+    opened_at: UtcInstant
+    closed_at: UtcInstant | None
     systems: dict[str, SystemView]
     skipped: list[dict[str, str]]
     art19: dict[str, Any] | None
@@ -95,7 +96,7 @@ def _cases(request: Request) -> CaseRepository:
     return cases
 
 
-@router.get("/{case_id}", dependencies=[require(Scope.AUDIT_READ)])
+@router.get("/{case_id}", dependencies=[require(Scope.AUDIT_READ)], responses=responses(404))
 async def get_case(request: Request, case_id: str) -> CaseView:
     """One erasure case: per-system state, attempts, outcomes, Art 19 record."""
     found = await _cases(request).get_many([case_id])

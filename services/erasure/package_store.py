@@ -13,7 +13,7 @@ carry ids, counts and digests only, and the audit service chains them.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +43,7 @@ from shared.rules import add_months
 SOURCE = "gardien/erasure"
 ROUNDS = 5  # lost races redone before giving up (transient)
 Spans = Callable[[str], AbstractContextManager[Any]]
+Shred = Callable[[str, datetime], Awaitable[object]]
 
 
 class PackageMissing(NotFound):
@@ -113,9 +114,11 @@ class Packages:
         settings: ErasureSettings,
         span: Spans | None = None,
         clock: Clock | None = None,
+        shred: Shred | None = None,
     ) -> None:
         self.repo, self.sources, self.broker, self.settings = repo, sources, broker, settings
         self.clock: Clock = clock or SystemClock()
+        self.shred = shred  # destroys the package's key at expiry (crypto-shredding)
         self.link_key = package_links.link_key(settings.signing_secret.get_secret_value().encode())
         self.span: Spans = span or (lambda _: nullcontext())
 
@@ -299,6 +302,8 @@ class Packages:
             deleted = []
             for state in await self.repo.due(ms(now), self.settings.sweep_batch):
                 removed = await self.sources.blobs.delete([state.package_id, *state.uploads])
+                if self.shred is not None and state.kid:
+                    await self.shred(state.kid, now)  # copies in backups become noise too
                 gone = state.model_copy(
                     update={"state": "deleted", "deleted_at": now.isoformat(), "expires_ms": None}
                 )

@@ -12,28 +12,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
 
 from services.erasure.register_page import csv_text, html_page
 from shared.auth import Scope, StoredKey, require
+from shared.problems import responses
 from shared.rules.register import RegisterDocument
 
 router = APIRouter(prefix="/v1/register", tags=["register"])
 Reader = Annotated[StoredKey, require(Scope.AUDIT_READ)]
-
-
-class ErrorBody(BaseModel):
-    """An error answer."""
-
-    detail: str
-
-
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {
-        "model": ErrorBody,
-        "description": description,
-        "content": {"application/json": {"example": {"detail": example}}},
-    }
 
 
 EXAMPLE = {
@@ -69,16 +55,21 @@ EXAMPLE = {
     "hash": "9c4ed8865e57...",
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    **responses(),
     200: {
         "description": "The register: JSON (default), CSV (one row per activity) or HTML.",
         "content": {
             "application/json": {"example": EXAMPLE},
-            "text/csv": {"example": "activity_id,activity_name,controller,...\r\n"},
-            "text/html": {"example": "<!DOCTYPE html><html>...</html>"},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "activity_id,activity_name,controller,...\r\n",
+            },
+            "text/html": {
+                "schema": {"type": "string"},
+                "example": "<!DOCTYPE html><html>...</html>",
+            },
         },
     },
-    401: _error("No API key, or an unknown or revoked one.", "missing API key (X-API-Key)"),
-    403: _error("The key lacks the audit:read scope.", "this key lacks scope audit:read"),
 }
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from services.gateway import console
+from shared import problems
+from shared.apidoc import mount_docs
 from shared.health import Check, Readiness
 from shared.metrics import PROMETHEUS_CONTENT_TYPE, Metrics
 from shared.settings import Settings
@@ -38,7 +39,7 @@ HOP_HEADERS = {
     "content-length",
     "content-encoding",
 }
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # 405 and Allow: the owner's
 STREAMED = ("/v1/uploads/",)  # request bodies passed on as they arrive (large exports)
 
 
@@ -100,9 +101,10 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
         ("/readyz", readyz),
         ("/metrics", metrics),
         ("/openapi.json", openapi),
-        ("/docs", docs),
     ):
         app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+    problems.install(app)
+    mount_docs(app, "/openapi.json", "Gardien API")
     app.add_api_route("/v1/{path:path}", forward, methods=METHODS, include_in_schema=False)
     console.mount(app, settings)
     app.middleware("http")(access_log)
@@ -180,15 +182,11 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(await merged_openapi(request.app.state.client, request.app.state.services))
 
 
-async def docs() -> Response:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Gardien API")
-
-
 async def forward(request: Request, path: str) -> Response:
     """Send the request to the service owning its path; stream the answer back."""
     target = owner(request.app.state.routes, request.url.path, request.app.state.rules)
     if target is None:
-        return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
+        return problems.problem(404, f"no route for {request.url.path}", request.url.path)
     # Raw bytes: a header value outside ASCII (legal as opaque bytes) must not break the forward.
     headers = [
         (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
@@ -204,9 +202,9 @@ async def forward(request: Request, path: str) -> Response:
         )
         upstream = await client.send(outgoing, stream=True)
     except httpx.InvalidURL:
-        return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
+        return problems.problem(400, "the request URL is not valid", request.url.path)
     except httpx.HTTPError:
-        return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
+        return problems.problem(503, "the owning service is unreachable", request.url.path)
     out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
     if "content-length" in upstream.headers and "content-encoding" not in upstream.headers:
         out["content-length"] = upstream.headers["content-length"]  # bytes pass unchanged
@@ -242,13 +240,21 @@ def raw_target(request: Request) -> str:
     return raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
 
 
+GATEWAY_ERRORS = problems.responses(400, 503, auth=False)
+GATEWAY_ERRORS.pop(422)
+
+
 async def merged_openapi(client: httpx.AsyncClient, bases: dict[str, str]) -> dict[str, Any]:
-    """One OpenAPI document with the paths and components of every service that answers."""
+    """One OpenAPI document with the paths and components of every service that answers.
+
+    Each operation also declares the gateway's own errors (400 for a URL it cannot forward,
+    503 when the owning service is unreachable).
+    """
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Gardien API", "version": "0.1.0"},
         "paths": {},
-        "components": {"schemas": {}, "securitySchemes": {}},
+        "components": {"schemas": problems.schema_of(problems.Problem), "securitySchemes": {}},
     }
     for base in bases.values():
         try:
@@ -258,4 +264,9 @@ async def merged_openapi(client: httpx.AsyncClient, bases: dict[str, str]) -> di
         merged["paths"].update(doc.get("paths", {}))
         for part in ("schemas", "securitySchemes"):
             merged["components"][part].update(doc.get("components", {}).get(part, {}))
+    for item in merged["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                for code, answer in GATEWAY_ERRORS.items():
+                    operation["responses"].setdefault(str(code), answer)
     return merged

@@ -13,10 +13,19 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake import domain, lifecycle
-from shared.actions import ActionAccepted, IdempotencyKey, begin, errors, missing, refused
+from shared.actions import (
+    ActionAccepted,
+    FormShortText,
+    FormText,
+    IdempotencyKey,
+    begin,
+    errors,
+    missing,
+    refused,
+)
 from shared.auth import Scope, StoredKey, require
 from shared.errors import TransitionRefused
-from shared.events.common import Instant, LongText, ShortText
+from shared.events.common import Instant
 from shared.events.inbound import RequestStep
 from shared.events.registry import data_model
 
@@ -31,30 +40,30 @@ class StepBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     at: Instant | None = None
-    note: LongText | None = None
+    note: FormText | None = None
 
 
 class InfoRequestBody(StepBody):
     reason: Annotated[
-        ShortText | None,
+        FormShortText | None,
         Field(description="`identity_verification` pauses for identity; anything else is "
               "a clarification (Art 12(6), R-DSR-3)"),
     ] = None  # fmt: skip
 
 
 class ExtensionBody(StepBody):
-    reasons: Annotated[list[LongText], Field(min_length=1, max_length=20)]
+    reasons: Annotated[list[FormText], Field(min_length=1, max_length=20)]
 
 
 class ResponseBody(StepBody):
-    reasons: Annotated[list[LongText], Field(max_length=20)] = []
-    complaint_rights_given: bool = False
+    reasons: Annotated[list[FormText], Field(max_length=20)] = []
+    complaint_rights_given: Annotated[bool, Field(strict=True)] = False
 
 
 class RefusalBody(StepBody):
     outcome: Literal["refused", "partly_refused"] = "refused"
-    reasons: Annotated[list[LongText], Field(min_length=1, max_length=20)]
-    complaint_rights_given: bool = False
+    reasons: Annotated[list[FormText], Field(min_length=1, max_length=20)]
+    complaint_rights_given: Annotated[bool, Field(strict=True)] = False
 
 
 def _examples(**cases: dict[str, Any]) -> dict[str, Example]:

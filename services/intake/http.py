@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
-from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from services.intake.details import parse_details
 from services.intake.lifecycle import Status
+from shared.apidoc import CSV, CsvResponse, UtcInstant, text_body
 from shared.auth import Scope, require
 from shared.events import new_event
 from shared.events.inbound import RequestReceived
 from shared.messaging import publish_event
+from shared.problems import responses
 
-router = APIRouter(prefix="/v1/requests", tags=["requests"])
+router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=responses())
 
 
 class Accepted(BaseModel):
@@ -31,7 +31,7 @@ class RequestView(BaseModel):
     request_id: str
     right: str
     status: str
-    received_at: datetime
+    received_at: UtcInstant
     channel: str
     subject_kind: str
     receipt_date: str | None = None
@@ -92,7 +92,12 @@ def view(doc: dict[str, Any]) -> RequestView:
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, dependencies=[require(Scope.INTAKE_WRITE)])
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[require(Scope.INTAKE_WRITE)],
+    responses=responses(409),
+)
 async def submit_request(request: Request, body: Annotated[RequestReceived, Body()]) -> Accepted:
     """Submit a data-subject request; it is published as `gdpr.request.received`.
 
@@ -153,13 +158,29 @@ CSV_FIELDS = (
 )
 
 
-@router.get("/export.csv", dependencies=[require(Scope.INTAKE_READ)])
+@router.get(
+    "/export.csv",
+    dependencies=[require(Scope.INTAKE_READ)],
+    response_class=CsvResponse,
+    responses={
+        200: {
+            **text_body(CSV, "One row per request.", ",".join(CSV_FIELDS) + "\r\n"),
+            "headers": {
+                "x-next-cursor": {
+                    "description": "The `cursor` of the next page, when there is one.",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            },
+        }
+    },
+)
 async def export_requests(
     request: Request,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(max_length=128)] = None,
-) -> PlainTextResponse:
+) -> CsvResponse:
     """Requests as CSV for record keeping (no personal data: ids, dates, status, flags)."""
     page = await _page(request, status_filter, limit, cursor)
     out = io.StringIO()
@@ -170,10 +191,10 @@ async def export_requests(
         row["flags"] = " ".join(item.flags)
         writer.writerow([row[f] if row[f] is not None else "" for f in CSV_FIELDS])
     headers = {"x-next-cursor": page.next_cursor} if page.next_cursor else {}
-    return PlainTextResponse(out.getvalue(), media_type="text/csv", headers=headers)
+    return CsvResponse(out.getvalue(), headers=headers)
 
 
-@router.get("/{request_id}", dependencies=[require(Scope.INTAKE_READ)])
+@router.get("/{request_id}", dependencies=[require(Scope.INTAKE_READ)], responses=responses(404))
 async def get_request(request: Request, request_id: str) -> RequestView:
     """Status, receipt and due dates, pauses, decisions, flags, progress and history."""
     doc = await request.app.state.intake.requests.get(request_id)

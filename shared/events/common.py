@@ -16,12 +16,23 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+def _json_integer(value: object) -> object:
+    """A JSON integer (``12`` or ``12.0``), not ``true`` nor the text ``"12"``."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("a JSON integer is expected")
+    return value
+
+
+Count = Annotated[int, Field(ge=0), BeforeValidator(_json_integer)]
 Category = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
 ]
@@ -55,10 +66,33 @@ class SubjectKind(StrEnum):
     VISITOR = "visitor"
 
 
+KNOWN = ("email", "customer_id", "phone")
+
+
+def _named(name: str) -> JsonDict:
+    """The schema of "identifier ``name`` is given and not null"."""
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
 class Identifiers(BaseModel):
     """How connected systems know the subject; at least one identifier is required."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+    # At least one identifier that is not null, for schema readers (OpenAPI, AsyncAPI).
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "anyOf": [
+                *[_named(n) for n in KNOWN],
+                {
+                    "minProperties": 1,
+                    "propertyNames": {"not": {"enum": list(KNOWN)}},
+                    "additionalProperties": {"not": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     email: (
         Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None

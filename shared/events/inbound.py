@@ -5,9 +5,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from shared.events.common import Categories, Data, Id, Instant, LongText, ShortText, Subject
+from shared.events.common import (
+    Categories,
+    Count,
+    Data,
+    Id,
+    Instant,
+    LongText,
+    ShortText,
+    Subject,
+)
 
 
 class Right(StrEnum):
@@ -93,14 +102,25 @@ class Risk(StrEnum):
 
 
 class BreachDetected(Data):
+    # The rule of ``_processor_time`` below, for schema readers (OpenAPI, AsyncAPI).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"reported_by": {"const": "processor"}}},
+            "then": {
+                "required": ["processor_aware_at"],
+                "properties": {"processor_aware_at": {"type": "string"}},
+            },
+        }
+    )
+
     breach_id: Id
     aware_at: Instant
     reported_by: Reporter
     processor_aware_at: Instant | None = None
     risk: Risk
     categories: Categories
-    approx_subjects: Annotated[int, Field(ge=0)]
-    approx_records: Annotated[int, Field(ge=0)]
+    approx_subjects: Count
+    approx_records: Count
     # Art 34(3) conditions the controller relies on, e.g. "c_disproportionate_effort".
     art34_3_conditions: Annotated[list[ShortText], Field(max_length=3)] = []
 

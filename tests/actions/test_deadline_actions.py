@@ -61,7 +61,10 @@ async def test_late_authority_notification_needs_reasons(settings: Settings) -> 
         public = await api.post(f"/v1/breaches/{bid}/public-communication", json={}, headers=h)
         assert public.status_code == 409
         other = await api.put(f"/v1/breaches/{bid}", json={**detected, "breach_id": "x"}, headers=h)
-        assert other.status_code == 422
+        # A PUT body inconsistent with its target: 409 (RFC 9110 9.3.4), a problem document.
+        assert other.status_code == 409 and "differs from the path" in other.json()["detail"]
+        unknown = await api.put("/v1/breaches/nope", json={**detected, "breach_id": "x"}, headers=h)
+        assert unknown.status_code == 404
 
 
 async def test_hold_placed_and_released(settings: Settings) -> None:

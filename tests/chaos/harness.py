@@ -603,6 +603,24 @@ def check_pipeline(
         for doc in timers.find({"kind": "request"}, {"_id": 1, "ref": 1}):
             rid = str((doc.get("ref") or {}).get("request_id", ""))
             clock_counts[rid] = clock_counts.get(rid, 0) + 1
+        scheduled: dict[str, list[str]] = {}
+        found_scheduled = audit["records"].find(
+            {"type": "gardien.deadline.scheduled"}, {"refs": 1, "event_id": 1}
+        )
+        for doc in found_scheduled:
+            rid = str((doc.get("refs") or {}).get("request_id", ""))
+            scheduled.setdefault(rid, []).append(str(doc.get("event_id")))
+        unscheduled = sorted(r for r in rids if not scheduled.get(r))
+        twice_scheduled = sorted(
+            r for r in rids if len(set(scheduled.get(r, []))) != len(scheduled.get(r, []))
+        )
+        verdict.check(
+            "every request clock set once: its `deadline.scheduled` audited, none twice",
+            not unscheduled and not twice_scheduled,
+            f"{len(rids)} requests: {len(unscheduled)} never scheduled, "
+            f"{len(twice_scheduled)} with a scheduled event audited twice"
+            + (f"; e.g. {unscheduled[:3]}" if unscheduled else ""),
+        )
         no_clock = sorted(r for r in rids if clock_counts.get(r, 0) == 0)
         many = sorted(r for r in rids if clock_counts.get(r, 0) > 1)
         verdict.check(

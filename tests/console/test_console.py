@@ -29,7 +29,8 @@ class Services(httpx.AsyncBaseTransport):
             )
         if request.url.path == "/v1/holds":
             return httpx.Response(200, json=[])
-        return httpx.Response(404, json={"detail": "no"})
+        problem = {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no"}
+        return httpx.Response(404, json=problem)
 
 
 @pytest.fixture

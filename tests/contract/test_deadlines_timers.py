@@ -30,6 +30,12 @@ def timer(n: int, **fields: Any) -> Change:
     return Change(f"t{n}", None, {**base, **fields})
 
 
+def leased(doc_id: str, version: int, token: str, at: int = NOW + 1) -> Change:
+    """A firing decided at ``at`` from ``version``: the timer moves on, leased 30 s."""
+    fields = {"next_fire_ms": NOW + 50, "lease_until_ms": at + 30_000, "lease_token": token}
+    return Change(doc_id, version, fields)
+
+
 def queued(doc_id: str, version: int | None, name: str) -> Change:
     event = new_event("gardien.deadline.due", {"timer_id": doc_id}, source="test")
     entry = {"id": event.id, "key": doc_id, "event": event.model_dump(mode="json")}
@@ -69,27 +75,57 @@ class TimerContract:
         assert docs["a"]["outbox"] == [] and not docs["a"]["outbox_pending"]
         assert len(docs["b"]["outbox"]) == 2 and docs["b"]["outbox_pending"]
 
-    async def test_claims_lease_due_free_timers_up_to_the_limit_and_bump_versions(
+    async def test_due_lists_free_due_timers_earliest_first_up_to_the_limit(
         self, repo: TimerRepository
     ) -> None:
-        await repo.save_many([timer(i) for i in range(1, 6)] + [timer(99, next_fire_ms=None)])
-        got = await repo.claim_due(NOW + 4, 30_000, "me", 3)
-        assert [d["_id"] for d in got] == ["t1", "t2", "t3"]
-        assert all(d["lease_token"] == "me" and d["version"] == 2 for d in got)
-        assert [d["_id"] for d in await repo.claim_due(NOW + 4, 30_000, "you", 10)] == ["t4"]
-        assert await repo.claim_due(NOW + 4, 30_000, "late", 10) == []  # live leases
-        retaken = await repo.claim_due(NOW + 40_000, 30_000, "later", 10)
-        assert sorted(d["_id"] for d in retaken) == ["t1", "t2", "t3", "t4", "t5"]
-        stale = await repo.save_many([Change("t1", 2, {"state": "fired by me"})])
-        assert stale.lost == ["t1"]  # the expired claim's save loses to the new claim
+        await repo.save_many([timer(i) for i in range(5, 0, -1)] + [timer(99, next_fire_ms=None)])
+        assert [d["_id"] for d in await repo.due(NOW + 4, 3)] == ["t1", "t2", "t3"]
+        assert [d["_id"] for d in await repo.due(NOW + 4, 10)] == ["t1", "t2", "t3", "t4"]
+        await repo.fire_many([leased("t2", 1, "me")], NOW + 4)
+        assert [d["_id"] for d in await repo.due(NOW + 4, 10)] == ["t1", "t3", "t4"]
+        assert await repo.next_due_ms(NOW + 1, NOW + 4) == NOW + 3  # t2 moved to NOW + 50
+        assert await repo.next_due_ms(NOW + 5, NOW + 49) is None
 
-    async def test_racing_claims_never_share_a_timer(self, repo: TimerRepository) -> None:
+    async def test_a_leased_write_keeps_other_writes_out_until_the_lease_ends(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([timer(1)])
+        first = await repo.fire_many([leased("t1", 1, "me")], NOW + 1)
+        assert [c.doc_id for c in first.saved] == ["t1"] and first.lost == []
+        doc = (await repo.load_many(["t1"]))["t1"]
+        assert (doc["version"], doc["lease_token"]) == (2, "me")
+        assert doc["lease_until_ms"] == NOW + 30_001
+        live = await repo.fire_many([leased("t1", 2, "you", at=NOW + 2)], NOW + 2)
+        assert live.lost == ["t1"] and live.saved == []  # the lease is live
+        stale = await repo.fire_many([leased("t1", 1, "late", at=NOW + 40_000)], NOW + 40_000)
+        assert stale.lost == ["t1"]  # decided from a version the first write moved
+        after = await repo.fire_many([leased("t1", 2, "next", at=NOW + 40_000)], NOW + 40_000)
+        assert [c.doc_id for c in after.saved] == ["t1"]  # the lease ended: taken over
+
+    async def test_racing_leased_writes_never_both_win(self, repo: TimerRepository) -> None:
         await repo.save_many([timer(i) for i in range(200)])
         a, b = await asyncio.gather(
-            repo.claim_due(NOW + 500, 30_000, "a", 150), repo.claim_due(NOW + 500, 30_000, "b", 150)
+            repo.fire_many([leased(f"t{i}", 1, "a") for i in range(150)], NOW + 500),
+            repo.fire_many([leased(f"t{i}", 1, "b") for i in range(50, 200)], NOW + 500),
         )
-        ids_a, ids_b = {d["_id"] for d in a}, {d["_id"] for d in b}
+        ids_a, ids_b = {c.doc_id for c in a.saved}, {c.doc_id for c in b.saved}
         assert not ids_a & ids_b and len(ids_a | ids_b) == 200
+        assert sorted(a.lost + b.lost) == sorted(f"t{i}" for i in range(50, 150))
+
+    async def test_relay_publishes_then_frees_the_lease_and_clears_the_outbox(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([timer(1)])
+        change = leased("t1", 1, "me")
+        event = new_event("gardien.deadline.due", {"timer_id": "t1"}, source="test")
+        change.outbox = [{"id": event.id, "key": "t1", "event": event.model_dump(mode="json")}]
+        change.events = [(event, "t1")]
+        fired = await repo.fire_many([change], NOW + 1)
+        assert (await repo.load_many(["t1"]))["t1"]["outbox_pending"]
+        assert await repo.relay(fired.saved) == 1
+        doc = (await repo.load_many(["t1"]))["t1"]
+        assert doc["outbox"] == [] and not doc["outbox_pending"]
+        assert doc["lease_token"] is None and doc["lease_until_ms"] == 0
 
     async def test_pages_follow_deadline_order_filters_and_cursor(
         self, repo: TimerRepository
@@ -121,6 +157,32 @@ class TimerContract:
         assert await repo.relay_pending(NOW - 1) == 0
         assert await repo.relay_pending(NOW) == 1
         assert (await repo.load_many(["a"]))["a"]["outbox"] == []
+
+    async def test_open_clocks_show_kind_state_and_deadline_only(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([
+            timer(1, base="open", subject_refs=["r1"]),
+            timer(2, base="open", kind="breach_authority", state="approaching"),
+            timer(3, base="met"),
+            timer(4, base="open", due_ms=None),
+        ])  # fmt: skip
+        found = await repo.open_clocks(10)
+        assert sorted(found, key=lambda d: d["due_ms"]) == [
+            {"kind": "request", "state": "open", "due_ms": NOW + 1},
+            {"kind": "breach_authority", "state": "approaching", "due_ms": NOW + 2},
+        ]
+        assert len(await repo.open_clocks(1)) == 1
+
+    async def test_outbox_backlog_counts_events_left_unsent(self, repo: TimerRepository) -> None:
+        first = await repo.save_many([queued("a", None, "1"), queued("b", None, "1"), timer(1)])
+        two = queued("b", 1, "2")
+        two.outbox = [*first.saved[1].outbox, *two.outbox]
+        await repo.save_many([two])
+        assert await repo.outbox_backlog(100) == 3
+        await repo.relay([first.saved[0]])
+        assert await repo.outbox_backlog(100) == 2
+        assert await repo.outbox_backlog(0) == 0
 
 
 class TestMemoryTimers(TimerContract):

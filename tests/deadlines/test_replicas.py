@@ -14,7 +14,7 @@ from services.deadlines import clocks
 from services.deadlines.app import create_app
 from services.deadlines.domain import end_of_day, to_ms
 from services.deadlines.messages import Recompute, new_timer
-from services.deadlines.repository import Repositories, mongo_repositories
+from services.deadlines.repository import MongoTimers, Repositories, mongo_repositories
 from services.deadlines.scheduler import Scheduler
 from services.deadlines.usecases import STORED
 from shared import topics
@@ -102,8 +102,8 @@ async def test_two_members_claiming_in_batches_fire_each_of_1000_timers_once(
             assert doc["state"] == "due" and doc["outbox"] == [] and doc["lease_token"] is None
 
 
-async def test_a_member_that_dies_mid_claim_is_taken_over_after_the_lease(
-    settings: Settings,
+async def test_a_member_that_dies_after_its_leased_write_is_taken_over_after_the_lease(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prefix = f"D{token()}"
     [doc] = request_timers(prefix, 1)
@@ -113,25 +113,34 @@ async def test_a_member_that_dies_mid_claim_is_taken_over_after_the_lease(
     app = create_app(settings, clock=clock, run_scheduler=False, lease_seconds=30)
     async with running(app):
         repos: Repositories = app.state.repositories
-        await seed(repos, [doc])
-        # Claims everything due now (other tests' timers too); it never completes.
-        claimed = await repos.timers.claim_due(to_ms(due), 30_000, "dead-member:1", 10_000)
-        mine = [c for c in claimed if c["_id"] == tid]
-        assert mine and mine[0]["lease_token"] == "dead-member:1"
         scheduler: Scheduler = app.state.scheduler
+        await seed(repos, [doc])
+
+        async def dies(self: MongoTimers, saved: Any) -> int:
+            raise ConnectionError("the member died after its write, before publishing")
+
+        with monkeypatch.context() as patched:  # fires everything due now (others' too)
+            patched.setattr(MongoTimers, "relay", dies)
+            with pytest.raises(ConnectionError):
+                await scheduler.tick()
+        written = await stored(app, tid) or {}
+        assert written["lease_token"] and written["outbox_pending"]  # decided, kept, leased
         await scheduler.tick()
-        assert (await stored(app, tid) or {})["fired"] == []  # the lease is live: not fired
+        assert await stored(app, tid) == written  # its lease is live: left alone
+        # The sweep sends what the dead member's write decided; after the lease the timer's
+        # next firing (`missed`, 31 s past the deadline) is taken over.
+        assert await repos.timers.relay_pending(to_ms(clock.now())) >= 1
         clock.advance(timedelta(seconds=31))
         assert await scheduler.tick() >= 1
         await scheduler.tick()
-        # 31 s past the deadline: `due` and `missed` each fire once, nothing twice.
         records, distinct = await count_fired(settings.kafka_bootstrap_servers, prefix, 2)
-        assert (records, distinct) == (2, 2)
-        # The dead member's late save cannot land: the take-over's claim moved the version.
-        late = await repos.timers.save_many([Change(tid, mine[0]["version"], {"state": "x"})])
+        assert (records, distinct) == (2, 2)  # `due` and `missed`, each once
+        # A late write decided from the dead member's version cannot land.
+        late = await repos.timers.save_many([Change(tid, written["version"], {"state": "x"})])
         assert late.lost == [tid] and late.saved == []
         after = await stored(app, tid)
         assert after is not None and after["state"] == "missed" and after["next_fire_ms"] is None
+        assert after["lease_token"] is None and after["outbox"] == []
         assert sorted(after["fired"]) == sorted(
             f"{n}@{to_ms(due)}" for n in ("approaching:P7D", "approaching:P1D", "due", "missed")
         )

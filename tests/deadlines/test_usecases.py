@@ -3,6 +3,7 @@ saved once, relayed once; refusals kept per event; lost races redone (millisecon
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,16 +131,16 @@ async def test_the_scheduler_fires_a_batch_once_and_advances_every_timer() -> No
     assert all(w.doc(t)["lease_token"] is None and w.doc(t)["state"] == "due" for t in due)
 
 
-async def test_an_inbound_change_between_claim_and_fire_is_fired_from_the_fresh_timer() -> None:
+async def test_an_inbound_change_between_read_and_fire_is_fired_from_the_fresh_timer() -> None:
     w = world(T0)
     await w.handle(detected("BR-6"))
     w.clock.set(datetime(2026, 12, 27, 17, 30, 1, tzinfo=UTC))
     now = int(w.clock.now().timestamp() * 1000)
-    claimed = await w.timers.claim_due(now, 30_000, "me", 10)
-    await w.handle(notified("BR-6", "2026-12-27T18:00:00+01:00"))  # met, while claimed
-    # The authority clock was met before the fire landed: its claim is redone from the
-    # fresh timer, which has nothing left to fire; only the subjects clock fires.
-    assert await w.scheduler.fire(claimed, now) == 1
+    found = await w.timers.due(now, 10)
+    await w.handle(notified("BR-6", "2026-12-27T18:00:00+01:00"))  # met, after the read
+    # The authority clock was met before the leased write landed: its firing is decided
+    # again from the fresh timer, which has nothing left to fire; only the subjects clock fires.
+    assert await w.scheduler.fire(found, now) == 1
     doc = w.doc("breach:BR-6:authority")
     assert doc["state"] == "met" and doc["lease_token"] is None and doc["lease_until_ms"] == 0
     fired = [(e.type, e.data["timer_id"]) for e in w.sent() if e.id.startswith("breach:")]
@@ -185,3 +186,55 @@ async def test_several_claim_loops_in_one_tick_never_fire_a_timer_twice() -> Non
     assert await w.scheduler.tick() == 6
     ids = [e.id for e in w.sent("due")]
     assert len(ids) == len(set(ids)) == 6
+
+
+async def test_a_holder_that_dies_after_its_leased_write_loses_no_firing_and_repeats_none() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-D"))
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))  # the deadline
+    real_relay = MemoryTimers.relay
+
+    async def dies(self: MemoryTimers, saved: Any) -> int:
+        raise ConnectionError("the member died after its write, before publishing")
+
+    w.timers.relay = dies.__get__(w.timers)  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await w.scheduler.tick()
+    w.timers.relay = real_relay.__get__(w.timers)  # type: ignore[method-assign]
+    doc = w.doc("breach:BR-D:authority")
+    assert doc["outbox_pending"] and doc["lease_token"] and w.sent("due") == []
+    w.clock.set(datetime(2026, 12, 27, 17, 30, 10, tzinfo=UTC))  # the lease is still live
+    assert await w.scheduler.tick() == 0 and w.sent("due") == []
+    now_ms = int(w.clock.now().timestamp() * 1000)
+    assert await w.timers.relay_pending(now_ms) == 2  # the sweep sends what the write decided
+    w.clock.set(datetime(2026, 12, 27, 17, 31, tzinfo=UTC))  # lease over: the next firing
+    await w.scheduler.tick()
+    ids = [e.id for e in w.sent() if e.id.startswith("breach:BR-D")]
+    assert len(ids) == len(set(ids)) and len(w.sent("due")) == 2  # authority + subjects
+
+
+async def test_the_scheduler_wakes_at_the_next_timer_due_within_its_interval() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-N"))
+    first = min(int(d["next_fire_ms"]) for d in w.timers.docs.values())
+    w.clock.set(datetime.fromtimestamp((first - 250) / 1000, tz=UTC))  # 250 ms before
+    assert await w.scheduler.until_next(1.0) == pytest.approx(0.25)
+    w.clock.set(datetime.fromtimestamp((first - 5000) / 1000, tz=UTC))  # none within 1 s
+    assert await w.scheduler.until_next(1.0) == 1.0
+
+
+async def test_the_scheduler_sweeps_stale_outboxes_at_its_sweep_interval_not_every_tick() -> None:
+    w = world(T0)
+    sweeps: list[int] = []
+    real = MemoryTimers.relay_pending
+
+    async def counted(self: MemoryTimers, older_than_ms: int) -> int:
+        sweeps.append(older_than_ms)
+        return await real(self, older_than_ms)
+
+    w.timers.relay_pending = counted.__get__(w.timers)  # type: ignore[method-assign]
+    task = asyncio.create_task(w.scheduler.run(0.01, sweep_every=3600))
+    await asyncio.sleep(0.3)  # ~30 ticks
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(sweeps) == 1  # the first tick only

@@ -33,9 +33,8 @@ SETTINGS = ErasureSettings(package_keep_days=30, package_link_seconds=3600)
 def make() -> tuple[Packages, FakeBroker, MemoryBlobs, MemoryKeys]:
     keys, broker = MemoryKeys(), FakeBroker()
     blobs = MemoryBlobs(keys, chunk_size=64)
-    packages = Packages(
-        MemoryPackages(), Sources(blobs, default_policy(), REGISTRY), broker.as_broker(), SETTINGS
-    )
+    sources = Sources(blobs, default_policy(), REGISTRY)
+    packages = Packages(MemoryPackages(), sources, broker.as_broker(), SETTINGS, shred=keys.destroy)
     return packages, broker, blobs, keys
 
 
@@ -107,7 +106,7 @@ async def test_a_second_request_of_the_same_subject_within_a_year_is_chargeable(
 
 
 async def test_unknown_and_deleted_packages_are_refused_precisely() -> None:
-    packages, broker, blobs, _ = make()
+    packages, broker, blobs, keys = make()
     with pytest.raises(PackageMissing):
         await packages.open("R-NONE", "dpo", NOW)
     await built(packages, blobs)
@@ -116,6 +115,7 @@ async def test_unknown_and_deleted_packages_are_refused_precisely() -> None:
     assert await packages.expire(NOW + timedelta(days=29)) == []
     assert await packages.expire(NOW + timedelta(days=30)) == ["R-1"]
     assert await blobs.info("package:R-1") is None and await blobs.info("upload:R-1:crm") is None
+    assert keys.keys[KID] is None  # the package's key is destroyed with it
     deleted = broker.of_type("gardien.access.package.deleted")
     assert [(e["data"]["reason"], e["data"]["blobs"]) for e in deleted] == [("expired", 2)]
     with pytest.raises(PackageGone, match="deleted"):

@@ -121,7 +121,20 @@ def test_a_record_category_is_its_field_or_the_systems_only_one() -> None:
     assert record_category({}, answer("newsletter")) == "marketing"
 
 
-async def test_an_access_package_has_json_csv_and_a_manifest_per_system() -> None:
+@pytest.mark.parametrize("held", [4 << 20, 0])  # uploads read once from memory, or streamed
+async def test_an_access_package_has_json_csv_and_a_manifest_per_system(
+    held: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.erasure.assembly.HELD", held)
+    reads: list[str] = []
+    blobs = await uploads()
+    plain_read = blobs.read
+
+    def counted(blob_id: str, kid: str) -> AsyncIterator[bytes]:
+        reads.append(blob_id)
+        return plain_read(blob_id, kid)
+
+    blobs.read = counted  # type: ignore[method-assign]
     o = order(
         "access",
         answer("crm"),
@@ -129,7 +142,8 @@ async def test_an_access_package_has_json_csv_and_a_manifest_per_system() -> Non
         answer("vendor"),
         answer("newsletter", "failed", reason="HTTP 500 three times"),
     )
-    archive, outcomes = await build(o, await uploads())
+    archive, outcomes = await build(o, blobs)
+    assert reads.count("upload:crm") == (1 if held else 3)
     assert archive.testzip() is None
     assert sorted(archive.namelist()) == [
         "billing/records.csv",
@@ -187,3 +201,38 @@ async def test_systems_without_data_are_listed_without_files(status: str) -> Non
 def test_registry_fixture_has_the_four_reference_systems() -> None:
     assert isinstance(REGISTRY, Registry)
     assert {"crm", "newsletter", "billing", "vendor"} <= {s.id for s in REGISTRY.systems}
+
+
+async def test_an_upload_sealed_under_another_key_is_a_failed_system() -> None:
+    blobs = MemoryBlobs()
+    await blobs.write("upload:crm", "case:other", pieces(json.dumps(CRM).encode()), now=NOW)
+    await blobs.write("upload:x", KID, pieces(b"[]"), now=NOW)  # the case's key exists
+    archive, outcomes = await build(order("access", answer("crm")), blobs)
+    assert outcomes["crm"].reason == "the upload does not open under the case's key"
+    assert archive.namelist() == ["manifest.json"]
+
+
+async def test_a_large_upload_is_built_without_holding_it() -> None:
+    """6 MB of JSON Lines (over the 4 MiB held in memory): the build's extra memory stays
+    around a few chunks, not the upload's size (the package blob itself is kept aside)."""
+    import tracemalloc
+
+    line = (json.dumps({"id": 1, "category": "profile", "note": "n" * 200}) + "\n").encode()
+    count = 6 * 1024 * 1024 // len(line)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(count // 100):
+            yield line * 100
+
+    blobs = MemoryBlobs(chunk_size=256 * 1024)
+    await blobs.write("upload:crm", KID, upload(), now=NOW)
+    o = order("access", answer("crm", content_type=JSON_LINES))
+    sources = Sources(blobs, default_policy(), REGISTRY)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        size = sum([len(p) async for p in package_stream(sources, o, NOW, {})])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size > 0 and peak - before < 3 * 1024 * 1024, (peak - before) / 1e6

@@ -104,12 +104,21 @@ async def test_register_needs_an_audit_read_key(
 ) -> None:
     missing = await http.get("/v1/register")
     assert missing.status_code == 401
-    assert missing.json() == {"detail": "missing API key (X-API-Key)"}
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "missing API key (X-API-Key)",
+        "instance": "/v1/register",
+    }
     wrong = await http.get("/v1/register", headers={"X-API-Key": "gdn_nope_x"})
     assert wrong.status_code == 401
     weak = await http.get("/v1/register", headers=api_key(http_settings, "intake:read"))
     assert weak.status_code == 403
-    assert weak.json() == {"detail": "this key lacks scope audit:read"}
+    assert weak.json()["status"] == 403
+    assert weak.json()["detail"] == "this key lacks scope audit:read"
     bad = await http.get(
         "/v1/register", params={"format": "pdf"}, headers=api_key(http_settings, "audit:read")
     )
@@ -172,5 +181,6 @@ async def test_register_is_documented_in_openapi(http: httpx.AsyncClient) -> Non
     op = doc["paths"]["/v1/register"]["get"]
     assert set(op["responses"]) >= {"200", "401", "403"}
     assert set(op["responses"]["200"]["content"]) >= {"application/json", "text/csv", "text/html"}
-    assert "example" in op["responses"]["403"]["content"]["application/json"]
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    assert op["responses"]["403"]["content"] == {"application/problem+json": problem}
     assert "RegisterDocument" in doc["components"]["schemas"]

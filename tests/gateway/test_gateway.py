@@ -211,7 +211,14 @@ async def test_unknown_prefix_is_404_and_a_prefix_is_not_a_word_start() -> None:
 async def test_an_unreachable_owner_is_503() -> None:
     reply = await call("/v1/audit/x", down=frozenset({"audit"}))
     assert reply.status_code == 503
-    assert reply.json() == {"detail": "the owning service is unreachable"}
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the owning service is unreachable",
+        "instance": "/v1/audit/x",
+    }
 
 
 async def test_readyz_reports_each_service() -> None:
@@ -225,7 +232,14 @@ async def test_readyz_reports_each_service() -> None:
 async def test_openapi_merges_the_reachable_services() -> None:
     doc = (await call("/openapi.json", down=frozenset({"deadlines"}))).json()
     assert set(doc["paths"]) == {"/v1/intake", "/v1/erasure", "/v1/audit"}
-    assert set(doc["components"]["schemas"]) == {"Intake", "Erasure", "Audit"}
+    # The services' schemas, and the gateway's own error shape (RFC 9457 problem details).
+    assert set(doc["components"]["schemas"]) == {
+        "Intake",
+        "Erasure",
+        "Audit",
+        "Problem",
+        "FieldError",
+    }
     assert doc["info"]["title"] == "Gardien API"
     assert (await call("/docs")).status_code == 200
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,3 +116,45 @@ async def test_a_running_service_exposes_consumer_and_http_figures(settings: Set
     assert "alice" not in text.lower() and "@" not in text
     partitions = {labels["messaging_destination_partition_id"] for labels, _ in lag}
     assert len(partitions) > 1  # one figure per partition
+
+
+async def test_a_hanging_source_is_cut_short_and_the_others_still_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from shared import metrics as module
+
+    monkeypatch.setattr(module, "SOURCE_TIMEOUT", 0.05)
+    metrics = Metrics("deadlines")
+
+    async def frozen() -> Mapping[Key, float]:
+        await asyncio.sleep(3600)
+        return {}
+
+    async def fine() -> Mapping[Key, float]:
+        return {(("gardien.timer.state", "due"),): 2.0}
+
+    metrics.gauge("gardien.frozen", "Never answers.", "{timer}", frozen)
+    metrics.gauge("gardien.fine", "Answers.", "{timer}", fine)
+    await asyncio.wait_for(metrics.refresh(), 2)
+    assert samples(metrics.exposition().decode(), "gardien_fine")[0][1] == 2.0
+
+
+async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced() -> None:
+    metrics, reads = Metrics("erasure"), {"lag": 0, "cases": 0}
+
+    def counting(name: str) -> Callable[[], Awaitable[Mapping[Key, float]]]:
+        async def source() -> Mapping[Key, float]:
+            reads[name] += 1
+            return {}
+
+        return source
+
+    metrics.gauge("gardien.lag", "Every refresh.", "{message}", counting("lag"))
+    metrics.gauge("gardien.cases", "Once a minute.", "{case}", counting("cases"), every=60)
+    for _ in range(3):
+        await metrics.refresh(due_only=True)  # what the background task does
+    assert reads == {"lag": 3, "cases": 1}
+    await metrics.refresh()  # forced: tests, or a caller that wants fresh figures now
+    assert reads == {"lag": 4, "cases": 2}

@@ -118,3 +118,19 @@ async def test_clearing_never_drops_a_newer_writers_events(
     await relay_saved(broker, store.collection, saved.saved)
     doc = (await store.load_many(["R1"]))["R1"]
     assert [e["id"] for e in doc["outbox"]] == [mine.id, theirs.id] and doc["outbox_pending"]
+
+
+async def test_a_batch_whose_every_write_landed_needs_no_token_read(
+    store: VersionedCollection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.save_many([Change("a", None, {"n": 0}), Change("b", None, {"n": 0})])
+
+    async def no_read(changes: Any) -> Any:
+        raise AssertionError("the token read is only for batches that lost a race")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_settle", no_read)
+        result = await store.save_many([Change("a", 1, {"n": 1}), Change("c", None, {"n": 1})])
+    assert sorted(c.doc_id for c in result.saved) == ["a", "c"] and result.lost == []
+    lost = await store.save_many([Change("a", 1, {"n": 2}), Change("b", 1, {"n": 2})])
+    assert [c.doc_id for c in lost.saved] == ["b"] and lost.lost == ["a"]  # read: one lost

@@ -169,14 +169,15 @@ def problem(answer: httpx.Response | None) -> str:
     if answer is None:
         return "the owning service is unreachable"
     try:
-        detail = answer.json().get("detail")
+        body = answer.json()  # RFC 9457 problem details (shared/problems.py)
     except ValueError:
         return f"HTTP {answer.status_code}"
-    if isinstance(detail, list):
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
         return "; ".join(
-            f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail
+            f"{'.'.join(map(str, e.get('loc', [])[1:]))}: {e.get('msg')}" for e in errors
         )
-    return f"{detail}"
+    return f"{body.get('detail') if isinstance(body, dict) else body}"
 
 
 def secure(response: Response) -> Response:
