@@ -66,16 +66,19 @@ def work_event(run: str, i: int) -> tuple[bytes, bytes]:
 
 
 def answer(command: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The system's ``erased`` answer to a command."""
+    """The system's answer to a command: ``erased``, or for an export (an access request's
+    collection) ``not_found`` with nothing to upload."""
     data = command["data"]
+    export = data.get("action") == "export"
+    said = {"outcome": "not_found", "records": 0} if export else {"outcome": "erased"}
     result = {
         "specversion": "1.0",
         "id": f"res-{uuid.uuid4().hex}",
         "source": f"bench/{data['system']}",
-        "type": "gdpr.erasure.result",
+        "type": "gdpr.export.result" if export else "gdpr.erasure.result",
         "time": datetime.now(UTC).isoformat(),
         "datacontenttype": "application/json",
-        "data": {"command_id": data["command_id"], "system": data["system"], "outcome": "erased"},
+        "data": {"command_id": data["command_id"], "system": data["system"], **said},
     }
     return str(data["command_id"]).encode(), json.dumps(result).encode()
 

@@ -151,6 +151,9 @@ class Launcher:
             env["GARDIEN_PSEUDONYM_KEY_FILE"] = str(ensure_key_file(Path(key_file)))
         for name, port in self.ports().items():  # the gateway talks to member 1
             env[f"GARDIEN_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        # Export commands carry upload URLs on the gateway (docs/access.md).
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host  # noqa: S104
+        env.setdefault("GARDIEN_ERASURE_UPLOAD_BASE_URL", f"http://{host}:{self.http_port}")
         return env
 
     def ports(self) -> dict[str, int]:

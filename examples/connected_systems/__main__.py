@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 
 import uvicorn
@@ -23,6 +24,9 @@ from shared.settings import Settings
 
 DEFAULT_TRANSPORT = {"crm": "kafka", "newsletter": "http", "billing": "kafka", "vendor": "kafka"}
 DEFAULT_DELAY = {"vendor": 3.0}
+DEFAULT_EXPORT_LATE = {"vendor": 1}  # the vendor answers an export only when it is retried
+# Ids of the systems whose exports fail (comma-separated), e.g. REFSYS_EXPORT_FAIL=billing.
+EXPORT_FAIL_ENV = "REFSYS_EXPORT_FAIL"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +38,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8311, help="HTTP port (http transport)")
     p.add_argument("--delay", type=float, help="seconds before answering (vendor: 3)")
     p.add_argument("--fail-mode", choices=["none", "never-answer", "fail"], default="none")
+    p.add_argument(
+        "--export-fail", action="store_true", help=f"exports fail (or {EXPORT_FAIL_ENV})"
+    )
+    p.add_argument("--export-late", type=int, help="export attempts left unanswered (vendor: 1)")
     p.add_argument("--seed", action="store_true", help="insert demo records first")
     p.add_argument("--email", default="alice.martin@example.org")
     p.add_argument("--customer-id", default="C-1042")
@@ -52,6 +60,10 @@ async def run(args: argparse.Namespace) -> None:
         db=client[f"{args.db_prefix}{system_id}"],
         delay=DEFAULT_DELAY.get(args.system, 0.0) if args.delay is None else args.delay,
         fail_mode=args.fail_mode,
+        export_fail=args.export_fail or system_id in _listed(os.environ.get(EXPORT_FAIL_ENV)),
+        export_late=DEFAULT_EXPORT_LATE.get(args.system, 0)
+        if args.export_late is None
+        else args.export_late,
     )
     if args.seed:
         count = await seed(system.db, args.system, args.email, args.customer_id)
@@ -77,6 +89,10 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         await broker.stop()
         await client.close()
+
+
+def _listed(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
 
 
 def main(argv: list[str] | None = None) -> None:

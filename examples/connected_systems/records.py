@@ -112,7 +112,7 @@ async def seed(db: Db, kind: str, email: str, customer_id: str) -> int:
     return count
 
 
-async def _matching(db: Db, store: Store, identifiers: dict[str, str]) -> list[dict[str, Any]]:
+async def matching(db: Db, store: Store, identifiers: dict[str, str]) -> list[dict[str, Any]]:
     found: dict[Any, dict[str, Any]] = {}
     for name, field in store.match.items():
         if name in identifiers:
@@ -140,7 +140,7 @@ async def apply_line(
     db: Db, store: Store, line: dict[str, Any], identifiers: dict[str, str]
 ) -> tuple[int, str | None]:
     """Carry out one command line on one store; (documents touched, latest retain-until)."""
-    docs = await _matching(db, store, identifiers)
+    docs = await matching(db, store, identifiers)
     action, latest = line["action"], None
     for doc in docs:
         if action == "restrict":

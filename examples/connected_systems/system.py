@@ -1,4 +1,5 @@
-"""A reference connected system: takes erasure commands, acts on its own database, answers."""
+"""A reference connected system: takes erasure and export commands, acts on its own
+database, answers (exports upload their records first: ``export.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
+from examples.connected_systems.export import export
 from examples.connected_systems.records import CATALOGUE, Db, apply_line
 from shared.events import new_event
 from shared.messaging import publish_event
@@ -28,6 +30,8 @@ class ReferenceSystem:
     db: Db
     delay: float = 0.0
     fail_mode: str = "none"  # none | never-answer | fail
+    export_fail: bool = False  # exports fail (the system is retried, then escalated)
+    export_late: int = 0  # export attempts left unanswered before answering (vendor: 1)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def note(self, command: dict[str, Any]) -> None:
@@ -47,11 +51,30 @@ class ReferenceSystem:
             return None
         if self.fail_mode == "fail":
             return {"outcome": "failed", "detail": "reference system told to fail"}
+        if command.get("action") == "export":
+            return await self._export(command)
         done = await self.db["answered"].find_one({"_id": command_id})
         if done is not None:
             return dict(done["result"])
         result = await self._act(command)
         await self.db["answered"].replace_one(
+            {"_id": command_id}, {"_id": command_id, "result": result}, upsert=True
+        )
+        return result
+
+    async def _export(self, command: dict[str, Any]) -> Result | None:
+        """Upload the subject's records and say how many (late or failing when told)."""
+        if int(command.get("attempt") or 1) <= self.export_late:
+            log.info("%s leaves export attempt %s unanswered", self.system_id, command["attempt"])
+            return None
+        if self.export_fail:
+            return {"outcome": "failed", "detail": "export job failed (told to fail)"}
+        command_id = str(command["command_id"])
+        done = await self.db["exported"].find_one({"_id": command_id})
+        if done is not None:
+            return dict(done["result"])
+        result = await export(self.kind, self.db, command)
+        await self.db["exported"].replace_one(
             {"_id": command_id}, {"_id": command_id, "result": result}, upsert=True
         )
         return result
@@ -91,7 +114,8 @@ class ReferenceSystem:
         data = {"command_id": command["command_id"], "system": self.system_id, **result}
         if result.get("retained_until"):
             data["retained_until"] = f"{result['retained_until']}T12:00:00+00:00"
-        event = new_event("gdpr.erasure.result", data, source=f"refsys/{self.system_id}")
+        kind = "gdpr.export.result" if command.get("action") == "export" else "gdpr.erasure.result"
+        event = new_event(kind, data, source=f"refsys/{self.system_id}")
         await publish_event(broker, event, str(command["command_id"]))
         log.info("%s answered %s: %s", self.system_id, command["command_id"], result["outcome"])
 

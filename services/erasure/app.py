@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from services.erasure import gauges, handlers
 from services.erasure.actions import router as actions
 from services.erasure.assembly import Sources
+from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
 from services.erasure.mongo import INDEXES, mongo_repositories
@@ -24,6 +25,8 @@ from services.erasure.registry import Registry, check_register, load_registry, r
 from services.erasure.repository import Repositories
 from services.erasure.settings import ErasureSettings
 from services.erasure.sweeper import run_sweeper
+from services.erasure.upload_http import router as upload_router
+from services.erasure.uploads import UploadLinks
 from services.erasure.usecases import Connector, Erasure
 from shared.blobs import BLOB_INDEXES, BlobStore, MongoBlobs
 from shared.clock import Clock, SystemClock
@@ -63,16 +66,28 @@ def packages_for(runtime: Runtime, parts: Parts, stores: PackageStores | None) -
 
 def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
     """The use cases on ``repos`` (MongoDB in the service, fakes in tests)."""
+    own = parts.settings
     return Erasure(
         repos,
         runtime.broker,
         parts.registry,
-        parts.settings,
+        own,
         parts.clock,
         parts.connector,
         lambda identifiers: runtime.pseudonyms.refs(identifiers),
         runtime.span,
+        links=UploadLinks(
+            own.upload_key.get_secret_value().encode(), own.upload_base_url, own.upload_ttl_seconds
+        ),
     )
+
+
+def collector(erasure: Erasure, blobs: BlobStore, packages: PackageBuilder) -> Collector:
+    """The collection use cases on ``erasure``; ready cases get their package built."""
+    key = erasure.settings.upload_key.get_secret_value().encode()
+    found = Collector(erasure, blobs, packages, key)
+    erasure.on_ready = found.build_ready
+    return found
 
 
 def create_app(
@@ -100,16 +115,25 @@ def create_app(
     parts = Parts(registry, own, clock or SystemClock(), connector, policy)
     register = policy.register_document(register_links(registry))
     built: list[Erasure] = []
+    collecting: list[Collector] = []
 
     def uses() -> Erasure:
         if not built:
             raise TransientError("erasure is starting")
         return built[0]
 
+    def collection() -> Collector:
+        if not collecting:
+            raise TransientError("erasure is starting")
+        return collecting[0]
+
     async def start(runtime: Runtime) -> None:
         built.append(bootstrap(runtime, repositories or mongo_repositories(runtime.db), parts))
         app.state.erasure = built[0]
-        packages = app.state.packages = packages_for(runtime, parts, package_stores)
+        stores = package_stores or (MongoPackages(runtime.db), MongoBlobs(runtime.db))
+        packages = app.state.packages = packages_for(runtime, parts, stores)
+        collecting.append(collector(built[0], stores[1], packages))
+        app.state.collector = collecting[0]
         await built[0].relay_pending()
         await packages.relay_pending()
         await record_register(runtime, register, parts.clock.now())
@@ -119,9 +143,9 @@ def create_app(
 
     spec = ServiceSpec(
         "erasure",
-        lambda runtime: handlers.register(runtime, uses),
+        lambda runtime: handlers.register(runtime, uses, collection),
         ALL_INDEXES,
-        [router, register_router, actions, package_router],
+        [router, register_router, actions, package_router, upload_router],
         after_start=[start],
     )
     app = create_service_app(spec, settings, exporter)

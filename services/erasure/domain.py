@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from services.erasure.exports import Collection
 from services.erasure.processors import OVERDUE, ProcessorTerms, flag_overdue, record_certificate
 from shared.errors import TransitionRefused
 from shared.events.internal import CommandLine
 
-FINAL = frozenset({"erased", "anonymised", "retained", "not_found"})
+FINAL = frozenset({"erased", "anonymised", "retained", "not_found", "exported"})
 OPEN_STATES = ("open", "escalated")
 NO_SYSTEM = "no connected system could be addressed"
 
@@ -96,6 +97,7 @@ class Case(Model):
     next_due_at: datetime | None = None
     subject_refs: list[str] = []  # keyed pseudonyms of the subject (legal-hold scope)
     holds_pending: list[str] = []  # ids of the legal holds keeping a part back (holds.py)
+    collection: Collection | None = None  # access/portability: closes on its package
     version: int = 0  # the stored document's version (optimistic lock)
     revision: int = 0  # changes told so far: numbers the case's event ids
 
@@ -230,7 +232,12 @@ def certify(case: Case, on: date, reference: str | None, now: datetime) -> bool:
 
 
 def ready_to_close(case: Case) -> bool:
-    """Every system gave a final outcome (and a replaced processor certified)."""
+    """Every system gave a final outcome (and a replaced processor certified).
+
+    A collection case closes on its package instead (``collection.built``).
+    """
+    if case.collection is not None:
+        return False
     if case.state == "closed" or not all(p.final for p in case.systems.values()):
         return False
     return case.processor is None or case.processor.done()
@@ -276,6 +283,8 @@ def answer(
     retained_until: str | None = None,
 ) -> list[Effect] | None:
     """A system's answer to the command stored under ``key``; None when it changes nothing."""
+    if case.collection is not None:
+        raise TransitionRefused(f"case {case.case_id} collects data: it takes gdpr.export.result")
     if key not in case.systems:
         raise TransitionRefused(f"case {case.case_id} sent no command to {key}")
     if not acknowledge(case, key, outcome, now, detail, retained_until):

@@ -10,7 +10,7 @@ then duplicates, the refused one is dead-lettered alone).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -23,14 +23,21 @@ from shared.errors import EventRejected, TransitionRefused
 from shared.events import CloudEvent
 from shared.events.inbound import (
     ErasureResult,
+    ExportResult,
     LegalHold,
     ProcessorDeletionCertified,
     ProcessorReplaced,
 )
+from shared.events.internal import AccessWorkRequested
 from shared.service import Runtime
+
+if TYPE_CHECKING:
+    from services.erasure.collect import Collector
 
 OWNED = [topics.PROCESSORS, topics.ERASURE_RESULTS, topics.ERASURE_WORK]
 WORK_REQUESTED = "gardien.erasure.work.requested"
+ACCESS_WORK_REQUESTED = "gardien.access.work.requested"
+EXPORT_RESULT = "gdpr.export.result"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -38,18 +45,28 @@ class RefusedInBatch(Exception):
     """Some events of a batch were refused; the consumer replays the batch one by one."""
 
 
-def register(runtime: Runtime, uses: Callable[[], Erasure]) -> None:
+def register(
+    runtime: Runtime, uses: Callable[[], Erasure], collector: Callable[[], Collector]
+) -> None:
     """Subscribe erasure to its topics (it dead-letters the poison events of those it owns)."""
 
     async def on_work(batch: Sequence[CloudEvent]) -> None:
+        known = (WORK_REQUESTED, ACCESS_WORK_REQUESTED)
         refused = {e.id: TransitionRefused(f"erasure does not handle {e.type}")
-                   for e in batch if e.type != WORK_REQUESTED}  # fmt: skip
+                   for e in batch if e.type not in known}  # fmt: skip
         works, invalid = typed([e for e in batch if e.type == WORK_REQUESTED], work_model())
-        settle(batch, refused | invalid | await uses().open_work(works))
+        access = [e for e in batch if e.type == ACCESS_WORK_REQUESTED]
+        collections, bad = typed(access, AccessWorkRequested)
+        opened = await uses().open_work(works) if works else {}
+        opened |= await collector().open(collections) if collections else {}
+        settle(batch, refused | invalid | bad | opened)
 
     async def on_results(batch: Sequence[CloudEvent]) -> None:
-        results, invalid = typed(batch, ErasureResult)
-        settle(batch, invalid | await uses().record_results(results))
+        results, invalid = typed([e for e in batch if e.type != EXPORT_RESULT], ErasureResult)
+        exports, bad = typed([e for e in batch if e.type == EXPORT_RESULT], ExportResult)
+        recorded = await uses().record_results(results) if results else {}
+        recorded |= await collector().results(exports) if exports else {}
+        settle(batch, invalid | bad | recorded)
 
     async def on_processor_events(batch: Sequence[CloudEvent]) -> None:
         refused: Refusals = {}

@@ -48,6 +48,7 @@ class CaseView(BaseModel):
     art19: dict[str, Any] | None
     processor: dict[str, Any] | None
     holds_pending: list[str]
+    collection: dict[str, Any] | None = None  # access/portability: uploads, counts, package
 
 
 class CasePage(BaseModel):
@@ -81,6 +82,9 @@ def _view(case: Case) -> CaseView:
         ),
         systems=systems,
         processor=case.processor.model_dump(mode="json") if case.processor else None,
+        collection=case.collection.model_dump(mode="json", exclude={"kid"})
+        if case.collection
+        else None,
     )
 
 

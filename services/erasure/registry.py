@@ -39,6 +39,8 @@ class CategoryPolicy(Frozen):
     action: Action = Action.ERASE
     retention: Retention | None = None
     activity: str | None = None  # the register activity (Art 30) this category belongs to
+    # Art 20: the subject provided these data (on consent or contract): portability covers them.
+    provided_by_subject: bool = False
 
 
 class Retry(Frozen):

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "gardien-dev-only-erasure-signing-secret"  # noqa: S105 - documented dev default
+DEV_UPLOAD_KEY = "gardien-dev-only-erasure-upload-key"  # documented dev default
 PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "todo", "xxx"}
 
 
@@ -35,6 +36,20 @@ class ErasureSettings(BaseSettings):
         default=SecretStr(DEV_SECRET),
         description="HMAC-SHA256 key signing HTTP connector calls (set it outside development).",
     )
+    upload_key: SecretStr = Field(
+        default=SecretStr(DEV_UPLOAD_KEY),
+        description="HMAC-SHA256 key of the export upload URLs (set it outside development).",
+    )
+    upload_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base of the upload URLs export commands carry (the API gateway).",
+    )
+    upload_ttl_seconds: float = Field(
+        default=86400.0, gt=0, description="How long an export command's upload URL is valid."
+    )
+    upload_max_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0, description="Largest upload one system may send."
+    )
     processor_choice: str = Field(
         default="delete", pattern="^(delete|return)$", description="Policy when events omit it."
     )
@@ -54,10 +69,10 @@ class ErasureSettings(BaseSettings):
         description="How long a data subject's single-use package link stays valid.",
     )
 
-    @field_validator("signing_secret")
+    @field_validator("signing_secret", "upload_key")
     @classmethod
     def _not_placeholder(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
         if secret.lower() in PLACEHOLDERS or len(secret) < 16:
-            raise ValueError("signing_secret must be a real secret of at least 16 characters")
+            raise ValueError("the secret must be a real secret of at least 16 characters")
         return value

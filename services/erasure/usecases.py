@@ -10,7 +10,7 @@ published together, the keys of the cases that closed destroyed, and HTTP system
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,13 +18,15 @@ from typing import Any, Protocol
 from faststream.kafka import KafkaBroker
 from opentelemetry.trace import Span
 
-from services.erasure import domain, holds, messages, planning
+from services.erasure import collection, domain, holds, messages, planning
 from services.erasure.connector import Reply
 from services.erasure.domain import Case, Effect
+from services.erasure.exports import Counted
 from services.erasure.processors import local_day
 from services.erasure.registry import Registry
 from services.erasure.repository import Repositories, Stored, Write
 from services.erasure.settings import ErasureSettings
+from services.erasure.uploads import UploadLinks
 from shared.clock import Clock
 from shared.errors import PermanentError, TransitionRefused
 from shared.events import CloudEvent
@@ -112,6 +114,9 @@ class Erasure:
     connector: Connector
     refs: Callable[[dict[str, str]], list[str]]  # the subject's keyed pseudonyms
     span: Callable[[str], AbstractContextManager[Span]]
+    links: UploadLinks | None = None  # export commands' upload URLs (collection cases)
+    # Called with the collection cases a batch left ready for their package (``collect``).
+    on_ready: Callable[[list[Case]], Awaitable[None]] | None = None
 
     async def relay_pending(self) -> int:
         """Publish events a crash left in case documents."""
@@ -237,7 +242,8 @@ class Erasure:
                 continue
             if effects and fold.case is not None:
                 fold.case.revision += 1
-                fold.events += messages.events(fold.case, effects, self.clock.now())
+                now = self.clock.now()
+                fold.events += messages.events(fold.case, effects, now, self.links)
         if fold.redelivered and stored is not None and stored.outbox:
             done.left.add(case_id)  # a crash came before the relay of the first delivery
         return fold.write(), refused
@@ -258,6 +264,10 @@ class Erasure:
         ]
         if calls:
             await self._call_http(calls)
+        now = self.clock.now()
+        ready = [w.case for w in done.writes if collection.ready(w.case, now)]
+        if ready and self.on_ready is not None:
+            await self.on_ready(ready)
 
     async def _call_http(self, calls: list[tuple[Case, CloudEvent]]) -> None:
         """POST each command; turn the answers into steps on their cases (one more batch)."""
@@ -277,6 +287,8 @@ class Erasure:
     def _reply(self, case_id: str, key: str, command: CloudEvent, reply: Reply) -> Item | None:
         result: dict[str, Any] = reply.result or {}
         outcome = str(result.get("outcome"))
+        if reply.result is not None and command.data.get("action") == "export":
+            return self._export_reply(case_id, key, command, result)
         if reply.result is not None and outcome in OUTCOMES:
             until = str(result.get("retained_until") or "")[:10] or None
             step = self._answer(key, outcome, result.get("detail"), until)
@@ -290,6 +302,21 @@ class Erasure:
             return []
 
         return Item(case_id, None, failed, missing=f"unknown case {case_id}")
+
+    def _export_reply(
+        self, case_id: str, key: str, command: CloudEvent, result: dict[str, Any]
+    ) -> Item:
+        """An HTTP system's export answer in its response (as a ``gdpr.export.result``)."""
+        step = self.export_step(key, *collection.replied(result))
+        return Item(case_id, f"{command.id}:http", step, missing=f"unknown case {case_id}")
+
+    def export_step(self, key: str, outcome: str, counted: Counted, detail: str | None) -> Step:
+        """The step recording a system's export answer on its collection case."""
+
+        def step(case: Case) -> list[Effect] | None:
+            return collection.exported(case, key, outcome, self.clock.now(), counted, detail)
+
+        return step
 
     async def _routed(self) -> Registry:
         return planning.apply_routes(self.registry, await self.repos.routes.all())

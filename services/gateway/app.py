@@ -40,6 +40,7 @@ HOP_HEADERS = {
     "content-encoding",
 }
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # 405 and Allow: the owner's
+STREAMED = ("/v1/uploads/",)  # request bodies passed on as they arrive (large exports)
 
 
 def services(settings: Settings) -> dict[str, str]:
@@ -62,6 +63,7 @@ def routes(settings: Settings) -> dict[str, str]:
         "/v1/processors": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
         "/v1/register": settings.gardien_erasure_url,  # the register of processing (Art 30)
+        "/v1/uploads": settings.gardien_erasure_url,  # connected systems' export data
         "/v1/packages": settings.gardien_erasure_url,  # a data subject's package link
         "/v1/audit": settings.gardien_audit_url,
         "/v1/webhooks": settings.gardien_audit_url,
@@ -189,12 +191,13 @@ async def forward(request: Request, path: str) -> Response:
     headers = [
         (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
     ]
+    streamed = request.url.path.startswith(STREAMED)
     client: httpx.AsyncClient = request.app.state.client
     try:
         outgoing = client.build_request(
             request.method,
             target + raw_target(request),
-            content=await request.body(),
+            content=request.stream() if streamed else await request.body(),
             headers=headers,
         )
         upstream = await client.send(outgoing, stream=True)

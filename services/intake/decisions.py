@@ -61,6 +61,12 @@ class Decided:
     work: list[dict[str, Any]] = field(default_factory=list)
     work_case: str | None = None
     details_error: str | None = None
+    collect: list[str] | None = None  # access/portability: categories to collect ([] = all)
+
+    @property
+    def has_work(self) -> bool:
+        """Whether the request causes work for the erasure service (erasure or collection)."""
+        return bool(self.work) or self.collect is not None
 
     @property
     def anything(self) -> bool:
@@ -206,7 +212,9 @@ def decide(
 ) -> Decided:
     """Everything intake decides on a new request of ``right``."""
     if right == "access":
-        return access_screening(receipt, access_history, policy)
+        return collection(access_screening(receipt, access_history, policy), details)
+    if right == "portability":
+        return collection(Decided(), details)
     if right == "erasure":
         return erasure(kind, details, receipt, policy)
     if right == "objection":
@@ -214,6 +222,14 @@ def decide(
     if right == "post_mortem":
         return post_mortem(kind, details, receipt, policy)
     return Decided()
+
+
+def collection(out: Decided, details: Details) -> Decided:
+    """Access (Art 15) and portability (Art 20) collect the subject's data (case ``acc``)."""
+    names = details.categories or []
+    out.collect = [c.category if isinstance(c, CategoryDetail) else c for c in names]
+    out.work_case = "acc"
+    return out
 
 
 def _contract_status(

@@ -19,7 +19,7 @@ from services.intake import lifecycle, messages
 from services.intake.decisions import Decided, decide
 from services.intake.details import Details, parse_details
 from services.intake.lifecycle import Lifecycle, Status, Step, fields, lifecycle_of
-from services.intake.messages import CaseReport, jsonable
+from services.intake.messages import CaseReport, PackageDelivered, jsonable
 from shared import rules
 from shared.errors import TransitionRefused
 from shared.events import CloudEvent
@@ -29,6 +29,7 @@ Doc = dict[str, Any]
 STORAGE = frozenset({"_id", "version", "_w", "outbox", "outbox_pending"})
 MAX_APPLIED = 500
 DUPLICATE = "duplicate request_id: the first request stands"
+GATING = frozenset({"req", "obj"})  # work cases a request stays open for until they close
 
 
 def entries(raw: Any) -> list[Doc]:
@@ -107,7 +108,7 @@ def screen(
 
 def holds_work(decision: Decided, details: Details | None) -> bool:
     """Hold-until-identity: the work waits for ``identity_verified`` when the details ask."""
-    return bool(decision.work) and details is not None and details.await_identity
+    return decision.has_work and details is not None and details.await_identity
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,18 @@ def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request
     req.events.append(messages.accepted(event, data, doc["clock"], doc["flags"]))
     if decision.anything:
         req.events.append(messages.decided(event, req.id, doc["right"], decision))
-    if decision.work:
+    if decision.has_work:
         due = doc["clock"]["effective_due_date"]
-        work = messages.work_requested(event, req.id, data.subject, decision, due)
+        work = (
+            messages.work_requested(event, req.id, data.subject, decision, due)
+            if decision.work
+            else messages.access_work(event, data, decision, due)
+        )
         if holds_work(decision, new.details):
             req.held.append(work)
         else:
             req.events.append(work)
-            doc["open_work"] = [decision.work_case]
+            doc["open_work"] = [decision.work_case] if decision.work else []
     return req
 
 
@@ -204,7 +209,9 @@ def _moved(
         flags += [f for f in lifecycle.answer_flags(after.answer) if f not in flags]
     held = entries(doc.get("held_work"))
     if held and event.type.endswith("identity_verified"):
-        after = replace(after, open_work=after.open_work | {doc.get("work_case") or "req"})
+        kind = doc.get("work_case") or "req"
+        if kind in GATING:  # the answer to an access request is its package, not its case
+            after = replace(after, open_work=after.open_work | {kind})
         req.released += held
         doc["held_work"] = []
     elif held and after.status is Status.REFUSED:
@@ -252,6 +259,31 @@ def case_reported(req: Request, event: CloudEvent, report: CaseReport, kind: str
     return True
 
 
+def package_delivered(
+    req: Request, event: CloudEvent, data: PackageDelivered, policy: rules.Policy
+) -> None:
+    """The access package reached the DPO: the request is answered on that day (Art 12(3)).
+
+    A request answered already (by ``gdpr.request.responded``) stays as answered.
+    """
+    if req.has_applied(event.id):
+        return
+    before = req.lifecycle
+    if before.answer is not None:
+        req.mark_applied(event.id)
+        return
+    step = Step("responded", rules.local_date(data.delivered_at, policy.timezone))
+    try:
+        after = lifecycle.apply(before, step)
+    except TransitionRefused as exc:
+        refuse(req, event, exc.reason)
+        return
+    _moved(req, event, data.delivered_at, before, after)
+    if data.chargeable and "art15_3_chargeable_copy" not in req.doc["flags"]:
+        req.doc["flags"] = [*req.doc["flags"], "art15_3_chargeable_copy"]
+    req.mark_applied(event.id)
+
+
 def keys_to_shred(req: Request, subject_requests: Iterable[str]) -> set[str]:
     """Requests whose subject key a closed case ends: an erasure ends the subject's others."""
     ids = {req.id}
@@ -285,7 +317,7 @@ def decision_fields(d: Decided) -> Doc:
         "objection": d.objection,
         "post_mortem": d.post_mortem,
         "details_error": d.details_error,
-        "work_case": d.work_case if d.work else None,
+        "work_case": d.work_case if d.has_work else None,
         "open_work": [],
     }
 

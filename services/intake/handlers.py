@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import ValidationError
 
-from services.intake.messages import CaseReport
-from services.intake.usecases import Arrival, Intake, Report
+from services.intake.messages import CaseReport, PackageDelivered
+from services.intake.usecases import Arrival, Delivery, Intake, Report
 from shared import topics
 from shared.errors import EventRejected
 from shared.events import CloudEvent
@@ -16,6 +16,7 @@ from shared.events.inbound import RequestReceived, RequestStep
 from shared.service import Runtime
 
 log = logging.getLogger(__name__)
+PACKAGE_DELIVERED = "gardien.access.package.delivered"
 
 
 def arrival(event: CloudEvent) -> Arrival:
@@ -26,10 +27,25 @@ def arrival(event: CloudEvent) -> Arrival:
     return event, data
 
 
+def deliveries(events: Sequence[CloudEvent]) -> list[Delivery]:
+    """The access packages delivered; unreadable ones are skipped (erasure owns the topic)."""
+    out: list[Delivery] = []
+    for event in events:
+        if event.type != PACKAGE_DELIVERED:
+            continue
+        try:
+            out.append((event, PackageDelivered.model_validate(event.data)))
+        except ValidationError:
+            log.warning("package delivery %s skipped: unexpected data shape", event.id)
+    return out
+
+
 def reports(events: Sequence[CloudEvent]) -> list[Report]:
     """The case reports intake can read; others are skipped (erasure owns the topic)."""
     out: list[Report] = []
     for event in events:
+        if not event.type.startswith("gardien.erasure.case."):
+            continue
         try:
             out.append((event, CaseReport.model_validate(event.data)))
         except ValidationError:
@@ -44,7 +60,9 @@ def register(runtime: Runtime, intake: Callable[[], Awaitable[Intake]]) -> None:
         await (await intake()).requests_arrived([arrival(e) for e in events])
 
     async def on_cases(events: Sequence[CloudEvent]) -> None:
-        await (await intake()).cases_reported(reports(events))
+        uses = await intake()
+        await uses.cases_reported(reports(events))
+        await uses.packages_delivered(deliveries(events))
 
     runtime.consumer.batches(topics.REQUESTS, on_requests)
     runtime.consumer.batches(topics.ERASURE_CASES, on_cases, dead_letters=False)

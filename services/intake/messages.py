@@ -13,6 +13,7 @@ from shared.events import CloudEvent, new_event
 from shared.events.common import Data, Subject
 from shared.events.inbound import RequestReceived
 from shared.events.internal import (
+    AccessWorkRequested,
     ErasureWorkRequested,
     RequestAccepted,
     RequestDecided,
@@ -22,6 +23,7 @@ from shared.events.internal import (
 
 SOURCE = "gardien/intake"
 WORK_REQUESTED = "gardien.erasure.work.requested"
+ACCESS_WORK_REQUESTED = "gardien.access.work.requested"
 
 
 class CaseReport(Data):
@@ -32,6 +34,15 @@ class CaseReport(Data):
     systems: dict[str, Any] = {}
     closed_at: str | None = None
     art19: dict[str, Any] | None = None
+
+
+class PackageDelivered(Data):
+    """What intake reads of ``gardien.access.package.delivered`` (producer: erasure)."""
+
+    request_id: str
+    package_id: str = ""
+    delivered_at: datetime
+    chargeable: bool = False
 
 
 def jsonable(value: Any) -> Any:
@@ -109,6 +120,27 @@ def work_requested(
         }
     )
     return derived(cause, "work", WORK_REQUESTED, data)
+
+
+def access_work(
+    cause: CloudEvent, data: RequestReceived, d: Decided, due_by: str | None
+) -> CloudEvent:
+    """``gardien.access.work.requested``: collect the subject's data (case ``acc:<id>``)."""
+    work = AccessWorkRequested.model_validate(
+        {
+            "case_id": f"acc:{data.request_id}",
+            "request_id": data.request_id,
+            "right": data.right.value,
+            "subject": {
+                "kind": data.subject.kind,
+                "identifiers": data.subject.identifiers.present(),
+            },
+            "categories": d.collect or [],
+            "received_at": data.received_at,
+            "due_by": due_by,
+        }
+    )
+    return derived(cause, "work", ACCESS_WORK_REQUESTED, work)
 
 
 def status_changed(

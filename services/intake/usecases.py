@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from services.intake import domain
 from services.intake.domain import NewRequest, Request
-from services.intake.messages import CaseReport
+from services.intake.messages import CaseReport, PackageDelivered
 from services.intake.repository import HistoryEntry, KeyRing, Requests, SubjectHistory, SubjectKeys
 from shared import rules
 from shared.clock import Clock
@@ -30,6 +30,7 @@ from shared.subject_vault import SubjectVault
 
 Arrival = tuple[CloudEvent, RequestReceived | RequestStep]
 Report = tuple[CloudEvent, CaseReport]
+Delivery = tuple[CloudEvent, PackageDelivered]
 Span = Callable[[str], AbstractContextManager[Any]]
 CASE_CLOSED = "gardien.erasure.case.closed"
 
@@ -43,7 +44,7 @@ def request_id_of(event: CloudEvent, report: CaseReport) -> tuple[str, str] | No
     """(case kind, request id) of a case report about a request; None for other cases."""
     kind, _, rest = report.case_id.partition(":")
     request_id = report.request_id or rest
-    return (kind, request_id) if kind in ("req", "obj") and request_id else None
+    return (kind, request_id) if kind in ("req", "obj", "acc") and request_id else None
 
 
 def _no_span(name: str) -> AbstractContextManager[Any]:
@@ -195,6 +196,33 @@ class Intake:
             await retry_lost({rid for *_, rid in about}, attempt)
             await self.requests.relay(saved)
             span.set_attribute("gardien.subject_keys_destroyed", await self._shred(closing))
+
+    async def packages_delivered(self, batch: Sequence[Delivery]) -> None:
+        """``gardien.access.package.delivered``: the access answer is given, the request met.
+
+        A delivery for a request intake does not know is skipped (erasure owns the topic).
+        """
+        if not batch:
+            return
+        saved: list[Change] = []
+
+        async def attempt(ids: list[str]) -> list[str]:
+            now = self.clock.now()
+            found = await self.requests.load_many(ids)
+            state = {i: Request.loaded(doc) for i, doc in found.items()}
+            for event, data in batch:
+                if data.request_id in state:
+                    domain.package_delivered(state[data.request_id], event, data, self.policy)
+            ring = await self.keys.ring([], now)
+            changes = [c for r in state.values() if (c := await _change(r, ring, now))]
+            result = await self.requests.save_many(changes)
+            saved.extend(result.saved)
+            return result.lost
+
+        with self.span("intake.packages_delivered") as span:
+            span.set_attribute("gardien.batch_size", len(batch))
+            await retry_lost({data.request_id for _, data in batch}, attempt)
+            await self.requests.relay(saved)
 
     async def _shred(self, closing: dict[str, Request | None]) -> int:
         """Destroy the keys the closed cases end (idempotent: redeliveries shred again)."""

@@ -183,3 +183,20 @@ class ErasureResult(Data):
     outcome: ErasureOutcome
     detail: LongText | None = None
     retained_until: Instant | None = None
+
+
+class ExportOutcome(StrEnum):
+    EXPORTED = "exported"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+
+
+class ExportResult(Data):
+    """``gdpr.export.result``: how much a system exported (the data go to the upload URL)."""
+
+    command_id: Id
+    system: Id
+    outcome: ExportOutcome
+    records: Annotated[int, Field(ge=0)] | None = None
+    bytes: Annotated[int, Field(ge=0)] | None = None
+    detail: LongText | None = None

@@ -141,6 +141,23 @@ class ErasureWorkRequested(Data):
     due_by: date | None = None
 
 
+class AccessWorkRequested(Data):
+    """``gardien.access.work.requested`` from intake: collect an access/portability answer.
+
+    Keyed by ``case_id`` (``acc:<request_id>``); ``subject`` carries the request's identifiers
+    (sealed in intake's outbox and held work, opened when published); ``categories`` narrows
+    the collection to those categories (empty: every category the registry knows).
+    """
+
+    case_id: Id
+    request_id: Id
+    right: Literal["access", "portability"]
+    subject: Subject
+    categories: Annotated[list[Category], Field(max_length=200)] = []
+    received_at: Instant
+    due_by: date | None = None
+
+
 # ---- deadlines: gardien.deadlines.v1, gardien.erasure.work.v1 (retention purges) ----------
 
 
@@ -210,7 +227,7 @@ class CommandLine(ErasureData):
     category: str
     action: str  # erase | anonymise | restrict | suppress | delete | return
     ground: str
-    kind: Literal["erasure", "restriction", "retention", "suppression", "processor_end"]
+    kind: Literal["erasure", "restriction", "retention", "suppression", "processor_end", "export"]
     retain_until: str | None = None  # YYYY-MM-DD when the decision fixed it
     retention: RetentionRule | None = None  # per-record rule from the registry
 
@@ -229,6 +246,8 @@ class CommandIssued(ErasureData):
     attempt: int
     transport: Literal["kafka", "http"]  # Kafka consumers ignore http
     reply_to: str
+    upload_url: str | None = None  # export: signed, expiring PUT for this command's data
+    upload_expires_at: str | None = None  # export: when upload_url stops being accepted
 
 
 class SystemView(ErasureData):
@@ -240,6 +259,10 @@ class SystemView(ErasureData):
     attempts: int
     escalated: bool | None = None
     held_by: list[str] | None = None  # matters of the legal holds keeping it back
+    action: str | None = None  # the command's action (export for a collection case)
+    detail: str | None = None  # collection cases: the system's last word (no personal data)
+    records: int | None = None  # collection cases: how many records the system exported
+    uploaded: bool | None = None  # collection cases: its data arrived on the upload URL
 
 
 CaseKind = Literal["opened", "progressed", "escalated", "held", "released", "closed"]
@@ -269,6 +292,7 @@ class CaseEvent(ErasureData):
     hold_id: str | None = None
     matter: str | None = None
     reissued: list[str] | None = None
+    package_id: str | None = None  # collection cases: the package built when it closed
 
 
 # ---- erasure: gardien.access.package.* on gardien.erasure.cases.v1 (key: request id) ----------

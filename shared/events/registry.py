@@ -35,12 +35,14 @@ EVENT_TYPES: Final[dict[str, tuple[type[Data], str]]] = {
     "gdpr.legal_hold.placed": (m.LegalHold, topics.LEGAL_HOLDS),
     "gdpr.legal_hold.released": (m.LegalHold, topics.LEGAL_HOLDS),
     "gdpr.erasure.result": (m.ErasureResult, topics.ERASURE_RESULTS),
+    "gdpr.export.result": (m.ExportResult, topics.ERASURE_RESULTS),
 }
 
 # Gardien's own event types, by the prefix that routes them to their topic.
 INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.request.": topics.REQUEST_EVENTS,
     "gardien.erasure.work.": topics.ERASURE_WORK,
+    "gardien.access.work.": topics.ERASURE_WORK,
     "gardien.erasure.command.": topics.ERASURE_COMMANDS,
     "gardien.erasure.case.": topics.ERASURE_CASES,
     "gardien.access.package.": topics.ERASURE_CASES,

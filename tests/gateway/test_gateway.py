@@ -34,7 +34,7 @@ def upstream() -> FastAPI:
             "components": {"schemas": {name.title(): {"type": "object"}}},
         }
 
-    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
+    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def echo(request: Request, rest: str) -> Response:
         body = {
             "service": request.headers["host"],
@@ -43,6 +43,7 @@ def upstream() -> FastAPI:
             "query": request.url.query,
             "body": (await request.body()).decode(),
             "x_api_key": request.headers.get("x-api-key"),
+            "chunked": request.headers.get("transfer-encoding") == "chunked",
         }
         return Response(
             json.dumps(body),
@@ -102,6 +103,7 @@ async def test_each_prefix_goes_to_its_owner() -> None:
         "/v1/erasure/cases": "erasure",
         "/v1/audit/subjects/x": "audit",
         "/v1/webhooks": "audit",
+        "/v1/uploads/acc%3AR-1%3Acrm": "erasure",
         "/v1/requests/r1/package": "erasure",  # the access package: a whole-path rule
         "/v1/requests/r1/package/link": "erasure",
         "/v1/requests/r1/packaged": "intake",
@@ -179,6 +181,19 @@ async def test_method_body_and_headers_are_forwarded_and_the_status_kept() -> No
     got = reply.json()
     assert (got["method"], got["body"], got["x_api_key"]) == ("POST", '{"a": 1}', "k")
     assert reply.headers["x-upstream"] == "yes"
+
+
+async def test_an_upload_is_passed_on_as_it_arrives() -> None:
+    async def parts() -> Any:
+        for n in range(3):
+            yield b"[%d]" % n
+
+    reply = await call("/v1/uploads/acc%3AR-1%3Acrm?token=1.2", "PUT", content=parts())
+    got = reply.json()
+    assert (got["service"], got["method"], got["body"], got["query"]) == (
+        "erasure", "PUT", "[0][1][2]", "token=1.2",
+    )  # fmt: skip
+    assert got["chunked"] is True  # streamed on, not buffered into one body
 
 
 async def test_a_header_outside_ascii_is_forwarded_as_bytes() -> None:

@@ -58,10 +58,14 @@ async def test_request_is_stored_and_audited_and_poison_is_dead_lettered(
                     "/v1/audit/events", params={"request_id": "REQ-SLICE-1"}, headers=headers
                 )
                 items = r.json()["items"]
-                return items if len(items) >= 2 else None
+                return items if len(items) >= 3 else None
 
             types = {item["type"] for item in await wait_for(audited)}
-            assert types == {"gdpr.request.received", "gardien.request.accepted"}
+            assert types == {
+                "gdpr.request.received",
+                "gardien.request.accepted",
+                "gardien.access.work.requested",  # an access request asks for its collection
+            }
 
             dead = await read_until(dlq, lambda rec: rec.value == event_bytes(bad))
             reason = dict(dead.headers)[DLQ_REASON].decode()
@@ -103,6 +107,7 @@ async def test_redelivered_event_creates_no_second_request_or_record(settings: S
             await audit.get("/v1/audit/events", params={"request_id": "REQ-DUP-1"}, headers=headers)
         ).json()["items"]
         assert sorted(i["type"] for i in items) == [
+            "gardien.access.work.requested",  # the access request's collection, once
             "gardien.request.accepted",
             "gdpr.request.received",
         ]
