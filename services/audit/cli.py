@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gardien.endpoints import client_settings
 from services.audit.checkpoints import public_key
-from services.audit.repository import AuditStore
+from services.audit.mongo import mongo_repositories
+from services.audit.repository import Repositories
 from services.audit.settings import AuditSettings
 from services.audit.verification import Report, Verifier
 from shared.mongo import create_client, service_database
@@ -36,7 +37,7 @@ async def _with_store(uri: str | None, work: Any) -> Any:
     settings = _settings(uri)
     client = create_client(settings)
     try:
-        return await work(AuditStore(service_database(client, settings, "audit")))
+        return await work(mongo_repositories(service_database(client, settings, "audit")))
     finally:
         await client.close()
 
@@ -61,11 +62,13 @@ def verify(
     saved = _load_state(state)
     held = json.loads(checkpoints.read_text()) if checkpoints else None
 
-    async def work(store: AuditStore) -> Report:
+    async def work(repos: Repositories) -> Report:
         key = (
-            bytes.fromhex(held["public_key"]["raw_hex"]) if held else (await public_key(store)).raw
+            bytes.fromhex(held["public_key"]["raw_hex"])
+            if held
+            else (await public_key(repos.keys)).raw
         )
-        heads = await store.all_heads()
+        heads = await repos.records.all_heads()
         total = sum(max(seq - saved.get(c, (0, ""))[0], 0) for c, (seq, _) in heads.items())
         columns = (
             TextColumn("verifying"),
@@ -84,7 +87,7 @@ def verify(
                 _save_state(state, saved)
 
             batch = AuditSettings().verify_batch
-            verifier = Verifier(store, key, batch, progress)
+            verifier = Verifier(repos, key, batch, progress)
             return await verifier.run(
                 saved or None,
                 from_checkpoint=from_checkpoint,
@@ -133,11 +136,11 @@ def export(
 ) -> None:
     """Export every signed checkpoint and the public key, for a third party to hold."""
 
-    async def work(store: AuditStore) -> dict[str, Any]:
-        key = await public_key(store)
+    async def work(repos: Repositories) -> dict[str, Any]:
+        key = await public_key(repos.keys)
         items = [
             {k: v for k, v in d.items() if k != "_id"}
-            async for d in store.checkpoints.find().sort("_id", 1)
+            for d in await repos.checkpoints.page(None, None)
         ]
         return {"public_key": {**key.export(), "raw_hex": key.raw.hex()}, "items": items}
 
