@@ -106,7 +106,7 @@ async def rehold(uses: Deadlines, item: Inbound, hold: Doc) -> list[Step]:
 
 async def case_closed(uses: Deadlines, item: Inbound) -> list[Step]:
     """A closed purge case ``ret:<timer>`` shreds the subject its retention clock kept."""
-    case_id = str(item.data.get("case_id", ""))
+    case_id = item.data.case_id
     if case_id.startswith(PURGE_PREFIX):
         timer_id = case_id.removeprefix(PURGE_PREFIX)
         with uses.span("deadlines.shred_subject") as span:

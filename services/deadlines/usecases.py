@@ -39,6 +39,7 @@ from shared.events.inbound import (
     ProcessorDeletionCertified,
     ProcessorReplaced,
 )
+from shared.events.internal import RequestAccepted, RequestStatusChanged
 from shared.persistence import TOKEN, Change, retry_lost
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy, local_date
@@ -215,13 +216,15 @@ Plan = Callable[[Deadlines, Inbound], Awaitable[list[Step]]]
 
 async def request_event(uses: Deadlines, item: Inbound) -> list[Step]:
     """Request clocks from intake's accepted and status_changed events."""
-    data, event = item.data, item.event
-    rid, calendar = data.get("request_id"), uses.policy.holiday_calendar
-    if not isinstance(rid, str):
-        return []
+    typed: RequestAccepted | RequestStatusChanged = item.data
+    event, calendar = item.event, uses.policy.holiday_calendar
+    # The clock arithmetic reads the wire form (ISO dates), as intake sent it.
+    data = typed.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return [
         Step(
-            f"request:{rid}", event, lambda d: decide.request_change(d, event.type, data, calendar)
+            f"request:{typed.request_id}",
+            event,
+            lambda d: decide.request_change(d, event.type, data, calendar),
         )
     ]
 

@@ -31,7 +31,7 @@ def reports(events: Sequence[CloudEvent]) -> list[Report]:
     out: list[Report] = []
     for event in events:
         try:
-            out.append((event, CaseReport.model_validate(event.data)))
+            out.append((event, event.data_as(CaseReport)))
         except ValidationError:
             log.warning("case report %s skipped: unexpected data shape", event.id)
     return out

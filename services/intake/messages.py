@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from services.intake.decisions import Decided
 from shared.events import CloudEvent, new_event
-from shared.events.common import Data, Subject
+from shared.events.common import Subject
 from shared.events.inbound import RequestReceived
 from shared.events.internal import (
+    CaseEvent,
     ErasureWorkRequested,
     RequestAccepted,
     RequestDecided,
@@ -24,14 +25,7 @@ SOURCE = "gardien/intake"
 WORK_REQUESTED = "gardien.erasure.work.requested"
 
 
-class CaseReport(Data):
-    """What intake reads of a ``gardien.erasure.case.*`` event (producer: erasure)."""
-
-    case_id: str = ""
-    request_id: str | None = None
-    systems: dict[str, Any] = {}
-    closed_at: str | None = None
-    art19: dict[str, Any] | None = None
+CaseReport = CaseEvent  # erasure's case event (shared/events/internal.py), as intake reads it
 
 
 def jsonable(value: Any) -> Any:

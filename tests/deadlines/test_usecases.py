@@ -33,7 +33,8 @@ def notified(bid: str, at: str, which: str = "authority") -> Any:
 
 def accepted(rid: str) -> Any:
     data = {"request_id": rid, "right": "access", "status": "received",
-            "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer"}  # fmt: skip
+            "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer",
+            "channel": "web"}  # fmt: skip
     return event("gardien.request.accepted", data, data["received_at"], f"a-{rid}")
 
 
