@@ -332,5 +332,5 @@ class DlqRedriven(Data):
     dlq_topic: ShortText
     dlq_offset: int
     source_topic: ShortText
-    reason: LongText
-    operator: ShortText
+    reason: Annotated[str, Field(max_length=4000)]  # as the refusing service wrote it
+    operator: Annotated[str, Field(max_length=256)]
