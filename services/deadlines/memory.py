@@ -106,18 +106,18 @@ class MemoryHolds:
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
 
-    async def get(self, key: str) -> Doc | None:
-        return copy.deepcopy(self.docs.get(key))
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        return {k: copy.deepcopy(self.docs[k]) for k in set(keys) if k in self.docs}
 
-    async def add(self, doc: Doc) -> bool:
-        if doc["_id"] in self.docs:
-            return False
-        self.docs[doc["_id"]] = copy.deepcopy(doc)
-        return True
+    async def save_many(self, new: Sequence[Doc], released: dict[str, str]) -> None:
+        for doc in new:
+            self.docs.setdefault(doc["_id"], copy.deepcopy(doc))
+        for key, on in released.items():
+            if key in self.docs:
+                self.docs[key].update(released_on=on, active=False)
 
-    async def release(self, key: str, released_on: str) -> None:
-        if key in self.docs:
-            self.docs[key].update(released_on=released_on, active=False)
+    async def listed(self, limit: int) -> list[Doc]:
+        return [copy.deepcopy(self.docs[k]) for k in sorted(self.docs)][:limit]
 
     async def active(self, refs: list[str]) -> list[Doc]:
         found = [

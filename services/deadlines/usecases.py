@@ -60,6 +60,7 @@ class Inbound:
 
     event: CloudEvent
     data: Any
+    hold: Doc | None = None  # a legal-hold event: the hold as it stands after it
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,11 @@ class Deadlines:
         pseudonyms: Pseudonymiser,
         span: Tracer,
         plans: dict[str, Plan],
+        prepare: Prepare | None = None,
     ) -> None:
         self.repos, self.policy, self.clock = repos, policy, clock
         self.pseudonyms, self.span, self.plans = pseudonyms, span, plans
-        self.timers: Any = None  # the HTTP actions' store, set by the app (ActionStore)
+        self.prepare = prepare  # the batch's own writes before planning (legal holds)
 
     async def handle(self, items: Sequence[Inbound]) -> None:
         """One batch: plan each event (its own reads), apply all, raise the first refusal."""
@@ -95,6 +97,8 @@ class Deadlines:
         steps: list[Step] = []
         with self.span("deadlines.handle") as span:
             span.set_attribute("gardien.batch_size", len(items))
+            if self.prepare is not None:
+                items = await self.prepare(self, items)
             for item in items:
                 plan = self.plans.get(item.event.type)
                 try:
@@ -212,6 +216,7 @@ async def as_sent(event: CloudEvent, repos: Repositories) -> CloudEvent:
 
 
 Plan = Callable[[Deadlines, Inbound], Awaitable[list[Step]]]
+Prepare = Callable[[Deadlines, Sequence[Inbound]], Awaitable[Sequence[Inbound]]]
 
 
 async def request_event(uses: Deadlines, item: Inbound) -> list[Step]:

@@ -80,8 +80,8 @@ def create_app(
 
     async def start(runtime: Runtime) -> None:
         # Retired: subject hashes now use the deployment's pseudonym key (shared/pseudonyms).
-        await runtime.db["vault"].delete_one({"_id": "subject-hash"})
         repos = (repositories or mongo_repositories)(runtime)
+        await repos.keys.retire_secret("subject-hash")
         intake = bootstrap(runtime, repos, policy, clock or SystemClock())
         app.state.intake = intake
         await intake.relay_pending()

@@ -105,6 +105,12 @@ class MemoryRing:
 class MemorySubjectKeys:
     live: set[str] = field(default_factory=set)
     tombstones: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)  # vault entries (retired ones go)
+
+    async def retire_secret(self, name: str) -> bool:
+        found = name in self.secrets
+        self.secrets.discard(name)
+        return found
 
     async def ring(self, new: Iterable[str], now: datetime) -> KeyRing:
         self.live |= {k for k in new if k not in self.tombstones}

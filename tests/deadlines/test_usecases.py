@@ -3,6 +3,7 @@ saved once, relayed once; refusals kept per event; lost races redone (millisecon
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,10 +166,10 @@ async def test_a_purge_sends_the_opened_subject_unless_a_hold_recorded_before_wi
     assert stored["kid"] == "retention:CTR-A:customer" and "identifiers" not in stored
     # hold_placed's first write (``holds``) happened; its timers' write has not yet.
     refs = w.uses.pseudonyms.refs({"email": "b@example.org"})
-    await w.holds.add({
+    await w.holds.save_many([{
         "_id": "H-1", "matter": "dispute", "subject_refs": refs, "scope_all_subjects": False,
         "categories": [], "opened_on": "2031-06-01", "released_on": None, "active": True,
-    })  # fmt: skip
+    }], {})  # fmt: skip
     assert await w.scheduler.tick() == 1
     [work] = w.sent("work.requested")
     assert work.data["case_id"] == "ret:retention:CTR-A:customer"
@@ -186,3 +187,35 @@ async def test_several_claim_loops_in_one_tick_never_fire_a_timer_twice() -> Non
     assert await w.scheduler.tick() == 6
     ids = [e.id for e in w.sent("due")]
     assert len(ids) == len(set(ids)) == 6
+
+
+async def test_the_holds_of_a_batch_are_read_once_and_written_once_in_order() -> None:
+    from services.deadlines.memory import MemoryHolds
+
+    class Counting(MemoryHolds):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = self.writes = 0
+
+        async def get_many(self, keys: Any) -> dict[str, Any]:
+            self.reads += 1
+            return await super().get_many(keys)
+
+        async def save_many(self, new: Any, released: dict[str, str]) -> None:
+            self.writes += 1
+            await super().save_many(new, released)
+
+    def hold_event(kind: str, matter: str, at: str, event_id: str) -> Any:
+        data = {"matter": matter, "at": at, "scope": {"categories": ["billing"]}}
+        return event(f"gdpr.legal_hold.{kind}", data, at, event_id)
+
+    w = world(datetime(2031, 7, 1, 12, tzinfo=UTC))
+    counting = Counting()
+    w.uses.repos = dataclasses.replace(w.uses.repos, holds=counting)
+    at = "2031-06-01T10:00:00+02:00"
+    placed = [hold_event("placed", f"M-{i}", at, f"p-{i}") for i in range(3)]
+    released = hold_event("released", "M-1", "2031-06-02T10:00:00+02:00", "r-1")
+    await w.handle(*placed, released, placed[0])  # a re-delivery too
+    assert (counting.reads, counting.writes) == (1, 1)
+    assert [k for k, d in sorted(counting.docs.items()) if d["active"]] == ["M-0", "M-2"]
+    assert counting.docs["M-1"]["released_on"] == "2031-06-02"
