@@ -1,16 +1,21 @@
-"""`gardien audit ...`: verify the trail, export checkpoints for a third party."""
+"""`gardien audit ...`: verify the trail, export checkpoints for a third party.
+
+Where the database is comes from the command that mounts this one: ``gardien.cli`` puts a
+``SettingsFor`` in the context (the environment, else the running stack); on its own this
+app reads the environment only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gardien.endpoints import client_settings
 from services.audit.checkpoints import public_key
 from services.audit.mongo import mongo_repositories
 from services.audit.repository import Repositories
@@ -28,13 +33,19 @@ MongoUri = Annotated[
 ]
 
 
-def _settings(uri: str | None) -> Settings:
-    # The environment, else the stack a running `gardien up` uses (.gardien/up.json).
-    return client_settings(mongodb_uri=uri)
+SettingsFor = Callable[[str | None], Settings]  # --mongodb-uri -> the settings to use
+SETTINGS_FOR = "audit_settings_for"  # its key in the context object
 
 
-async def _with_store(uri: str | None, work: Any) -> Any:
-    settings = _settings(uri)
+def _settings(ctx: typer.Context, uri: str | None) -> Settings:
+    obj = ctx.find_root().obj
+    given: SettingsFor | None = obj.get(SETTINGS_FOR) if isinstance(obj, dict) else None
+    if given is not None:
+        return given(uri)
+    return Settings(mongodb_uri=uri) if uri else Settings()
+
+
+async def _with_store(settings: Settings, work: Any) -> Any:
     client = create_client(settings)
     try:
         return await work(mongo_repositories(service_database(client, settings, "audit")))
@@ -44,6 +55,7 @@ async def _with_store(uri: str | None, work: Any) -> Any:
 
 @audit_app.command()
 def verify(
+    ctx: typer.Context,
     mongodb_uri: MongoUri = None,
     from_checkpoint: Annotated[
         bool, typer.Option(help="Start each chain at its latest validly signed checkpoint.")
@@ -95,7 +107,7 @@ def verify(
                 checkpoints=held["items"] if held else None,
             )
 
-    report: Report = asyncio.run(_with_store(mongodb_uri, work))
+    report: Report = asyncio.run(_with_store(_settings(ctx, mongodb_uri), work))
     _print(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
@@ -131,6 +143,7 @@ def _save_state(path: Path | None, saved: dict[str, tuple[int, str]]) -> None:
 
 @checkpoints_app.command("export")
 def export(
+    ctx: typer.Context,
     mongodb_uri: MongoUri = None,
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
@@ -144,7 +157,7 @@ def export(
         ]
         return {"public_key": {**key.export(), "raw_hex": key.raw.hex()}, "items": items}
 
-    doc = asyncio.run(_with_store(mongodb_uri, work))
+    doc = asyncio.run(_with_store(_settings(ctx, mongodb_uri), work))
     text = json.dumps(doc, indent=2, sort_keys=True)
     if out is None:
         typer.echo(text)
