@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,44 +74,54 @@ def verify(
     """Verify every hash chain and signed checkpoint; exit 1 at the first bad record."""
     saved = _load_state(state)
     held = json.loads(checkpoints.read_text()) if checkpoints else None
+    run = Run(saved, state, held, chain, from_checkpoint, as_json)
+    report: Report = asyncio.run(_with_store(_settings(ctx, mongodb_uri), run.verify))
+    _print(report, as_json)
+    if not report.ok:
+        raise typer.Exit(1)
 
-    async def work(repos: Repositories) -> Report:
-        key = (
-            bytes.fromhex(held["public_key"]["raw_hex"])
-            if held
-            else (await public_key(repos.keys)).raw
-        )
+
+@dataclass
+class Run:
+    """One `gardien audit verify`: where it resumes, what it checks, how it reports."""
+
+    saved: dict[str, tuple[int, str]]
+    state: Path | None
+    held: dict[str, Any] | None  # checkpoints held by a third party
+    chain: str | None
+    from_checkpoint: bool
+    as_json: bool
+
+    async def verify(self, repos: Repositories) -> Report:
+        """Walk the chains with a progress bar, saving the position after each range."""
+        held = self.held
+        key = bytes.fromhex(held["public_key"]["raw_hex"]) if held else None
+        key = key or (await public_key(repos.keys)).raw
         heads = await repos.records.all_heads()
-        total = sum(max(seq - saved.get(c, (0, ""))[0], 0) for c, (seq, _) in heads.items())
+        start = {c: pos[0] for c, pos in self.saved.items()}
+        total = sum(max(seq - start.get(c, 0), 0) for c, (seq, _) in heads.items())
         columns = (
             TextColumn("verifying"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=as_json) as bar:
+        with Progress(*columns, disable=self.as_json) as bar:
             task = bar.add_task("records", total=total or None)
-            reached = {c: pos[0] for c, pos in saved.items()}
 
             def progress(name: str, seq: int, digest: str) -> None:
-                bar.advance(task, seq - reached.get(name, 0))
-                reached[name] = seq
-                saved[name] = (seq, digest)
-                _save_state(state, saved)
+                bar.advance(task, seq - start.get(name, 0))
+                start[name] = seq
+                self.saved[name] = (seq, digest)
+                _save_state(self.state, self.saved)
 
-            batch = AuditSettings().verify_batch
-            verifier = Verifier(repos, key, batch, progress)
+            verifier = Verifier(repos, key, AuditSettings().verify_batch, progress)
             return await verifier.run(
-                saved or None,
-                from_checkpoint=from_checkpoint,
-                only=chain,
+                self.saved or None,
+                from_checkpoint=self.from_checkpoint,
+                only=self.chain,
                 checkpoints=held["items"] if held else None,
             )
-
-    report: Report = asyncio.run(_with_store(_settings(ctx, mongodb_uri), work))
-    _print(report, as_json)
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 def _print(report: Report, as_json: bool) -> None:

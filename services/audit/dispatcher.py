@@ -128,16 +128,7 @@ class Dispatcher:
             await self._failed(delivery, sub, None, f"refused: {exc}", started)
             return
         body = webhooks.payload(record)
-        stamp = int(self.clock.now().timestamp())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": str(delivery["_id"]),
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": crypto.webhook_signature(
-                await self.secret_of(sub), str(delivery["_id"]), stamp, body
-            ),
-            "user-agent": "Gardien-Webhooks/1",
-        }
+        headers = await self._signed(sub, str(delivery["_id"]), body)
         try:
             reply = await client.post(str(sub["url"]), content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -147,6 +138,18 @@ class Dispatcher:
             await self._delivered(delivery, sub, reply.status_code, started)
         else:
             await self._failed(delivery, sub, reply.status_code, "non-2xx reply", started)
+
+    async def _signed(self, sub: dict[str, Any], delivery_id: str, body: bytes) -> dict[str, str]:
+        """The headers of one attempt, signed with the subscription's secret (Standard Webhooks)."""
+        stamp = int(self.clock.now().timestamp())
+        signature = crypto.webhook_signature(await self.secret_of(sub), delivery_id, stamp, body)
+        return {
+            "content-type": "application/json",
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature,
+            "user-agent": "Gardien-Webhooks/1",
+        }
 
     async def _delivered(
         self, delivery: dict[str, Any], sub: dict[str, Any], status: int, started: int
