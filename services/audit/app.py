@@ -81,8 +81,7 @@ def create_app(
     repositories: RepositoryFactory | None = None,
 ) -> FastAPI:
     """The audit app: raw subscribers per topic, query routes, checkpoints and webhooks."""
-    audit = audit or AuditSettings()
-    started: Started[Auditor] = Started()
+    audit, started = audit or AuditSettings(), Started[Auditor]()
 
     async def start(runtime: Runtime) -> None:
         repos = (repositories or (lambda rt: mongo_repositories(rt.db)))(runtime)

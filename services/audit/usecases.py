@@ -144,14 +144,9 @@ class Auditor:
         record_id = f"{d.topic}|{event.id}"
         refs = domain.references(event.data)
         subject_refs, sealed = await sealer.seal(key, record_id, event.data, refs, now)
+        where = {"topic": d.topic, "partition": d.partition, "offset": d.offset}
         return {
-            "_id": record_id,
-            "kind": "event",
-            "topic": d.topic,
-            "partition": d.partition,
-            "offset": d.offset,
-            "recorded_at": now,
-            "event_id": event.id,
+            "_id": record_id, "kind": "event", **where, "recorded_at": now, "event_id": event.id,
             "type": event.type,
             "source": event.source,
             "event_time": event.time.astimezone(UTC).isoformat(),
@@ -160,7 +155,7 @@ class Auditor:
             "subject_refs": subject_refs,
             "data": domain.without_personal(event.data),
             "sealed": sealed,
-        }
+        }  # fmt: skip
 
     @staticmethod
     def _rejection(d: Delivery, now: datetime) -> dict[str, Any]:
