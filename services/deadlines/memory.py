@@ -11,43 +11,14 @@ from typing import Any
 
 from services.deadlines.repository import Listing, Repositories
 from shared.events import CloudEvent
-from shared.persistence import TOKEN, Change, Saved
+from shared.memory import MemoryVersioned
 from shared.subject_vault import SEALED, KeyShredded
 
 Doc = dict[str, Any]
 
 
-class MemoryTimers:
+class MemoryTimers(MemoryVersioned):
     """Timers in a dict; ``sent`` collects every event relayed, in order."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
-        self.sent: list[tuple[CloudEvent, str]] = []
-
-    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
-        return {i: copy.deepcopy(self.docs[i]) for i in sorted(set(ids)) if i in self.docs}
-
-    async def save_many(self, changes: Sequence[Change]) -> Saved:
-        for change in changes:
-            body = {**copy.deepcopy(change.fields), TOKEN: change.token}
-            body.update(outbox=copy.deepcopy(change.outbox), outbox_pending=bool(change.outbox))
-            current = self.docs.get(change.doc_id)
-            if change.version is None and current is None:
-                self.docs[change.doc_id] = {"_id": change.doc_id, **body, "version": 1}
-            elif current is not None and current.get("version") == change.version:
-                current.update(body, version=int(change.version or 0) + 1)
-        saved = [c for c in changes if self.docs.get(c.doc_id, {}).get(TOKEN) == c.token]
-        lost = [c.doc_id for c in changes if c not in saved]
-        return Saved(saved, lost)
-
-    async def relay(self, saved: Sequence[Change]) -> int:
-        with_events = [c for c in saved if c.outbox]
-        for change in with_events:
-            self.sent.extend(change.events)
-            doc = self.docs.get(change.doc_id)
-            if doc is not None and doc.get(TOKEN) == change.token:
-                doc.update(outbox=[], outbox_pending=False)
-        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
         sent = 0
