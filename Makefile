@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test lint check env clean bench chaos browser
+.PHONY: run test lint check env clean bench bench-replicas chaos browser
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -51,3 +51,7 @@ clean:
 
 bench: env
 	$(VENV)/bin/python -m bench.run_all
+
+# 1, 2 and 4 members per service, a member stopped mid-run, correctness checked (docs/scaling.md).
+bench-replicas: env
+	$(VENV)/bin/python -m bench.replicas $(ARGS)

@@ -170,7 +170,12 @@ class Up:
 
 @contextmanager
 def gardien_up(
-    st: Stack, *, registry_systems: int = 2, timeout: float = 90, **extra_env: str
+    st: Stack,
+    *,
+    registry_systems: int = 2,
+    timeout: float = 90,
+    replicas: int = 1,
+    **extra_env: str,
 ) -> Iterator[Up]:
     """`gardien up` against ``st`` as tests/e2e/conftest.py starts it; stopped afterwards."""
     from tests.upctl import start_up, stop_up, up_env
@@ -184,7 +189,9 @@ def gardien_up(
         **extra_env,
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    proc, api = start_up(home, env, timeout, base_port=30000 + (os.getpid() % 1000) * 10)
+    extra = ["--replicas", str(replicas)] if replicas != 1 else None
+    base = 30000 + (os.getpid() % 400) * 50  # room for 4 members of each service
+    proc, api = start_up(home, env, timeout, extra, base_port=base)
     try:
         yield Up(proc, home, api, env["GARDIEN_DB_PREFIX"], st.bootstrap, st.mongodb_uri)
     finally:

@@ -4,7 +4,9 @@ Sizes are chosen so the whole run fits in 30 minutes on a 2-core machine (docs/
 performance.md): ceiling 20,000 documents and 30,000 messages; audit appends 20,000
 records through the real consumer; pipeline 400 requests per mix (access, mixed,
 erasure) and 30 s at half load; timers 1,000,000 pending; fan-out 60 cases x 10 systems
-(10,000 is extrapolated); audit 300,000 records (1,000,000 with --full).
+(10,000 is extrapolated); audit 300,000 records (1,000,000 with --full); replicas 1, 2 and
+4 members per service, 200 requests and 40 retention clocks each, one forced rebalance;
+access packages 1,000 subjects x 4 systems and one 100 MB answer.
 
     python -m bench.run_all [--full]
 """
@@ -15,7 +17,16 @@ import argparse
 import time
 from typing import Any
 
-from bench import audit, ceiling, fanout, fanout_batches, pipeline, timers
+from bench import (
+    access_package,
+    audit,
+    ceiling,
+    fanout,
+    fanout_batches,
+    pipeline,
+    replicas,
+    timers,
+)
 from bench.common import machine
 
 
@@ -35,6 +46,8 @@ def main() -> None:
     results["fanout_batches"] = fanout_batches.main(["--cases", "2000", "--batch", "500"])
     results["timers"] = timers.main(["--timers", "1000000", "--batch", "1000"])
     results["audit"] = audit.main(["--records", "1000000" if args.full else "300000"])
+    results["replicas"] = replicas.main(["--requests", "200", "--contracts", "40"])
+    results["access_package"] = access_package.main(["--subjects", "1000", "--big-mb", "100"])
     p, f, t, a = (results[k] for k in ("pipeline", "fanout", "timers", "audit"))
     fb = results["fanout_batches"]
     mixed, half = p["throughput"]["mixed"], p["half_load"]
@@ -80,6 +93,17 @@ def main() -> None:
         f"{a['query_subject_ms']['p99']} ms, request {a['query_request_ms']['p99']} ms; "
         f"export {a['export_records_per_s']:,}/s"
     )
+    many, huge = results["access_package"]["many"], results["access_package"]["huge"]
+    print(
+        f"access packages         {many['packages_per_s']:8.1f} packages/s ({many['subjects']:,}"
+        f" subjects x {many['systems']} systems); {huge['upload_mb']} MB answer: RSS peak"
+        f" {huge['rss_peak_mib']} MiB from {huge['rss_start_mib']}"
+    )
+    for r in results["replicas"]["runs"]:
+        print(
+            f"replicas {r['replicas']}             {r['items_per_s']:8.2f} items/s, pause after a "
+            f"member stopped {r['pause_s']} s, checks {'OK' if r['checks']['ok'] else 'FAILED'}"
+        )
     print(f"total {(time.monotonic() - started) / 60:.1f} min")
 
 

@@ -1,5 +1,8 @@
 """`gardien up`: run the embedded stack, the four services and the HTTP API, supervised.
 
+With ``replicas`` > 1 each service runs that many members of its one consumer group
+(``gardien-<service>``), each its own process on its own HTTP port (member k of a service
+listens on its member-1 port + 10 x (k - 1)); the gateway talks to member 1 of each.
 Every child runs in its own process group and is stopped on Ctrl-C or SIGTERM. A service
 that exits is restarted with backoff. The embedded broker keeps everything in memory, so
 when it restarts every topic, record and committed offset is gone and running consumers
@@ -22,11 +25,33 @@ import typer
 
 from gardien import stack
 from gardien.endpoints import UP_STATE
-from shared.kafka_admin import ensure_topics
+from shared.kafka_admin import ensure_topics, partition_counts
 from shared.pseudonyms import ensure_key_file
-from shared.topics import all_topics
+from shared.topics import INBOUND, INTERNAL, PARTITIONS, all_topics
 
 SERVICE_OFFSETS = {"intake": 1, "deadlines": 2, "erasure": 3, "audit": 4}
+MEMBER_STRIDE = 10  # member k of a service listens on its member-1 port + 10 x (k - 1)
+# The fewest partitions of a business topic: more members of a group than that sit idle.
+MAX_REPLICAS = min(PARTITIONS[t] for t in INBOUND + INTERNAL)
+
+
+def member_name(service: str, member: int) -> str:
+    """The child's name: ``intake`` for member 1, ``intake-2`` for member 2, and so on."""
+    return service if member == 1 else f"{service}-{member}"
+
+
+def check_replicas(replicas: int) -> str | None:
+    """Why ``replicas`` members per service cannot run (None when they can)."""
+    if replicas < 1:
+        return "--replicas must be at least 1"
+    if replicas > MAX_REPLICAS:
+        return (
+            f"--replicas {replicas}: the business topics have {MAX_REPLICAS} partitions "
+            f"(shared/topics.py), so members beyond {MAX_REPLICAS} would get none"
+        )
+    return None
+
+
 STATE_FILE = UP_STATE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The reference connected systems (examples/connected_systems) and their extra arguments;
@@ -84,6 +109,7 @@ class Launcher:
     mongodb_uri: str
     base_port: int = 8100
     reference_systems: bool = False
+    replicas: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: subprocess.Popen[bytes] | None = None
     mongo: subprocess.Popen[bytes] | None = None
@@ -97,7 +123,20 @@ class Launcher:
         if self.own_mongo:
             port = int(self.mongodb_uri.rsplit(":", 1)[1])
             self.mongo = stack.start_mongo(self.home, port)
+        self.ensure_topics()
+
+    def ensure_topics(self) -> None:
+        """Create missing topics; refuse existing ones with fewer partitions than members."""
         asyncio.run(ensure_topics(self.bootstrap, all_topics()))
+        if self.replicas == 1:
+            return
+        counts = asyncio.run(partition_counts(self.bootstrap, sorted(PARTITIONS)))
+        short = sorted(t for t, n in counts.items() if n < self.replicas)
+        if short:
+            raise SystemExit(
+                f"gardien: {', '.join(short)} have fewer partitions than --replicas "
+                f"{self.replicas}; some members would get none"
+            )
 
     def service_env(self) -> dict[str, str]:
         env = {
@@ -110,12 +149,21 @@ class Launcher:
         if not env.get("GARDIEN_PSEUDONYM_KEY"):
             key_file = env.get("GARDIEN_PSEUDONYM_KEY_FILE") or str(self.home / "pseudonym.key")
             env["GARDIEN_PSEUDONYM_KEY_FILE"] = str(ensure_key_file(Path(key_file)))
-        for name, port in self.ports().items():
+        for name, port in self.ports().items():  # the gateway talks to member 1
             env[f"GARDIEN_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
         return env
 
     def ports(self) -> dict[str, int]:
+        """The HTTP port of member 1 of each service."""
         return {name: self.base_port + offset for name, offset in SERVICE_OFFSETS.items()}
+
+    def member_ports(self) -> dict[str, int]:
+        """The HTTP port of every member, by child name (``intake``, ``intake-2``…)."""
+        return {
+            member_name(name, k): port + MEMBER_STRIDE * (k - 1)
+            for k in range(1, self.replicas + 1)
+            for name, port in self.ports().items()
+        }
 
     def save_state(self) -> None:
         """Record every pid and address, for `gardien stack status` and for operators."""
@@ -126,6 +174,7 @@ class Launcher:
             "broker_pid": self.broker.pid if self.broker else None,
             "mongo_pid": self.mongo.pid if self.mongo else None,
             "children": {c.name: c.proc.pid for c in self.children if c.proc},
+            "ports": self.member_ports(),
             "http": f"http://{self.http_host}:{self.http_port}",
         }
         (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -133,10 +182,11 @@ class Launcher:
     def start_children(self) -> None:
         base = self.service_env()
         gardien = [sys.executable, "-m", "gardien"]
-        for name, port in self.ports().items():
+        for member, port in self.member_ports().items():
+            service = member.split("-", 1)[0]
             env = {**base, "GARDIEN_SERVICE_PORT": str(port)}
             self.children.append(
-                Child(name, [*gardien, "service", name], env, self.home / f"{name}.log")
+                Child(member, [*gardien, "service", service], env, self.home / f"{member}.log")
             )
         api_env = {
             **base,
@@ -172,7 +222,7 @@ class Launcher:
         if self.own_broker:
             port = int(self.bootstrap.rsplit(":", 1)[1])
             self.broker = stack.start_broker(self.home, port)
-            asyncio.run(ensure_topics(self.bootstrap, all_topics()))
+            self.ensure_topics()
         for child in self.children:
             child.restarts += 1
             child.start()
@@ -240,7 +290,7 @@ def _print_endpoints(launcher: Launcher) -> None:
     typer.echo(
         f"MongoDB           {launcher.mongodb_uri}" + (" (embedded)" if launcher.own_mongo else "")
     )
-    for name, port in launcher.ports().items():
+    for name, port in launcher.member_ports().items():
         typer.echo(f"{name:<17} http://127.0.0.1:{port}/healthz")
     typer.echo(
         f"HTTP API          http://{launcher.http_host}:{launcher.http_port}  (docs at /docs)"

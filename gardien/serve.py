@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from importlib import import_module
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
@@ -15,9 +16,10 @@ from pydantic import ValidationError
 from gardien import stack
 from gardien.console import HOME, fail
 from gardien.endpoints import DEFAULT_HOME, live_stack, load_settings
-from gardien.launcher import Launcher, run
+from gardien.launcher import Launcher, check_replicas, run
 from shared.auth import KeyStore
 from shared.errors import GardienError
+from shared.mongo import mongo_hosts
 from shared.rules.errors import RuleError
 from shared.settings import SERVICE_NAMES, Settings
 
@@ -31,8 +33,17 @@ def up(
     with_reference_systems: Annotated[
         bool, typer.Option(help="Also run the reference CRM, newsletter, billing and vendor.")
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Members of each service's consumer group, each its own process and port "
+            "(member k: its service's port + 10 x (k - 1)); see docs/scaling.md."
+        ),
+    ] = 1,
 ) -> None:
     """Start the embedded stack (unless env points elsewhere), every service and the API."""
+    if (problem := check_replicas(replicas)) is not None:
+        fail(problem)
     home.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     _ensure_admin_key(home)
@@ -47,6 +58,7 @@ def up(
         mongodb_uri=mongo,
         base_port=base_port,
         reference_systems=with_reference_systems,
+        replicas=replicas,
         extra_env=_local_env(home),
     )
     run(launcher)
@@ -118,9 +130,52 @@ def service(
         fail(str(exc))
     app, port = _service_app(name, settings)
     # log_config=None: uvicorn keeps the handlers configured above (one format per process).
-    uvicorn.run(
-        app, host=settings.gardien_http_host, port=port, log_level="warning", log_config=None
+    # The lifespan is run here, not by uvicorn, so a failed start is one line, not a traceback.
+    config = uvicorn.Config(
+        app,
+        host=settings.gardien_http_host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        lifespan="off",
     )
+    try:
+        asyncio.run(_serve(app, uvicorn.Server(config), settings))
+    except StartFailed as exc:
+        fail(f"cannot start {name}: {exc}")
+
+
+class StartFailed(Exception):
+    """The service could not start; the message is one line for the operator."""
+
+
+async def _serve(app: FastAPI, server: Any, settings: Settings) -> None:
+    """Start the app's lifespan, serve HTTP until stopped, then run the lifespan's shutdown."""
+    lifespan = app.router.lifespan_context(app)
+    try:
+        await lifespan.__aenter__()
+    except Exception as exc:
+        raise StartFailed(start_failure(exc, settings)) from None
+    try:
+        await server.serve()
+    finally:
+        await lifespan.__aexit__(None, None, None)
+    if not server.started:
+        raise StartFailed(f"cannot listen on {settings.gardien_http_host}:{server.config.port}")
+
+
+def start_failure(exc: BaseException, settings: Settings) -> str:
+    """One line saying why a start failed: which store is unreachable, or the error itself."""
+    from aiokafka.errors import KafkaError
+    from pymongo.errors import ConnectionFailure
+
+    if isinstance(exc, ConnectionFailure):
+        return f"MongoDB unreachable at {mongo_hosts(settings.mongodb_uri)} ({type(exc).__name__})"
+    if isinstance(exc, KafkaError):
+        where = settings.kafka_bootstrap_servers
+        return f"Kafka unreachable at {where} ({type(exc).__name__})"
+    text = _one_line(exc) if isinstance(exc, Exception) else type(exc).__name__
+    return text[:300]
 
 
 def _service_app(name: str, settings: Settings) -> tuple[FastAPI, int]:

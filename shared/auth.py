@@ -28,6 +28,7 @@ class Scope(StrEnum):
     BREACHES_WRITE = "breaches:write"  # breach follow-ups (HTTP actions)
     HOLDS_WRITE = "holds:write"  # legal holds placed and released
     ERASURE_WRITE = "erasure:write"  # manual erasure steps, processor deletion certificates
+    PACKAGES_READ = "packages:read"  # download access packages, issue a subject's link
     ADMIN = "admin"
 
 

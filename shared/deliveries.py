@@ -45,6 +45,25 @@ class Delivery:
         return parse_event(self.body, self.raw_headers, self.timestamp_ms)
 
 
+REF_FIELDS = ("request_id", "case_id", "breach_id", "timer_id")  # ids an event's data names
+
+
+def log_ids(record: Delivery, item: Any = None) -> dict[str, str | None]:
+    """The ids a log line about ``record`` carries (``shared.logs.bind``): where it came
+    from, its event id, and the request/case/breach/timer id its data names, if any."""
+    ids: dict[str, str | None] = {
+        "topic": record.topic,
+        "partition": str(record.partition),
+        "offset": str(record.offset),
+        "event_id": record.headers.get("ce_id"),
+    }
+    if isinstance(item, CloudEvent):
+        ids["event_id"] = item.id
+        data = item.data if isinstance(item.data, dict) else {}
+        ids.update({k: data[k] for k in REF_FIELDS if isinstance(data.get(k), str)})
+    return ids
+
+
 def delivery(record: Any) -> Delivery:
     """The ``Delivery`` of one aiokafka ``ConsumerRecord``."""
     raw = tuple((str(k), v) for k, v in getattr(record, "headers", ()) or ())

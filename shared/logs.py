@@ -20,8 +20,12 @@ from typing import Any, Literal
 from opentelemetry import trace
 
 LogFormat = Literal["auto", "json", "text"]
-# Ids that may be bound to the context; values are identifiers of Gardien's own aggregates.
-BOUND_KEYS = ("event_id", "request_id", "case_id", "breach_id", "command_id", "timer_id")
+# Ids that may be bound to the context; values are identifiers of Gardien's own aggregates,
+# and where a record came from (topic, partition, offset).
+BOUND_KEYS = (
+    *("event_id", "request_id", "case_id", "breach_id", "command_id", "timer_id"),
+    *("topic", "partition", "offset"),
+)
 
 _bound: ContextVar[dict[str, str]] = ContextVar("gardien_log_ids", default={})  # noqa: B039
 

@@ -15,8 +15,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from shared import topics
-from shared.deliveries import Delivery, lenient_batch, raw_bodies
+from shared.deliveries import Delivery, lenient_batch, log_ids, raw_bodies
 from shared.events import CloudEvent, topic_for_type
+from shared.logs import bind
 from shared.metrics import Metrics
 from shared.polling import MAX_UNEXPECTED_ATTEMPTS, TRANSIENT, Poller, Route
 from shared.settings import Settings
@@ -200,7 +201,8 @@ class Consumer(Poller):
             timestamp_ms=record.timestamp_ms if record.timestamp_ms > 0 else None,
         )
         self.metrics.inc("events_dead_lettered", record.topic)
-        log.warning("dead-lettered %s[%d]@%d: %s", *record.where, reason)
+        with bind(**log_ids(record)):
+            log.warning("dead-lettered %s[%d]@%d: %s", *record.where, reason)
 
 
 def _producer(broker: KafkaBroker) -> AIOKafkaProducer:

@@ -23,6 +23,13 @@ def create_client(settings: Settings) -> AsyncMongoClient[Document]:
     )
 
 
+def mongo_hosts(uri: str) -> str:
+    """The hosts of a MongoDB URI, without credentials or options (for error messages)."""
+    rest = uri.split("://", 1)[-1]
+    hosts = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return hosts or "the configured MONGODB_URI"
+
+
 def service_database(
     client: AsyncMongoClient[Document], settings: Settings, service: str
 ) -> AsyncDatabase[Document]:

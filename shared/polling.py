@@ -20,9 +20,10 @@ from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from pymongo.errors import ConnectionFailure, OperationFailure
 
-from shared.deliveries import Delivery, Where, by_partition, consuming
+from shared.deliveries import Delivery, Where, by_partition, consuming, log_ids
 from shared.errors import EventRejected, PermanentError, TransientError
 from shared.events import topic_for_type
+from shared.logs import bind
 from shared.metrics import Metrics
 
 log = logging.getLogger("shared.messaging")
@@ -122,8 +123,9 @@ class Poller:
         if route.per_record:
             return await self._one_by_one(route, items)
         started, first = time.perf_counter(), items[0][0]
+        where = {k: v for k, v in log_ids(first).items() if k in ("topic", "partition")}
         try:
-            with consuming(self.tracer, [d for d, _ in items], "kafka"):
+            with bind(**where), consuming(self.tracer, [d for d, _ in items], "kafka"):
                 await route.call([item for _, item in items])
         except TRANSIENT as exc:
             self._timed(first.topic, items, started, ok=False)
@@ -179,6 +181,10 @@ class Poller:
 
     async def _guard(self, route: Route, d: Delivery, item: Any) -> bool:
         """Handle one record until done or dead-lettered; False after a transient failure."""
+        with bind(**log_ids(d, item)):  # every line about this record names it
+            return await self._attempt(route, d, item)
+
+    async def _attempt(self, route: Route, d: Delivery, item: Any) -> bool:
         while True:
             started = time.perf_counter()
             try:

@@ -43,6 +43,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def seal_with(key: bytes, kid: str, data: bytes, aad: str) -> str:
+    """``data`` sealed under ``key`` as text: base64 of nonce + ciphertext, bound to ``aad``."""
+    nonce = os.urandom(12)
+    return _b64(nonce + AESGCM(key).encrypt(nonce, data, f"{kid}|{aad}".encode()))
+
+
+def open_with(key: bytes, kid: str, sealed: str, aad: str) -> bytes:
+    """The bytes ``seal_with`` sealed; ValueError when they do not match their context."""
+    raw = base64.b64decode(sealed)
+    try:
+        return AESGCM(key).decrypt(raw[:12], raw[12:], f"{kid}|{aad}".encode())
+    except InvalidTag:
+        raise ValueError(f"sealed bytes under {kid} do not match their context") from None
+
+
 def is_sealed(value: Any) -> bool:
     """True for a value ``SubjectVault.seal`` produced."""
     return isinstance(value, dict) and value.get(SEALED) == 1 and "kid" in value
@@ -102,6 +117,21 @@ class SubjectVault:
         except InvalidTag:
             raise ValueError(f"sealed value under {kid} does not match its context") from None
         return json.loads(plain)
+
+    async def seal_bytes(self, kid: str, data: bytes, aad: str, now: datetime | None) -> str:
+        """``data`` encrypted under key ``kid`` (created if new) as text, bound to ``aad``.
+
+        What the blob store stores per chunk: one string, no binary (nx-27017).
+        """
+        key = await self._key(kid, now, create=True)
+        if key is None:
+            raise KeyShredded(f"the subject key {kid} was destroyed")
+        return seal_with(key, kid, data, aad)
+
+    async def open_bytes(self, kid: str, sealed: str, aad: str) -> bytes | None:
+        """The bytes ``seal_bytes`` sealed, or None once key ``kid`` is destroyed."""
+        key = await self._key(kid, None, create=False)
+        return None if key is None else open_with(key, kid, sealed, aad)
 
     async def destroy(self, kid: str, now: datetime) -> bool:
         """Destroy key ``kid`` for good (a tombstone stays); False if it was destroyed already.

@@ -16,7 +16,7 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.audit import handlers
+from services.audit import gauges, handlers
 from services.audit.checkpoints import Checkpointer
 from services.audit.dispatcher import Dispatcher
 from services.audit.http import router
@@ -96,7 +96,7 @@ def create_app(
     wire = lambda runtime: handlers.register(runtime, started.get)  # noqa: E731
     spec = ServiceSpec("audit", wire, INDEXES, [router, webhook_router], after_start=[start])
     app = create_service_app(spec, settings, exporter)
-    app.state.audit_settings = audit
+    app.state.audit_settings, app.state.audit_started = audit, started
     app.state.audit_options = Options(audit, clock or SystemClock(), rng, transport)
-    app.state.audit_started = started
+    gauges.register(app)
     return app

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pymongo.errors import ConnectionFailure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.audit.checkpoints import public_key
@@ -22,7 +23,7 @@ from services.audit.mongo import mongo_repositories
 from services.audit.repository import Repositories
 from services.audit.settings import AuditSettings
 from services.audit.verification import Report, Verifier
-from shared.mongo import create_client, service_database
+from shared.mongo import create_client, mongo_hosts, service_database
 from shared.settings import Settings
 
 audit_app = typer.Typer(help="The audit trail: verify chains and checkpoints, export them.")
@@ -47,9 +48,14 @@ def _settings(ctx: typer.Context, uri: str | None) -> Settings:
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
-    client = create_client(settings)
+    """Run ``work`` on the audit store; an unreachable MongoDB is one line and exit 2."""
+    client = create_client(settings)  # bounded: server selection gives up after 5 s
     try:
         return await work(mongo_repositories(service_database(client, settings, "audit")))
+    except ConnectionFailure as exc:
+        hosts = mongo_hosts(settings.mongodb_uri)
+        typer.echo(f"gardien: MongoDB unreachable at {hosts} ({type(exc).__name__})", err=True)
+        raise typer.Exit(2) from None
     finally:
         await client.close()
 

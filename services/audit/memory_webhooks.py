@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.audit.repository import Doc
+from services.audit.repository import DELIVERY_STATES, Doc
 
 
 def _shown(doc: Doc) -> Doc:
@@ -57,6 +57,10 @@ class MemoryWebhooks:
             return False
         doc.update(state="disabled", disabled_at=at.isoformat())
         return True
+
+    async def failing(self) -> dict[str, int]:
+        active = {i: d for i, d in self.docs.items() if d.get("state") == "active"}
+        return {i: int(d.get("consecutive_failures") or 0) for i, d in active.items()}
 
 
 @dataclass
@@ -114,3 +118,7 @@ class MemoryDeliveries:
 
     async def attempts_of(self, delivery_ids: list[str]) -> list[Doc]:
         return [copy.deepcopy(a) for a in self.attempts if a["delivery_id"] in delivery_ids]
+
+    async def states(self, cap: int) -> dict[str, int]:
+        counts = {s: sum(d.get("state") == s for d in self.docs.values()) for s in DELIVERY_STATES}
+        return {s: min(n, max(cap, 0)) for s, n in counts.items()}

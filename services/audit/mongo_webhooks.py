@@ -9,7 +9,8 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from services.audit.repository import Doc
+from services.audit.repository import DELIVERY_STATES, Doc
+from shared.figures import capped_count
 
 
 class MongoWebhooks:
@@ -63,6 +64,10 @@ class MongoWebhooks:
             {"$set": {"state": "disabled", "disabled_at": at.isoformat()}},
         )
         return bool(done.modified_count)
+
+    async def failing(self) -> dict[str, int]:
+        found = self.webhooks.find({"state": "active"}, {"consecutive_failures": 1})
+        return {str(d["_id"]): int(d.get("consecutive_failures") or 0) async for d in found}
 
 
 class MongoDeliveries:
@@ -127,3 +132,6 @@ class MongoDeliveries:
 
     async def attempts_of(self, delivery_ids: list[str]) -> list[Doc]:
         return [d async for d in self.attempts.find({"delivery_id": {"$in": delivery_ids}})]
+
+    async def states(self, cap: int) -> dict[str, int]:
+        return {s: await capped_count(self.deliveries, {"state": s}, cap) for s in DELIVERY_STATES}

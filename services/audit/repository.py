@@ -14,6 +14,7 @@ from typing import Any, Protocol
 Doc = dict[str, Any]
 LAST = 10**12 - 1  # the highest position ``chain_seq`` spells
 REFS = ("request_id", "case_id", "breach_id")  # the aggregates a record can be looked up by
+DELIVERY_STATES = ("pending", "delivered", "failed", "cancelled")
 
 
 class PositionTaken(Exception):
@@ -177,6 +178,10 @@ class WebhookRepository(Protocol):
         """Disable an active subscription; False when it was not active."""
         ...
 
+    async def failing(self) -> dict[str, int]:
+        """Consecutive failed deliveries of each active subscription (0 when it works)."""
+        ...
+
 
 class DeliveryRepository(Protocol):
     """Queued webhook deliveries and the log of their attempts."""
@@ -210,6 +215,10 @@ class DeliveryRepository(Protocol):
     async def log_attempt(self, doc: Doc) -> None: ...
 
     async def attempts_of(self, delivery_ids: list[str]) -> list[Doc]: ...
+
+    async def states(self, cap: int) -> dict[str, int]:
+        """Deliveries by state (``DELIVERY_STATES``), each counted no further than ``cap``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import asyncio
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.deadlines import handlers, retention, usecases
+from services.deadlines import gauges, handlers, retention, usecases
 from services.deadlines.actions import router as actions
 from services.deadlines.http import router
 from services.deadlines.repository import (
@@ -85,4 +85,5 @@ def create_app(
 
     spec = ServiceSpec("deadlines", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
+    gauges.register(app, ticks)
     return app

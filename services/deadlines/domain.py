@@ -204,3 +204,16 @@ def event_data(
         data["offset"] = firing.offset
     data.update(extra)
     return data
+
+
+def gauge_status(kind: str, state: str, due_ms: int, now_ms: int) -> str:
+    """Where an open clock stands for the timers gauge (docs/operations.md).
+
+    ``overdue``: an obligation's deadline has passed unmet; ``due``: the deadline is now, or
+    a retention purge is waiting; ``approaching``: a reminder went out; else ``pending``.
+    """
+    if due_ms < now_ms:
+        return "overdue" if kind in MISSABLE else "due"
+    if due_ms == now_ms:
+        return "due"
+    return "approaching" if state == State.APPROACHING else "pending"

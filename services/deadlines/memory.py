@@ -55,6 +55,18 @@ class MemoryTimers(MemoryVersioned):
     async def for_processor(self, processor: str) -> list[str]:
         return [i for i, d in self.docs.items() if d.get("processor") == processor]
 
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        shown = [
+            {k: d.get(k) for k in ("kind", "state", "due_ms")}
+            for d in self.docs.values()
+            if d.get("base") == "open" and d.get("due_ms") is not None
+        ]
+        return shown[:cap]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        pending = [d for d in self.docs.values() if d.get("outbox_pending")][:cap]
+        return sum(len(d.get("outbox") or []) for d in pending)
+
 
 def _due(doc: Doc, now_ms: int) -> bool:
     nxt = doc.get("next_fire_ms")

@@ -20,6 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
 from shared.outbox import relay
 from shared.persistence import Change, Saved, VersionedCollection, relay_saved
@@ -38,6 +39,7 @@ INDEXES = IndexPlan(
             IndexModel([("processor", ASCENDING)], name="processor"),
             IndexModel([("category", ASCENDING)], name="category"),
             IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
+            IndexModel([("base", ASCENDING)], name="base"),  # open clocks (gauges.py)
         ],
         HOLDS: [IndexModel([("subject_refs", ASCENDING)], name="subject_refs")],
     }
@@ -94,6 +96,14 @@ class TimerRepository(Protocol):
 
     async def for_processor(self, processor: str) -> list[str]:
         """Ids of the processor-deletion timers of ``processor``."""
+        ...
+
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        """Open clocks with a deadline (``kind``, ``state``, ``due_ms`` only), ``cap`` at most."""
+        ...
+
+    async def outbox_backlog(self, cap: int) -> int:
+        """Events left in the timers' outboxes (of at most ``cap`` timers)."""
         ...
 
 
@@ -204,6 +214,16 @@ class MongoTimers(VersionedCollection):
     async def for_processor(self, processor: str) -> list[str]:
         found = self.collection.find({"processor": {"$in": [processor]}}, {"_id": 1})
         return [str(d["_id"]) async for d in found]
+
+    async def open_clocks(self, cap: int) -> list[Doc]:
+        if cap <= 0:
+            return []
+        shown = {"_id": 0, "kind": 1, "state": 1, "due_ms": 1}
+        found = await self.collection.find({"base": "open"}, shown).limit(cap).to_list(cap)
+        return [d for d in found if d.get("due_ms") is not None]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        return await outbox_backlog(self.collection, cap)
 
 
 class MongoHolds:

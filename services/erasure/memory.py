@@ -16,7 +16,7 @@ from faststream.kafka import KafkaBroker
 from services.erasure.domain import OPEN_STATES, Case
 from services.erasure.holds import Hold
 from services.erasure.messages import Events
-from services.erasure.repository import Repositories, Stored, Write, applied_after
+from services.erasure.repository import OpenCase, Repositories, Stored, Write, applied_after
 from shared.outbox import outbox_entry
 from shared.persistence import Change, Saved, publish_all
 
@@ -104,6 +104,15 @@ class MemoryCases:
 
     async def open_held_by(self, hold_id: str) -> list[str]:
         return self._ids(lambda c: c.state in OPEN_STATES and hold_id in c.holds_pending)
+
+    async def open_cases(self, cap: int) -> list[OpenCase]:
+        cases = [r.case for _, r in sorted(self.rows.items()) if r.case.state in OPEN_STATES]
+        return [
+            OpenCase(c.state, {p.system: p.state for p in c.systems.values()}) for c in cases[:cap]
+        ]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        return sum(len(r.outbox) for r in [r for r in self.rows.values() if r.outbox][:cap])
 
     def _ids(self, keep: Callable[[Case], bool]) -> list[str]:
         return [i for i, row in sorted(self.rows.items()) if keep(row.case)]

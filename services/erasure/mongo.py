@@ -22,8 +22,9 @@ from pymongo.errors import DuplicateKeyError
 
 from services.erasure.domain import OPEN_STATES, Case
 from services.erasure.holds import Hold
-from services.erasure.repository import Repositories, Stored, Write, applied_after
+from services.erasure.repository import OpenCase, Repositories, Stored, Write, applied_after
 from shared.events import CloudEvent
+from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
 from shared.outbox import opened_event, relay, relay_all, stored_entries
 from shared.persistence import Change, Saved, VersionedCollection, relay_saved
@@ -132,8 +133,25 @@ class MongoCases:
                 progress["identifiers"] = {}
         return [Case.model_validate(doc) for doc in docs]
 
+    async def open_cases(self, cap: int) -> list[OpenCase]:
+        if cap <= 0:
+            return []
+        found = self.collection.find(OPEN, {"state": 1, "systems": 1}).limit(cap)
+        return [_open_case(doc) for doc in await found.to_list(cap)]
+
+    async def outbox_backlog(self, cap: int) -> int:
+        return await outbox_backlog(self.collection, cap)
+
     async def _ids(self, query: Doc) -> list[str]:
         return [str(d["_id"]) async for d in self.collection.find(query, {"_id": 1})]
+
+
+def _open_case(doc: Doc) -> OpenCase:
+    parts = {}
+    for name, part in (doc.get("systems") or {}).items():
+        progress = json.loads(part) if isinstance(part, str) else part
+        parts[str(progress.get("system") or name)] = str(progress.get("state") or "pending")
+    return OpenCase(str(doc.get("state")), parts)
 
 
 async def _gather(calls: list[Coroutine[Any, Any, T]]) -> list[T]:

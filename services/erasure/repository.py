@@ -37,6 +37,14 @@ class Stored:
     stored_parts: dict[str, Any] = field(default_factory=dict)  # as stored: writes diff it
 
 
+@dataclass(frozen=True)
+class OpenCase:
+    """An open case as the gauges see it: its state and where each system's part stands."""
+
+    state: str
+    parts: dict[str, str]  # system id -> part state (pending, sent, acknowledged, held)
+
+
 @dataclass
 class Write:
     """A case to store with the events it causes: new when ``loaded`` is None."""
@@ -88,6 +96,14 @@ class CaseRepository(Protocol):
 
     async def page(self, state: str | None, cursor: str | None, limit: int) -> list[Case]:
         """Cases in id order after ``cursor``, optionally in one state; no identifiers."""
+        ...
+
+    async def open_cases(self, cap: int) -> list[OpenCase]:
+        """Up to ``cap`` open cases, as states only (no identifiers read)."""
+        ...
+
+    async def outbox_backlog(self, cap: int) -> int:
+        """Events left in the cases' outboxes (of at most ``cap`` cases)."""
         ...
 
 

@@ -41,6 +41,18 @@ class ErasureSettings(BaseSettings):
     processor_days: int = Field(
         default=30, ge=0, le=3650, description="Contractual days for certificates when omitted."
     )
+    package_keep_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=3650,
+        description="Days an access package is kept once delivered, then deleted with its uploads.",
+    )
+    package_link_seconds: float = Field(
+        default=259_200.0,
+        gt=0,
+        le=2_592_000,
+        description="How long a data subject's single-use package link stays valid.",
+    )
 
     @field_validator("signing_secret")
     @classmethod

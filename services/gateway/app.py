@@ -7,6 +7,7 @@ the services' OpenAPI documents so `/docs` shows the whole API.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,7 +16,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from services.gateway import console
 from shared.health import Check, Readiness
@@ -59,9 +61,18 @@ def routes(settings: Settings) -> dict[str, str]:
         "/v1/processors": settings.gardien_deadlines_url,
         "/v1/erasure": settings.gardien_erasure_url,
         "/v1/register": settings.gardien_erasure_url,  # the register of processing (Art 30)
+        "/v1/packages": settings.gardien_erasure_url,  # a data subject's package link
         "/v1/audit": settings.gardien_audit_url,
         "/v1/webhooks": settings.gardien_audit_url,
     }
+
+
+def rules(settings: Settings) -> list[tuple[re.Pattern[str], str]]:
+    """Paths inside one service's prefix that another owns, matched whole before prefixes."""
+    return [
+        # The access package is the erasure service's, under intake's /v1/requests.
+        (re.compile(r"/v1/requests/[^/]+/package(?:/link)?"), settings.gardien_erasure_url),
+    ]
 
 
 def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -76,6 +87,7 @@ def create_app(settings: Settings, transport: httpx.AsyncBaseTransport | None = 
     )
     app.state.services = services(settings)
     app.state.routes = routes(settings)
+    app.state.rules = rules(settings)
     app.state.metrics = Metrics("api", settings)
     app.state.readiness = Readiness(
         {name: _ready_check(app, base) for name, base in app.state.services.items()},
@@ -171,31 +183,46 @@ async def docs() -> Response:
 
 
 async def forward(request: Request, path: str) -> Response:
-    """Send the request to the service owning its path; relay the answer."""
-    target = owner(request.app.state.routes, request.url.path)
+    """Send the request to the service owning its path; stream the answer back."""
+    target = owner(request.app.state.routes, request.url.path, request.app.state.rules)
     if target is None:
         return JSONResponse({"detail": f"no route for {request.url.path}"}, status_code=404)
     # Raw bytes: a header value outside ASCII (legal as opaque bytes) must not break the forward.
     headers = [
         (k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_HEADERS
     ]
+    client: httpx.AsyncClient = request.app.state.client
     try:
-        upstream = await request.app.state.client.request(
+        outgoing = client.build_request(
             request.method,
             target + raw_target(request),
             content=await request.body(),
             headers=headers,
         )
+        upstream = await client.send(outgoing, stream=True)
     except httpx.InvalidURL:
         return JSONResponse({"detail": "the request URL is not valid"}, status_code=400)
     except httpx.HTTPError:
         return JSONResponse({"detail": "the owning service is unreachable"}, status_code=503)
     out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
-    return Response(upstream.content, status_code=upstream.status_code, headers=out)
+    if "content-length" in upstream.headers and "content-encoding" not in upstream.headers:
+        out["content-length"] = upstream.headers["content-length"]  # bytes pass unchanged
+    # Streamed (an access package is large): the answer is never held whole here.
+    return StreamingResponse(
+        upstream.aiter_bytes(),
+        status_code=upstream.status_code,
+        headers=out,
+        background=BackgroundTask(upstream.aclose),
+    )
 
 
-def owner(table: dict[str, str], path: str) -> str | None:
-    """Base URL of the service whose prefix is ``path`` or a parent of it."""
+def owner(
+    table: dict[str, str], path: str, exact: list[tuple[re.Pattern[str], str]] | None = None
+) -> str | None:
+    """Base URL of the service owning ``path``: a whole-path rule, else its prefix's owner."""
+    for pattern, base in exact or []:
+        if pattern.fullmatch(path):
+            return base
     return next(
         (base for prefix, base in table.items() if path == prefix or path.startswith(prefix + "/")),
         None,

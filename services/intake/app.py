@@ -11,7 +11,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from services.intake import handlers
+from services.intake import gauges, handlers
 from services.intake.actions import router as actions
 from services.intake.http import router
 from services.intake.repository import (
@@ -72,4 +72,5 @@ def create_app(
 
     spec = ServiceSpec("intake", wire, INDEXES, [router, actions], after_start=[start])
     app = create_service_app(spec, settings, exporter)
+    gauges.register(app)
     return app

@@ -26,6 +26,10 @@ class MemoryRequests(MemoryVersioned):
             doc.update(outbox=[], outbox_pending=False)
         return sent
 
+    async def outbox_backlog(self, cap: int) -> int:
+        pending = [d for d in self.docs.values() if d.get("outbox_pending")][:cap]
+        return sum(len(d.get("outbox") or []) for d in pending)
+
     async def get(self, request_id: str) -> Doc | None:
         doc = self.docs.get(request_id)
         return copy.deepcopy(doc) if doc is not None else None

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from shared.errors import TransientError
+from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
 from shared.outbox import relay_all
 from shared.persistence import DUPLICATE_KEY, Change, Saved, VersionedCollection, relay_saved
@@ -47,6 +48,9 @@ class Requests(Protocol):
     async def relay_pending(self) -> int: ...
     async def get(self, request_id: str) -> Doc | None: ...
     async def page(self, status: str | None, after: str | None, limit: int) -> list[Doc]: ...
+    async def outbox_backlog(self, cap: int) -> int:
+        """Events left in the requests' outboxes (of at most ``cap`` requests)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,9 @@ class MongoRequests:
             query["_id"] = {"$gt": after}
         cursor = self.collection.find(query, {"outbox": 0, "applied_events": 0})
         return await cursor.sort("_id", ASCENDING).limit(limit).to_list(limit)
+
+    async def outbox_backlog(self, cap: int) -> int:
+        return await outbox_backlog(self.collection, cap)
 
 
 def _only_duplicates(exc: BulkWriteError) -> list[int]:

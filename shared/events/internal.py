@@ -334,3 +334,62 @@ class DlqRedriven(Data):
     source_topic: ShortText
     reason: Annotated[str, Field(max_length=4000)]  # as the refusing service wrote it
     operator: Annotated[str, Field(max_length=256)]
+
+
+# ---- erasure: gardien.access.package.* on gardien.erasure.cases.v1 (key: request id) ----------
+
+
+class PackageEvent(ErasureData):
+    """Base of the access package's events: ids, never a subject's data or identifiers."""
+
+    request_id: str
+    package_id: str
+
+
+class PackageBuilt(PackageEvent):
+    """``gardien.access.package.built``: the ZIP is stored, sealed under the case's key."""
+
+    right: Literal["access", "portability"]
+    built_at: str
+    size: int
+    sha256: str  # of the ZIP as delivered
+    systems: dict[str, str]  # system -> answered | not_found | failed | no_answer
+    records: int
+
+
+Via = Literal["api", "link"]  # the DPO's download route, or the subject's single-use link
+
+
+class PackageDelivered(PackageEvent):
+    """``gardien.access.package.delivered``: the first download; the request is met on it."""
+
+    delivered_at: str
+    chargeable: bool  # Art 15(3): a further copy within the policy's window (never refused)
+    actor: str  # the API key's name, or "subject-link"
+    via: Via
+
+
+class PackageDownloaded(PackageEvent):
+    """``gardien.access.package.downloaded``: every later download (a further copy)."""
+
+    downloaded_at: str
+    copy_number: int  # 2 for the second download, ...
+    chargeable: bool
+    actor: str
+    via: Via
+
+
+class PackageLinkIssued(PackageEvent):
+    """``gardien.access.package.link_issued``: a single-use link for the subject."""
+
+    link_id: str
+    expires_at: str
+    actor: str
+
+
+class PackageDeleted(PackageEvent):
+    """``gardien.access.package.deleted``: the package and the uploads it was built from."""
+
+    deleted_at: str
+    reason: Literal["expired"]
+    blobs: int  # how many blobs were removed

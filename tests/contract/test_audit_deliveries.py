@@ -85,6 +85,11 @@ class DeliveryContract:
         assert sorted(a["at"] for a in await repo.attempts_of(["d1"])) == [0, 1]
         assert await repo.attempts_of([]) == []
 
+    async def test_states_are_counted_up_to_a_cap(self, repo: DeliveryRepository) -> None:
+        await repo.enqueue([queued(f"d{i}") for i in range(3)] + [queued("ok")])
+        await repo.delivered("ok", 200)
+        assert await repo.states(2) == {"pending": 2, "delivered": 1, "failed": 0, "cancelled": 0}
+
 
 class TestMemoryDeliveries(DeliveryContract):
     @pytest.fixture

@@ -61,6 +61,14 @@ class WebhookContract:
         assert got is not None and got["state"] == "active"
         assert got["consecutive_failures"] == 0 and "failing_since" not in got
 
+    async def test_failing_counts_the_active_ones(self, repo: WebhookRepository) -> None:
+        await repo.add(sub("wh_a"))
+        await repo.add(sub("wh_b"))
+        await repo.add(sub("wh_c", "disabled"))
+        await repo.failed("wh_a", 1)
+        await repo.failed("wh_a", 2)
+        assert await repo.failing() == {"wh_a": 2, "wh_b": 0}
+
 
 class TestMemoryWebhooks(WebhookContract):
     @pytest.fixture

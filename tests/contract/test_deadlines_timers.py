@@ -122,6 +122,32 @@ class TimerContract:
         assert await repo.relay_pending(NOW) == 1
         assert (await repo.load_many(["a"]))["a"]["outbox"] == []
 
+    async def test_open_clocks_show_kind_state_and_deadline_only(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([
+            timer(1, base="open", subject_refs=["r1"]),
+            timer(2, base="open", kind="breach_authority", state="approaching"),
+            timer(3, base="met"),
+            timer(4, base="open", due_ms=None),
+        ])  # fmt: skip
+        found = await repo.open_clocks(10)
+        assert sorted(found, key=lambda d: d["due_ms"]) == [
+            {"kind": "request", "state": "open", "due_ms": NOW + 1},
+            {"kind": "breach_authority", "state": "approaching", "due_ms": NOW + 2},
+        ]
+        assert len(await repo.open_clocks(1)) == 1
+
+    async def test_outbox_backlog_counts_events_left_unsent(self, repo: TimerRepository) -> None:
+        first = await repo.save_many([queued("a", None, "1"), queued("b", None, "1"), timer(1)])
+        two = queued("b", 1, "2")
+        two.outbox = [*first.saved[1].outbox, *two.outbox]
+        await repo.save_many([two])
+        assert await repo.outbox_backlog(100) == 3
+        await repo.relay([first.saved[0]])
+        assert await repo.outbox_backlog(100) == 2
+        assert await repo.outbox_backlog(0) == 0
+
 
 class TestMemoryTimers(TimerContract):
     @pytest.fixture

@@ -122,6 +122,26 @@ class CaseContract:
         assert await repo.page("closed", None, 5) == []
         assert all(p.identifiers == {} for c in first for p in c.systems.values())
 
+    async def test_open_cases_show_states_of_their_parts(self, repo: CaseRepository) -> None:
+        await repo.save_many([opened(new_case("req:A"))])
+        stored = (await repo.get_many(["req:A"]))["req:A"]
+        domain.answer(stored.case, "crm", "erased", NOW, lambda _: {})
+        await repo.save_many([Write(stored.case, stored, ["ev-a"], [])])
+        closed = new_case("req:CLOSED")
+        closed.state = "closed"
+        await repo.save_many([Write(closed, None, [], [])])
+        [case] = await repo.open_cases(10)
+        assert case.state == "open"
+        assert case.parts == {"crm": "acknowledged", "billing": "sent", "newsletter": "sent"}
+        assert await repo.open_cases(0) == []
+
+    async def test_outbox_backlog_counts_events_not_yet_relayed(self, repo: CaseRepository) -> None:
+        saved = await repo.save_many([opened(new_case("req:A")), opened(new_case("req:B"))])
+        assert await repo.outbox_backlog(100) == 8  # opened + 3 commands, twice
+        assert await repo.outbox_backlog(1) == 4
+        await repo.relay(FakeBroker().as_broker(), saved)
+        assert await repo.outbox_backlog(100) == 0
+
     async def test_destroyed_keys_leave_no_identifier_readable(self, repo: CaseRepository) -> None:
         await repo.save_many([opened(new_case())])
         await repo.destroy_keys(["req:R-1"], NOW)

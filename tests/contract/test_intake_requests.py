@@ -70,6 +70,13 @@ class RequestsContract:
         assert self.sent(repo) == ["e1"]
         assert (await repo.get("A") or {})["outbox"] == []
 
+    async def test_outbox_backlog_counts_events_left_unsent(self, repo: Requests) -> None:
+        ours = await repo.save_many([change("A", None, event(1), event(2)), change("B", None)])
+        assert await repo.outbox_backlog(100) == 2
+        await repo.relay(ours.saved)
+        assert await repo.outbox_backlog(100) == 0
+        assert await repo.outbox_backlog(0) == 0
+
     async def test_pages_by_id_and_status(self, repo: Requests) -> None:
         await repo.save_many(
             [

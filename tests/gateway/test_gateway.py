@@ -102,9 +102,75 @@ async def test_each_prefix_goes_to_its_owner() -> None:
         "/v1/erasure/cases": "erasure",
         "/v1/audit/subjects/x": "audit",
         "/v1/webhooks": "audit",
+        "/v1/requests/r1/package": "erasure",  # the access package: a whole-path rule
+        "/v1/requests/r1/package/link": "erasure",
+        "/v1/requests/r1/packaged": "intake",
+        "/v1/requests/r1/package/other": "intake",
+        "/v1/requests/package": "intake",
+        "/v1/packages/tok.en": "erasure",
     }
     for path, owner in owners.items():
         assert (await call(path)).json()["service"] == owner, path
+
+
+async def test_a_large_answer_is_streamed_through_with_its_length() -> None:
+    chunks = [bytes([i]) * 65536 for i in range(64)]  # 4 MiB
+
+    class Big(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            async def body() -> Any:
+                for chunk in chunks:
+                    yield chunk
+
+            headers = {"content-type": "application/zip", "content-length": str(65536 * 64)}
+            return httpx.Response(200, headers=headers, stream=_Stream(body()))
+
+    gateway, sent = create_app(SETTINGS, transport=Big()), []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/requests/r1/package",
+        "raw_path": b"/v1/requests/r1/package",
+        "query_string": b"",
+        "headers": [(b"host", b"gw")],
+        "client": ("127.0.0.1", 1),
+        "server": ("gw", 80),
+    }
+
+    done, asked = asyncio.Event(), []
+
+    async def receive() -> dict[str, Any]:
+        asked.append(1)
+        if len(asked) == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    async with gateway.router.lifespan_context(gateway):
+        await gateway(scope, receive, send)  # type: ignore[arg-type]
+    start = sent[0]
+    assert start["status"] == 200
+    assert (b"content-length", str(65536 * 64).encode()) in start["headers"]
+    bodies = [m["body"] for m in sent[1:] if m["type"] == "http.response.body"]
+    assert b"".join(bodies) == b"".join(chunks)
+    assert len([b for b in bodies if b]) > 1  # handed on piece by piece, never held whole
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self.source:
+            yield chunk
 
 
 async def test_method_body_and_headers_are_forwarded_and_the_status_kept() -> None:

@@ -61,3 +61,19 @@ async def test_replicas_creating_one_key_at_once_end_up_with_the_same_key(
     )
     reader = SubjectVault(db)
     assert [await reader.open(s, "subject") for s in sealed] == [{"n": i} for i in range(4)]
+
+
+async def test_bytes_sealed_as_text_open_until_the_key_is_destroyed(
+    settings: Settings, mongo_client: Any
+) -> None:
+    vault = SubjectVault(service_database(mongo_client, settings, "erasure"))
+    kid = f"case:req:R-{uuid.uuid4().hex[:6]}"
+    sealed = await vault.seal_bytes(kid, b"alice@example.org", "blob|upload:c|g|0", NOW)
+    assert isinstance(sealed, str) and "alice" not in sealed
+    assert await vault.open_bytes(kid, sealed, "blob|upload:c|g|0") == b"alice@example.org"
+    with pytest.raises(ValueError, match="context"):
+        await vault.open_bytes(kid, sealed, "blob|upload:c|g|1")  # moved: does not open
+    await vault.destroy(kid, NOW)
+    assert await SubjectVault(vault.keys.database).open_bytes(kid, sealed, "x") is None
+    with pytest.raises(KeyShredded):
+        await vault.seal_bytes(kid, b"more", "x", NOW)

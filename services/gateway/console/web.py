@@ -141,7 +141,7 @@ async def api(
     """Call the API with the session's key through the gateway's client (None: no route)."""
     from services.gateway.app import owner
 
-    base = owner(request.app.state.routes, path)
+    base = owner(request.app.state.routes, path, request.app.state.rules)
     if base is None:
         return None
     headers = {"X-API-Key": session.key}
