@@ -68,7 +68,8 @@ def _closed(rid: str) -> dict[str, Any]:
         case_id=f"req:{rid}",
         origin="request",
         request_id=rid,
-        systems={"crm": {"state": "done", "outcome": "erased"}},
+        state="closed",
+        systems={"crm": {"state": "acknowledged", "outcome": "erased", "attempts": 1}},
     )
 
 
