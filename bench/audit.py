@@ -33,7 +33,8 @@ from typing import Any
 from bench import audit_appends
 from bench.common import Progress, embedded_stack, emit, machine, median, percentile
 from services.audit import chain as chains
-from services.audit.repository import INDEXES, chain_seq
+from services.audit.mongo import INDEXES
+from services.audit.repository import chain_seq
 
 CHAINS = [f"gardien.requests.v1/{p}" for p in range(6)]
 TYPES = [
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # End to end: Verifier reading spans from MongoDB (a prefix of each chain).
         from pymongo import AsyncMongoClient
 
-        from services.audit.repository import AuditStore
+        from services.audit.mongo import mongo_repositories
         from services.audit.verification import Verifier
 
         per_chain = max(args.verify_db_records // len(CHAINS), 1)
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         async def verify_db() -> tuple[float, int, int]:
             client = AsyncMongoClient(st.mongodb_uri, tz_aware=True)
-            store = AuditStore(client["bench_audit"])
+            repos = mongo_repositories(client["bench_audit"])
             # Verify the last ``per_chain`` records of every chain, from a saved position.
             for c, (s, _) in heads.items():
                 first = max(s - per_chain, 0)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 start[c] = (first, prev)
             t = time.monotonic()
-            report = await Verifier(store, None).run(start)
+            report = await Verifier(repos, None).run(start)
             elapsed = time.monotonic() - t
             await client.close()
             return report.records / elapsed, report.records, len(report.problems)

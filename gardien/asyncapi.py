@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from shared import messaging, topics
 from shared.events.envelope import CloudEvent
-from shared.events.registry import EVENT_TYPES, INTERNAL_PREFIXES
+from shared.events.registry import EVENT_TYPES, INTERNAL_TYPES, topic_for_type
 from shared.settings import SERVICE_NAMES, Settings
 
 BINDING = "0.5.0"  # the Kafka bindings' version this document follows
@@ -106,12 +106,13 @@ def _messages(schemas: _Schemas) -> dict[str, Any]:
         messages[_message_name(event_type)] = _event_message(
             event_type, envelope, schemas.ref(model), "The aggregate id (request, breach ...)."
         )
-    for prefix, topic in sorted(INTERNAL_PREFIXES.items()):
+    for event_type, own in sorted(INTERNAL_TYPES.items()):
         message = _event_message(
-            f"{prefix}*", envelope, {"type": "object"}, "The aggregate id (never personal data)."
+            event_type, envelope, schemas.ref(own), "The aggregate id (never personal data)."
         )
-        message["summary"] = f"Gardien's own events on {topic}; data fields in docs/events.md"
-        messages[_message_name(prefix + "*")] = message
+        where = topic_for_type(event_type)
+        message["summary"] = f"Gardien's own event on {where}; data: {own.__name__}"
+        messages[_message_name(event_type)] = message
     messages[DEAD_LETTER] = {
         "name": DEAD_LETTER,
         "summary": "A refused record, copied as received; the reason in headers.",
@@ -180,8 +181,8 @@ def _messages_by_topic() -> dict[str, list[str]]:
     by_topic: dict[str, list[str]] = {}
     for event_type, (_, topic) in EVENT_TYPES.items():
         by_topic.setdefault(topic, []).append(_message_name(event_type))
-    for prefix, topic in INTERNAL_PREFIXES.items():
-        by_topic.setdefault(topic, []).append(_message_name(prefix + "*"))
+    for event_type in INTERNAL_TYPES:
+        by_topic.setdefault(topic_for_type(event_type), []).append(_message_name(event_type))
     return by_topic
 
 

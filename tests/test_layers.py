@@ -17,12 +17,7 @@ import pytest
 from tests.support import REPO
 
 # Forbidden imports still present: (file, module it imports) -> why, until it is removed.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("services/audit/cli.py", "gardien.endpoints"): (
-        "`gardien audit verify` finds the running stack through the launcher's state files; "
-        "the audit CLI should receive its settings from gardien.cli instead"
-    ),
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -188,3 +183,81 @@ def test_the_purity_check_catches_an_adapter_in_a_domain_module(tmp_path: Path) 
     (tmp_path / "shared" / "rules" / "cli.py").write_text("import typer\n")
     (tmp_path / "shared" / "rules" / "dates.py").write_text("import holidays\n")
     assert impure_imports(tmp_path) == ["services/intake/domain.py:1 imports shared.outbox"]
+
+
+# Functions over MAX_FUNCTION_LINES (def line to last line), each with why it stays for now.
+# New code stays within the bound; the list only shrinks (a listed function that fits fails).
+MAX_FUNCTION_LINES = 30
+ROUTE = "an HTTP route: its parameters, examples and errors are its OpenAPI text"
+WIRING = "a composition root: the one place that wires the service, read top to bottom"
+MERGED = "merged from the access-package and operations branches; to split next"
+RULE = "one legal rule computed step by step as RULES.md states it (split when next touched)"
+LONG_FUNCTIONS: dict[tuple[str, str], str] = {
+    ("services/audit/http.py", "export"): ROUTE,
+    ("services/deadlines/actions.py", "_notify"): ROUTE,
+    ("services/deadlines/holdactions.py", "deletion_certified"): ROUTE,
+    ("services/deadlines/holdactions.py", "hold_placed"): ROUTE,
+    ("services/erasure/actions.py", "manual_confirmation"): ROUTE,
+    ("services/intake/actions.py", "_act"): ROUTE,
+    ("gardien/publish.py", "publish"): "a typer command: its options are its --help text",
+    ("shared/service.py", "create_service_app"): WIRING,
+    ("services/erasure/app.py", "create_app"): WIRING,
+    ("services/deadlines/app.py", "create_app"): WIRING,
+    ("services/erasure/handlers.py", "register"): WIRING,
+    ("services/deadlines/clocks.py", "breach_clocks"): RULE,
+    ("services/erasure/planning.py", "_line"): RULE,
+    ("services/erasure/planning.py", "art19_record"): RULE,
+    ("services/erasure/planning.py", "plan_processor_case"): RULE,
+    ("services/erasure/planning.py", "plan_case"): RULE,
+    ("services/intake/decisions.py", "post_mortem"): RULE,
+    ("services/intake/decisions.py", "_category"): RULE,
+    ("services/intake/lifecycle.py", "fields"): RULE,
+    ("shared/rules/explain.py", "_date_steps"): RULE,
+    ("shared/rules/_eval_records.py", "retention"): RULE,
+    ("shared/rules/_eval_records.py", "breach_clock"): RULE,
+    ("shared/rules/_eval_rights.py", "dsr_postmortem"): RULE,
+    ("services/erasure/messages.py", "case_event"): "the case event's fields, one per line",
+    ("services/erasure/register_page.py", "csv_text"): "the register's CSV columns, one per line",
+    ("shared/deliveries.py", "consuming"): "one consumer loop with its clean-up (try/finally)",
+    ("shared/polling.py", "_group"): "one consumer group's poll loop with its clean-up",
+    # Arrived from other branches while this check landed: to split by their authors.
+    ("services/erasure/package_store.py", "build"): MERGED,
+    ("services/erasure/package_store.py", "_delivery"): MERGED,
+    ("services/erasure/packages.py", "manifest"): MERGED,
+    ("services/gateway/app.py", "create_app"): WIRING,
+    ("services/gateway/app.py", "forward"): MERGED,
+    ("gardien/serve.py", "up"): "a typer command: its options are its --help text",
+    ("gardien/serve.py", "service"): "a typer command: its options are its --help text",
+}
+
+
+def function_lengths(root: Path) -> dict[tuple[str, str], int]:
+    """Lines of every function under shared/, services/ and gardien/, by (file, name)."""
+    found: dict[tuple[str, str], int] = {}
+    for top in ("shared", "services", "gardien"):
+        for path in sorted((root / top).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    key = (path.relative_to(root).as_posix(), node.name)
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    found[key] = max(found.get(key, 0), lines)
+    return found
+
+
+def test_functions_stay_short() -> None:
+    lengths = function_lengths(REPO)
+    long = {k: n for k, n in lengths.items() if n > MAX_FUNCTION_LINES}
+    unlisted = {k: n for k, n in long.items() if k not in LONG_FUNCTIONS}
+    assert not unlisted, f"functions over {MAX_FUNCTION_LINES} lines: {unlisted}"
+    fitting = sorted(k for k in LONG_FUNCTIONS if k not in long)
+    assert not fitting, f"these fit now, drop them from LONG_FUNCTIONS: {fitting}"
+
+
+def test_the_length_check_counts_a_long_function(tmp_path: Path) -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(31))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "m.py").write_text(
+        f"def long() -> None:\n{body}\n\ndef short() -> None:\n    pass\n"
+    )
+    assert function_lengths(tmp_path) == {("shared/m.py", "long"): 32, ("shared/m.py", "short"): 2}

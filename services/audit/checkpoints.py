@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.audit import chain as chains
 from services.audit import crypto
-from services.audit.repository import AuditStore, chain_seq
+from services.audit.repository import KeyRepository, Repositories, chain_seq
 from services.audit.settings import AuditSettings
 from shared.clock import Clock
 
@@ -35,27 +34,21 @@ class PublicKey:
         }
 
 
-async def public_key(store: AuditStore) -> PublicKey:
+async def public_key(keys: KeyRepository) -> PublicKey:
     """The public half of the checkpoint signing key kept in the vault."""
-    raw = crypto.public_raw(crypto.signing_key(await store.secret(SIGNING_SECRET)))
+    raw = crypto.public_raw(crypto.signing_key(await keys.secret(SIGNING_SECRET)))
     return PublicKey(raw, crypto.key_id(raw))
 
 
 class Checkpointer:
     """Signs chain heads every N records or T seconds, whichever comes first."""
 
-    def __init__(
-        self, store: Callable[[], AuditStore], settings: AuditSettings, clock: Clock
-    ) -> None:
-        self._store = store  # the database exists only once the service has started
+    def __init__(self, repos: Repositories, settings: AuditSettings, clock: Clock) -> None:
+        self.repos = repos
         self.settings = settings
         self.clock = clock
         self._since = 0
         self._wake = asyncio.Event()
-
-    @property
-    def store(self) -> AuditStore:
-        return self._store()
 
     async def on_append(self, record: dict[str, Any]) -> None:
         """Count appended records; wake the signer once N have accumulated."""
@@ -66,12 +59,11 @@ class Checkpointer:
     async def sign_heads(self) -> list[dict[str, Any]]:
         """Sign every chain head that moved since its last checkpoint."""
         self._since = 0
-        store = self.store
-        private = crypto.signing_key(await store.secret(SIGNING_SECRET))
+        private = crypto.signing_key(await self.repos.keys.secret(SIGNING_SECRET))
         key_id = crypto.key_id(crypto.public_raw(private))
-        latest = await store.latest_checkpoints()
+        latest = await self.repos.checkpoints.latest()
         made = []
-        for chain, (seq, digest) in sorted((await store.all_heads()).items()):
+        for chain, (seq, digest) in sorted((await self.repos.records.all_heads()).items()):
             if chain in latest and int(latest[chain]["seq"]) >= seq:
                 continue
             at = self.clock.now().isoformat()
@@ -85,7 +77,7 @@ class Checkpointer:
                 "key_id": key_id,
                 "signature": crypto.sign(private, message),
             }
-            await store.add_checkpoint(doc)
+            await self.repos.checkpoints.add(doc)
             made.append(doc)
         return made
 

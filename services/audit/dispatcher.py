@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
@@ -12,11 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from services.audit import crypto, webhooks
-from services.audit.repository import AuditStore
+from services.audit.repository import Repositories
 from services.audit.settings import AuditSettings
 from shared.clock import Clock
 
@@ -35,23 +32,19 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Callable[[], AuditStore],
+        repos: Repositories,
         settings: AuditSettings,
         clock: Clock,
         audit_local: LocalRecord,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._store, self.settings, self.clock = store, settings, clock
+        self.repos, self.settings, self.clock = repos, settings, clock
         self.audit_local = audit_local
         self.rng = rng or random.SystemRandom()
         self.transport = transport
         self._subs: list[dict[str, Any]] = []
         self._subs_at = -1.0
-
-    @property
-    def store(self) -> AuditStore:
-        return self._store()
 
     def invalidate(self) -> None:
         """Forget the cached subscription list (after a change made in this process)."""
@@ -60,18 +53,15 @@ class Dispatcher:
     async def _subscriptions(self) -> list[dict[str, Any]]:
         age = time.monotonic() - self._subs_at
         if self._subs_at < 0 or age > self.settings.webhook_subscriptions_ttl_seconds:
-            found = self.store.webhooks.find({"state": "active"}, {"secret": 0})
-            self._subs = [d async for d in found]
+            self._subs = await self.repos.webhooks.listed(active_only=True)
             self._subs_at = time.monotonic()
         return self._subs
 
     async def enqueue(self, record: dict[str, Any]) -> None:
         """Queue the record for every active subscription that wants its type (idempotent)."""
         now = ms(self.clock)
-        for sub in await self._subscriptions():
-            if not webhooks.matches(list(sub.get("event_types", [])), str(record["type"])):
-                continue
-            doc = {
+        queued = [
+            {
                 "_id": webhooks.delivery_id(str(sub["_id"]), str(record["_id"])),
                 "sub_id": sub["_id"],
                 "record_id": record["_id"],
@@ -81,22 +71,18 @@ class Dispatcher:
                 "next_at": now,
                 "created_at": now,
             }
-            with contextlib.suppress(DuplicateKeyError):  # queued by an earlier delivery
-                await self.store.deliveries.insert_one(doc)
+            for sub in await self._subscriptions()
+            if webhooks.matches(list(sub.get("event_types", [])), str(record["type"]))
+        ]
+        await self.repos.deliveries.enqueue(queued)
 
     async def secret_of(self, sub: dict[str, Any]) -> str:
-        key = await self.store.secret(SECRETS_KEY)
+        key = await self.repos.keys.secret(SECRETS_KEY)
         return str(crypto.unseal(key, sub["secret"], f"webhook|{sub['_id']}"))
 
     async def claim(self) -> dict[str, Any] | None:
         """Lease one due delivery (other replicas skip it until the lease ends)."""
-        now = ms(self.clock)
-        return await self.store.deliveries.find_one_and_update(
-            {"next_at": {"$lte": now}},
-            {"$set": {"next_at": now + LEASE_MS}},
-            sort=[("next_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+        return await self.repos.deliveries.claim(ms(self.clock), LEASE_MS)
 
     async def run(self) -> None:
         """The sender loop: claim due deliveries, send them concurrently, sleep when idle."""
@@ -129,9 +115,9 @@ class Dispatcher:
 
     async def send(self, client: httpx.AsyncClient, delivery: dict[str, Any]) -> None:
         """One attempt: check the destination again, sign, POST, record the outcome."""
-        store = self.store
-        sub = await store.webhooks.find_one({"_id": delivery["sub_id"]})
-        record = await store.records.find_one({"_id": delivery["record_id"]})
+        sub = await self.repos.webhooks.get(str(delivery["sub_id"]))
+        found = await self.repos.records.records_by_id([str(delivery["record_id"])])
+        record = found.get(str(delivery["record_id"]))
         if sub is None or sub.get("state") != "active" or record is None:
             await self._close(delivery, "cancelled", "subscription gone or disabled")
             return
@@ -142,16 +128,7 @@ class Dispatcher:
             await self._failed(delivery, sub, None, f"refused: {exc}", started)
             return
         body = webhooks.payload(record)
-        stamp = int(self.clock.now().timestamp())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": str(delivery["_id"]),
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": crypto.webhook_signature(
-                await self.secret_of(sub), str(delivery["_id"]), stamp, body
-            ),
-            "user-agent": "Gardien-Webhooks/1",
-        }
+        headers = await self._signed(sub, str(delivery["_id"]), body)
         try:
             reply = await client.post(str(sub["url"]), content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -162,22 +139,24 @@ class Dispatcher:
         else:
             await self._failed(delivery, sub, reply.status_code, "non-2xx reply", started)
 
+    async def _signed(self, sub: dict[str, Any], delivery_id: str, body: bytes) -> dict[str, str]:
+        """The headers of one attempt, signed with the subscription's secret (Standard Webhooks)."""
+        stamp = int(self.clock.now().timestamp())
+        signature = crypto.webhook_signature(await self.secret_of(sub), delivery_id, stamp, body)
+        return {
+            "content-type": "application/json",
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature,
+            "user-agent": "Gardien-Webhooks/1",
+        }
+
     async def _delivered(
         self, delivery: dict[str, Any], sub: dict[str, Any], status: int, started: int
     ) -> None:
         await self._log(delivery, {"at": started, "status": status, "ok": True})
-        await self.store.deliveries.update_one(
-            {"_id": delivery["_id"]},
-            {
-                "$set": {"state": "delivered", "last_status": status},
-                "$unset": {"next_at": ""},
-                "$inc": {"attempts": 1},
-            },
-        )
-        await self.store.webhooks.update_one(
-            {"_id": sub["_id"]},
-            {"$set": {"consecutive_failures": 0}, "$unset": {"failing_since": ""}},
-        )
+        await self.repos.deliveries.delivered(str(delivery["_id"]), status)
+        await self.repos.webhooks.succeeded(str(sub["_id"]))
 
     async def _failed(
         self,
@@ -189,38 +168,24 @@ class Dispatcher:
     ) -> None:
         attempts = int(delivery.get("attempts", 0)) + 1
         await self._log(delivery, {"at": started, "status": status, "ok": False, "error": error})
-        change: dict[str, Any] = {
-            "$set": {"attempts": attempts, "last_status": status, "last_error": error[:300]},
-        }
-        if attempts >= self.settings.webhook_max_attempts:
-            change["$set"]["state"] = "failed"
-            change["$unset"] = {"next_at": ""}
-        else:
+        next_at = None
+        if attempts < self.settings.webhook_max_attempts:
             delay = webhooks.retry_delay(
                 attempts,
                 self.settings.webhook_backoff_base_seconds,
                 self.settings.webhook_backoff_max_seconds,
                 self.rng,
             )
-            change["$set"]["next_at"] = ms(self.clock) + int(delay * 1000)
-        await self.store.deliveries.update_one({"_id": delivery["_id"]}, change)
+            next_at = ms(self.clock) + int(delay * 1000)
+        await self.repos.deliveries.failed(str(delivery["_id"]), attempts, status, error, next_at)
         await self._count_failure(sub, started)
 
     async def _count_failure(self, sub: dict[str, Any], now: int) -> None:
         """Disable a subscription after a long run of failures, and audit that."""
-        updated = await self.store.webhooks.find_one_and_update(
-            {"_id": sub["_id"]},
-            {"$inc": {"consecutive_failures": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
+        updated = await self.repos.webhooks.failed(str(sub["_id"]), now)
         if updated is None:
             return
-        since = updated.get("failing_since")
-        if since is None:
-            await self.store.webhooks.update_one(
-                {"_id": sub["_id"]}, {"$set": {"failing_since": now}}
-            )
-            since = now
+        since = updated["failing_since"]
         failures = int(updated.get("consecutive_failures", 0))
         hours = (now - int(since)) / 3_600_000
         if (
@@ -230,11 +195,7 @@ class Dispatcher:
             await self.disable(updated, failures, hours)
 
     async def disable(self, sub: dict[str, Any], failures: int, hours: float) -> None:
-        done = await self.store.webhooks.update_one(
-            {"_id": sub["_id"], "state": "active"},
-            {"$set": {"state": "disabled", "disabled_at": self.clock.now().isoformat()}},
-        )
-        if done.modified_count:
+        if await self.repos.webhooks.disable(str(sub["_id"]), self.clock.now()):
             self.invalidate()
             data = {
                 "webhook_id": sub["_id"],
@@ -253,10 +214,7 @@ class Dispatcher:
             "sub_id": delivery["sub_id"],
             **attempt,
         }
-        await self.store.attempts.insert_one(doc)
+        await self.repos.deliveries.log_attempt(doc)
 
     async def _close(self, delivery: dict[str, Any], state: str, why: str) -> None:
-        await self.store.deliveries.update_one(
-            {"_id": delivery["_id"]},
-            {"$set": {"state": state, "last_error": why}, "$unset": {"next_at": ""}},
-        )
+        await self.repos.deliveries.close(str(delivery["_id"]), state, why)

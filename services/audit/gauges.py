@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 
-from services.audit.usecases import Auditor
+from services.audit.repository import Repositories
 from shared.figures import GAUGE_CAP, GAUGE_EVERY, key
 from shared.metrics import Key, Metrics
 
@@ -19,14 +19,19 @@ from shared.metrics import Key, Metrics
 def register(app: FastAPI) -> None:
     """Register the gauges on the app's metrics (the store is read once the service runs)."""
     metrics: Metrics = app.state.runtime.metrics
-    auditor: Auditor = app.state.auditor
+
+    def repos() -> Repositories | None:  # built by the lifespan (services.audit.app.attach)
+        dispatcher = getattr(app.state, "dispatcher", None)
+        return None if dispatcher is None else dispatcher.repos
 
     async def deliveries() -> Mapping[Key, float]:
-        states = await auditor.store.delivery_states(GAUGE_CAP)
+        built = repos()
+        states = await built.deliveries.states(GAUGE_CAP) if built else {}
         return {key({"gardien.webhook.delivery.state": s}): n for s, n in states.items()}
 
     async def failures() -> Mapping[Key, float]:
-        found = await auditor.store.failing_webhooks()
+        built = repos()
+        found = await built.webhooks.failing() if built else {}
         return {key({"gardien.webhook.id": w}): n for w, n in found.items()}
 
     metrics.gauge(

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from services.audit import views
 from services.audit.checkpoints import public_key
 from services.audit.report import compliance_report
+from services.audit.repository import Selection
 from services.audit.usecases import Auditor
 from services.audit.verification import Verifier
 from shared.apidoc import CSV, NDJSON, IsoInstant, as_utc
@@ -84,24 +85,12 @@ def _check_reveal(key: StoredKey, reveal: bool) -> None:
         )
 
 
-async def _query(auditor: Auditor, f: Filters) -> dict[str, Any]:
-    query: dict[str, Any] = {}
+async def _query(auditor: Auditor, f: Filters) -> Selection:
+    # A subject goes through the scalar subject index (see mongo.SUBJECT_INDEX), then by _id.
+    ids = None
     if f.subject:
-        # Through the scalar subject index (see repository.SUBJECT_INDEX), then by _id.
-        ref = auditor.subject_ref(f.subject)
-        query["_id"] = {"$in": await auditor.store.records_of_subject(ref)}
-    for field, value in (
-        ("refs.request_id", f.request_id),
-        ("refs.case_id", f.case_id),
-        ("refs.breach_id", f.breach_id),
-        ("type", f.type),
-    ):
-        if value:
-            query[field] = value
-    window = {k: v for k, v in (("$gte", f.from_), ("$lt", f.to)) if v is not None}
-    if window:
-        query["recorded_at"] = window
-    return query
+        ids = await auditor.repos.records.records_of_subject(auditor.subject_ref(f.subject))
+    return Selection(ids, f.request_id, f.case_id, f.breach_id, f.type, f.from_, f.to)
 
 
 CURSOR = r"^[0-9]{1,14}\.[\s\S]+$"  # "<recorded_at, ms since the epoch>.<record id>"
@@ -119,16 +108,10 @@ def _decode(cursor: str) -> tuple[datetime, str]:
 
 
 async def _page(
-    auditor: Auditor, query: dict[str, Any], cursor: str | None, limit: int
+    auditor: Auditor, query: Selection, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    if cursor:
-        at, rid = _decode(cursor)
-        # ``$and`` around the ``$or``: the embedded server drops the conditions that sit
-        # beside a top-level ``$or`` (docs/devstack.md); on MongoDB both forms are the same.
-        after = {"$or": [{"recorded_at": {"$gt": at}}, {"recorded_at": at, "_id": {"$gt": rid}}]}
-        query = {"$and": [query, after]} if query else after
-    found = auditor.store.records.find(query).sort([("recorded_at", 1), ("_id", 1)])
-    docs = [doc async for doc in found.limit(limit + 1)]
+    after = _decode(cursor) if cursor else None
+    docs = await auditor.repos.records.page(query, after, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
     return docs, _encode(docs[-1]) if more else None
@@ -154,7 +137,7 @@ async def list_events(
     _check_reveal(key, reveal)
     auditor = _auditor(request)
     docs, nxt = await _page(auditor, await _query(auditor, selected), cursor, limit)
-    keys = await views.live_keys(auditor.store, docs) if reveal else None
+    keys = await views.live_keys(auditor.repos.keys, docs) if reveal else None
     if reveal:
         read = {"records": [str(d["_id"]) for d in docs]}
         await _record_access(auditor, key, "gardien.audit.revealed", selected, read)
@@ -193,8 +176,8 @@ async def export(
             yield "\ufeff".encode() + _csv_line(list(views.CSV_COLUMNS))
         cursor = None
         while True:
-            docs, cursor = await _page(auditor, dict(query), cursor, MAX_LIMIT)
-            keys = await views.live_keys(auditor.store, docs) if reveal else None
+            docs, cursor = await _page(auditor, query, cursor, MAX_LIMIT)
+            keys = await views.live_keys(auditor.repos.keys, docs) if reveal else None
             for doc in docs:
                 shown = views.view(doc, keys)
                 if format == "csv":
@@ -238,16 +221,14 @@ def _csv_line(cells: list[str]) -> bytes:
 async def request_report(request: Request, request_id: str, key: Reader) -> dict[str, Any]:
     """Compliance report of one request: received, due, extended, responded, late, systems."""
     auditor = _auditor(request)
-    records = auditor.store.records
-    docs = [d async for d in records.find({"refs.request_id": request_id})]
+    records = auditor.repos.records
+    docs = await records.naming("request_id", [request_id])
     if not docs:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no audited event names this request")
     cases = {d["refs"]["case_id"] for d in docs if "case_id" in d.get("refs", {})}
     cases |= {f"req:{request_id}", f"obj:{request_id}"}
     seen = {d["_id"] for d in docs}
-    async for doc in records.find({"refs.case_id": {"$in": sorted(cases)}}):
-        if doc["_id"] not in seen:
-            docs.append(doc)
+    docs += [d for d in await records.naming("case_id", sorted(cases)) if d["_id"] not in seen]
     today = auditor.clock.now().date()
     return compliance_report(request_id, docs, today)
 
@@ -261,9 +242,9 @@ async def verify(
 ) -> dict[str, Any]:
     """Verify the hash chains and signed checkpoints; names the first bad record of each."""
     auditor = _auditor(request)
-    store = auditor.store
+    repos = auditor.repos
     batch = request.app.state.audit_settings.verify_batch
-    verifier = Verifier(store, (await public_key(store)).raw, batch)
+    verifier = Verifier(repos, (await public_key(repos.keys)).raw, batch)
     report = await verifier.run(from_checkpoint=from_checkpoint, only=chain)
     return report.as_dict()
 
@@ -276,12 +257,11 @@ async def checkpoints(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Signed chain heads and the public key that verifies them, for a third party."""
-    store = _auditor(request).store
-    query = {"_id": {"$gt": after}} if after else {}
-    found = store.checkpoints.find(query).sort("_id", 1).limit(limit)
-    items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": d["_id"]} async for d in found]
+    repos = _auditor(request).repos
+    found = await repos.checkpoints.page(after, limit)
+    items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": d["_id"]} for d in found]
     return {
-        "public_key": (await public_key(store)).export(),
+        "public_key": (await public_key(repos.keys)).export(),
         "items": items,
         "next_after": items[-1]["id"] if len(items) == limit else None,
     }

@@ -48,61 +48,60 @@ def trail_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(heapq.merge(*runs, key=_recorded))
 
 
+EMPTY_REPORT: dict[str, Any] = {
+    "received_at": None, "right": None, "channel": None, "due_date": None,
+    "extended": False, "extended_due_date": None, "responded_at": None, "outcome": None,
+    "status": None, "late": None,
+}  # fmt: skip
+
+
 def compliance_report(
     request_id: str, records: list[dict[str, Any]], today: date
 ) -> dict[str, Any]:
     """Received, due, extended, responded, late or not, and per-system outcomes."""
-    recs = trail_order(records)
-    out: dict[str, Any] = {
-        "request_id": request_id,
-        "received_at": None,
-        "right": None,
-        "channel": None,
-        "due_date": None,
-        "extended": False,
-        "extended_due_date": None,
-        "responded_at": None,
-        "outcome": None,
-        "status": None,
-        "late": None,
-        "deadlines": {},
-        "cases": {},
-        "systems": {},
-        "timeline": [],
-    }
+    out: dict[str, Any] = {"request_id": request_id, **EMPTY_REPORT}
+    out.update(deadlines={}, cases={}, systems={}, timeline=[])
     clock: dict[str, Any] = {}
-    for rec in recs:
-        data, kind = rec.get("data") or {}, str(rec.get("type"))
-        out["timeline"].append({"at": rec.get("event_time"), "type": kind, "record_id": rec["_id"]})
-        if kind in ("gdpr.request.received", "gardien.request.accepted"):
-            out["received_at"] = out["received_at"] or data.get("received_at")
-            out["right"] = out["right"] or data.get("right")
-            out["channel"] = out["channel"] or data.get("channel")
-        if kind.startswith("gardien.request."):
-            clock = data.get("clock") or clock
-            out["status"] = data.get("to") or data.get("status") or out["status"]
-        if kind == "gdpr.request.extended":
-            out["extended"] = True
-        if kind == "gdpr.request.responded":
-            out["responded_at"] = data.get("at")
-            out["outcome"] = data.get("outcome", "responded")
-        if kind.startswith("gardien.deadline."):
-            ref = data.get("ref") or {}
-            out["deadlines"][str(data.get("timer_id"))] = {
-                "kind": data.get("kind"),
-                "state": kind.rsplit(".", 1)[1],
-                "due_at": data.get("due_at"),
-                "basis": data.get("basis"),
-                "request_id": ref.get("request_id"),
-            }
-        if kind.startswith("gardien.erasure.case."):
-            _case(out, data, kind)
-        if kind == "gdpr.erasure.result":
-            slot = out["systems"].setdefault(str(data.get("system")), {})
-            slot.update({"outcome": data.get("outcome"), "reported_at": rec.get("event_time")})
+    for rec in trail_order(records):
+        clock = _fold(out, rec, clock)
     _clock(out, clock)
     out["late"] = _late(out, clock, today)
     return out
+
+
+def _fold(out: dict[str, Any], rec: dict[str, Any], clock: dict[str, Any]) -> dict[str, Any]:
+    """One record folded into the report; the request's clock as it stands after it."""
+    data, kind = rec.get("data") or {}, str(rec.get("type"))
+    out["timeline"].append({"at": rec.get("event_time"), "type": kind, "record_id": rec["_id"]})
+    if kind in ("gdpr.request.received", "gardien.request.accepted"):
+        for field in ("received_at", "right", "channel"):
+            out[field] = out[field] or data.get(field)
+    if kind.startswith("gardien.request."):
+        clock = data.get("clock") or clock
+        out["status"] = data.get("to") or data.get("status") or out["status"]
+    if kind == "gdpr.request.extended":
+        out["extended"] = True
+    if kind == "gdpr.request.responded":
+        out["responded_at"] = data.get("at")
+        out["outcome"] = data.get("outcome", "responded")
+    if kind.startswith("gardien.deadline."):
+        _deadline(out, data, kind)
+    if kind.startswith("gardien.erasure.case."):
+        _case(out, data, kind)
+    if kind == "gdpr.erasure.result":
+        slot = out["systems"].setdefault(str(data.get("system")), {})
+        slot.update({"outcome": data.get("outcome"), "reported_at": rec.get("event_time")})
+    return clock
+
+
+def _deadline(out: dict[str, Any], data: dict[str, Any], kind: str) -> None:
+    out["deadlines"][str(data.get("timer_id"))] = {
+        "kind": data.get("kind"),
+        "state": kind.rsplit(".", 1)[1],
+        "due_at": data.get("due_at"),
+        "basis": data.get("basis"),
+        "request_id": (data.get("ref") or {}).get("request_id"),
+    }
 
 
 def _case(out: dict[str, Any], data: dict[str, Any], kind: str) -> None:

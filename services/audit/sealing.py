@@ -12,11 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
 from services.audit import crypto, domain
 from services.audit.cache import TtlCache
-from services.audit.repository import AuditStore
+from services.audit.repository import KeyRepository
 from shared.errors import TransientError
 from shared.pseudonyms import Pseudonymiser
 
@@ -31,7 +29,7 @@ def link_names(refs: dict[str, str]) -> list[str]:
 class Keyring:
     """The in-process cache of subject keys and links shared by every batch of a process."""
 
-    def __init__(self, store: Callable[[], AuditStore], ttl: float, size: int) -> None:
+    def __init__(self, store: KeyRepository, ttl: float, size: int) -> None:
         self.store = store
         self.keys: TtlCache[Doc] = TtlCache(ttl, size)
         self.links: TtlCache[Doc] = TtlCache(ttl, size)
@@ -65,7 +63,7 @@ class Sealer:
     async def begin(self, items: Sequence[tuple[Doc, dict[str, str]]], key: Pseudonymiser) -> None:
         """Load what sealing ``items`` (event data, refs) will read: two queries at most."""
         names = {n for _, refs in items for n in link_names(refs)}
-        await self._load(self.links, self._links, names, self._store().linked)
+        await self._load(self.links, self._links, names, self._store.linked)
         kids = {"unlinked"}
         for data, refs in items:
             kids.update(link_names(refs)[:1])  # a record naming no subject: its aggregate's key
@@ -75,7 +73,7 @@ class Sealer:
         await self._load(self.keys, self._keys, kids, self._key_docs)
 
     async def _key_docs(self, ids: list[str]) -> list[Doc]:
-        return list((await self._store().subject_keys(ids)).values())
+        return list((await self._store.subject_keys(ids)).values())
 
     @staticmethod
     async def _load(
@@ -98,7 +96,7 @@ class Sealer:
         """The link documents of ``names`` that exist (the batch's own included)."""
         wanted = set(names) - set(self._links)
         if wanted:
-            await self._load(self.links, self._links, wanted, self._store().linked)
+            await self._load(self.links, self._links, wanted, self._store.linked)
         return [doc for n in names if (doc := self._links.get(n)) is not None]
 
     async def key_state(self, kid: str) -> tuple[int, bool] | None:
@@ -141,12 +139,12 @@ class Sealer:
         self._keys[kid] = fresh
         return crypto.unb64(str(fresh["key"]))
 
-    async def _insert_keys(self, store: AuditStore) -> None:
+    async def _insert_keys(self, store: KeyRepository) -> None:
         """Insert the new keys; one already stored must be the very key this batch used."""
         mine = self._new_keys
         try:
-            await store.keys.insert_many(list(mine.values()), ordered=False)
-        except BulkWriteError:
+            if await store.insert_keys(list(mine.values())):
+                return
             stored = await store.subject_keys(sorted(mine))
             if any(stored.get(k, {}).get("key") != doc["key"] for k, doc in mine.items()):
                 self.ring.forget()
@@ -158,7 +156,7 @@ class Sealer:
 
     async def flush(self) -> None:
         """Write the batch's new keys and links (before its records); then cache them."""
-        store = self._store()
+        store = self._store
         if self._new_keys:
             await self._insert_keys(store)
         for kid, replaced in self._renewed.items():

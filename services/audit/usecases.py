@@ -12,15 +12,14 @@ import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
-
-from pymongo.errors import BulkWriteError
 
 from services.audit import chain as chains
 from services.audit import domain
 from services.audit.coalesce import Coalescer
-from services.audit.repository import AuditStore, chain_seq, index_entries
+from services.audit.repository import PositionTaken, Repositories, chain_seq, index_entries
 from services.audit.sealing import Keyring, Sealer
 from services.audit.settings import AuditSettings
 from shared import topics
@@ -29,44 +28,39 @@ from shared.errors import EventRejected, TransientError
 from shared.events import CloudEvent, parse_event
 from shared.messaging import DLQ_REASON, DLQ_SERVICE, DLQ_TOPIC, Delivery
 from shared.pseudonyms import Pseudonymiser
-from shared.service import Runtime
 
 CASE_CLOSED = "gardien.erasure.case.closed"
 LOCAL_CHAIN = "gardien.audit.local/0"  # records the audit service itself originates
+Tracer = Callable[[str], AbstractContextManager[Any]]
 
 
 class Auditor:
     """Appends audit records; one writer per chain inside this process."""
 
     def __init__(
-        self, runtime: Runtime, clock: Clock | None = None, settings: AuditSettings | None = None
+        self,
+        repos: Repositories,
+        pseudonyms: Pseudonymiser,
+        span: Tracer,
+        clock: Clock | None = None,
+        settings: AuditSettings | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.repos, self.pseudonyms, self.span = repos, pseudonyms, span
         self.clock: Clock = clock or SystemClock()
         settings = settings or AuditSettings()
-        self.keyring = Keyring(lambda: self.store, settings.cache_seconds, settings.cache_entries)
+        self.keyring = Keyring(repos.keys, settings.cache_seconds, settings.cache_entries)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._heads: dict[str, tuple[int, str]] = {}
-        self._store: AuditStore | None = None
-        self._store_client: object = None
         # The partitions of a poll are audited at once: their writes leave together.
-        self._records = Coalescer(lambda docs: self.store.insert_records(docs))
-        self._index = Coalescer(lambda docs: self.store.insert_index(docs))
-        self._advance = Coalescer(lambda docs: self.store.advance_many(docs))
+        self._records = Coalescer(repos.records.insert_records)
+        self._index = Coalescer(repos.records.insert_index)
+        self._advance = Coalescer(repos.records.advance_many)
         # Called after each stored record (webhook queue, checkpoint trigger).
         self.after_append: list[Callable[[dict[str, Any]], Any]] = []
 
-    @property
-    def store(self) -> AuditStore:
-        """The audit store on the running client (made once per client, not per call)."""
-        client = self.runtime.client
-        if self._store is None or self._store_client is not client:
-            self._store, self._store_client = AuditStore(self.runtime.db), client
-        return self._store
-
     def subject_ref(self, identifier: str) -> str:
         """The keyed hash a DPO's identifier is looked up by (``shared.pseudonyms``)."""
-        return self.runtime.pseudonyms.ref(identifier)
+        return self.pseudonyms.ref(identifier)
 
     async def record(self, delivery: Delivery) -> None:
         """Audit one delivered record exactly once (re-deliveries are recognised)."""
@@ -86,10 +80,10 @@ class Auditor:
 
     async def _record_segment(self, parsed: list[tuple[Delivery, CloudEvent | None]]) -> None:
         chain = f"{parsed[0][0].topic}/{parsed[0][0].partition}"
-        with self.runtime.span("audit.append") as span:
+        with self.span("audit.append") as span:
             span.set_attribute("gardien.audit.chain", chain)
             span.set_attribute("gardien.audit.records", len(parsed))
-            key, now = self.runtime.pseudonyms, self.clock.now()
+            key, now = self.pseudonyms, self.clock.now()
             items = [(e.data, domain.references(e.data)) for _, e in parsed if e is not None]
             sealer = self.keyring.batch()
             await sealer.begin(items, key)
@@ -112,13 +106,13 @@ class Auditor:
         names = [f"request:{refs['request_id']}"] if "request_id" in refs else []
         names += [f"case:{refs['case_id']}"] if "case_id" in refs else []
         ids = set(names)
-        links = await self.store.linked(names)
+        links = await self.repos.keys.linked(names)
         for link in links:
             ids.update(str(r) for r in link.get("refs", []))
         # The generations this case belongs to, never a later relationship's (re-deliveries).
         upto = max((int(link.get("gen", 1)) for link in links), default=1)
-        with self.runtime.span("audit.shred") as span:
-            destroyed = await self.store.destroy_keys(sorted(ids), self.clock.now(), upto)
+        with self.span("audit.shred") as span:
+            destroyed = await self.repos.keys.destroy_keys(sorted(ids), self.clock.now(), upto)
             span.set_attribute("gardien.audit.keys_destroyed", destroyed)
         return destroyed
 
@@ -128,7 +122,9 @@ class Auditor:
         if d.topic.endswith(topics.DLQ_SUFFIX):
             return None
         try:
-            return parse_event(d.body, d.raw_headers, d.timestamp_ms)
+            # Gardien's own topics have no owner to dead-letter an off-contract event: kept as is.
+            own = d.topic.startswith("gardien.")
+            return parse_event(d.body, d.raw_headers, d.timestamp_ms, check_data=not own)
         except EventRejected:
             return None  # the topic's owner dead-letters it; audited from the DLQ
 
@@ -148,28 +144,18 @@ class Auditor:
         record_id = f"{d.topic}|{event.id}"
         refs = domain.references(event.data)
         subject_refs, sealed = await sealer.seal(key, record_id, event.data, refs, now)
+        where = {"topic": d.topic, "partition": d.partition, "offset": d.offset}
         return {
-            "_id": record_id,
-            "kind": "event",
-            "topic": d.topic,
-            "partition": d.partition,
-            "offset": d.offset,
-            "recorded_at": now,
-            "event_id": event.id,
+            "_id": record_id, "kind": "event", **where, "recorded_at": now, "event_id": event.id,
             "type": event.type,
             "source": event.source,
             "event_time": event.time.astimezone(UTC).isoformat(),
-            # The API key an HTTP action was taken with (name and scope, never the key).
-            **(
-                {"actor": {"name": str(actor), "scope": str(getattr(event, "actorscope", ""))}}
-                if (actor := getattr(event, "actor", None))
-                else {}
-            ),
+            **_actor(event),
             "refs": refs,
             "subject_refs": subject_refs,
             "data": domain.without_personal(event.data),
             "sealed": sealed,
-        }
+        }  # fmt: skip
 
     @staticmethod
     def _rejection(d: Delivery, now: datetime) -> dict[str, Any]:
@@ -237,34 +223,48 @@ class Auditor:
         self, chain: str, entries: list[dict[str, Any]], done: dict[str, dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """One ordered insert from the head; what is left to insert after a conflict."""
-        store = self.store
+        records = self.repos.records
         if chain not in self._heads:
-            self._heads[chain] = await store.head(chain) or (0, chains.GENESIS)
-        seq, prev = self._heads[chain]
-        records = []
-        for entry in entries:
-            seq += 1
-            record = {**entry, "chain": chain, "seq": seq, "prev_hash": prev}
-            record["chain_seq"] = chain_seq(chain, seq)
-            record["hash"] = prev = chains.record_hash(record)
-            records.append(record)
+            self._heads[chain] = await records.head(chain) or (0, chains.GENESIS)
+        chained = _chained(chain, self._heads[chain], entries)
         try:
             try:
-                await self._records.submit(records)
-            except BulkWriteError:  # someone's record in the shared insert: ours alone
-                await store.insert_records(records)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise  # not a record already there nor a position taken: the store refuses
+                await self._records.submit(chained)
+            except PositionTaken:  # someone's record in the shared insert: ours alone
+                await records.insert_records(chained)
+        except PositionTaken:
             self._heads.pop(chain, None)
             # Which of ours are stored (before the conflict, or by an earlier delivery)?
-            found = await store.records_by_id([e["_id"] for e in entries])
+            found = await records.records_by_id([e["_id"] for e in entries])
             done.update(found)
-            head = await store.head(chain)  # the stored prefix, whoever wrote it
+            head = await records.head(chain)  # the stored prefix, whoever wrote it
             if head is not None:
-                await store.advance(chain, *head)
+                await records.advance_many([{"_id": chain, "seq": head[0], "hash": head[1]}])
             return [e for e in entries if e["_id"] not in found]
-        done.update({r["_id"]: r for r in records})
-        self._heads[chain] = (seq, prev)
+        done.update({r["_id"]: r for r in chained})
+        seq, prev = self._heads[chain] = (chained[-1]["seq"], chained[-1]["hash"])
         await self._advance.submit([{"_id": chain, "seq": seq, "hash": prev}])
         return []
+
+
+def _chained(
+    chain: str, head: tuple[int, str], entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``entries`` as records of ``chain`` after ``head``: positions and hashes in order."""
+    seq, prev = head
+    records = []
+    for entry in entries:
+        seq += 1
+        record = {**entry, "chain": chain, "seq": seq, "prev_hash": prev}
+        record["chain_seq"] = chain_seq(chain, seq)
+        record["hash"] = prev = chains.record_hash(record)
+        records.append(record)
+    return records
+
+
+def _actor(event: CloudEvent) -> dict[str, Any]:
+    """The API key an HTTP action was taken with (name and scope, never the key)."""
+    actor = getattr(event, "actor", None)
+    if not actor:
+        return {}
+    return {"actor": {"name": str(actor), "scope": str(getattr(event, "actorscope", ""))}}

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.audit.chain import Problem, Walk
 from services.audit.checkpoints import checkpoint_valid
-from services.audit.repository import AuditStore
+from services.audit.repository import Repositories
 
 Progress = Callable[[str, int, str], None]  # (chain, last good seq, its hash) after each batch
 
@@ -41,7 +41,7 @@ class Report:
 class Verifier:
     """Walks every chain from genesis, a saved position or the latest valid checkpoint."""
 
-    store: AuditStore
+    repos: Repositories
     public_key: bytes | None
     batch: int = 5000
     progress: Progress | None = None
@@ -55,10 +55,10 @@ class Verifier:
         checkpoints: list[dict[str, Any]] | None = None,
     ) -> Report:
         """Verify every chain (or ``only``); ``checkpoints`` replaces the stored ones."""
-        heads = await self.store.all_heads()
+        heads = await self.repos.records.all_heads()
         by_chain: dict[str, list[dict[str, Any]]] = {}
         if checkpoints is None:
-            checkpoints = [d async for d in self.store.checkpoints.find()]
+            checkpoints = await self.repos.checkpoints.page(None, None)
         for cp in sorted(checkpoints, key=lambda c: int(c["seq"])):
             by_chain.setdefault(str(cp["chain"]), []).append(cp)
         report = Report()
@@ -94,7 +94,7 @@ class Verifier:
         marks = {int(c["seq"]): c for c in cps if int(c["seq"]) > walk.seq}
         while True:
             first = walk.seq + 1
-            records = await self.store.span(walk.chain, first, first + self.batch - 1)
+            records = await self.repos.records.span(walk.chain, first, first + self.batch - 1)
             if not records:
                 return walk.end(top)
             for rec in records:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from services.audit import crypto, domain
-from services.audit.repository import AuditStore
+from services.audit.repository import KeyRepository
 from shared.apidoc import as_utc
 
 CSV_COLUMNS = (
@@ -34,7 +34,7 @@ CSV_COLUMNS = (
 )
 
 
-async def live_keys(store: AuditStore, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+async def live_keys(store: KeyRepository, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The key documents the sealed parts of ``docs`` need, in one query."""
     kids = sorted({str(p["kid"]) for d in docs for p in d.get("sealed") or []})
     return await store.subject_keys(kids)

@@ -47,10 +47,10 @@ async def subscribe(request: Request, body: NewWebhook) -> dict[str, Any]:
         await webhooks.check_url(str(body.url), dispatcher.settings.webhook_allow)
     except webhooks.UrlRefused as exc:
         raise HTTPException(422, str(exc)) from exc
-    store = dispatcher.store
+    repos = dispatcher.repos
     sub_id = "wh_" + secrets.token_hex(8)
     secret = crypto.new_webhook_secret()
-    sealed = crypto.seal(await store.secret(SECRETS_KEY), secret, f"webhook|{sub_id}")
+    sealed = crypto.seal(await repos.keys.secret(SECRETS_KEY), secret, f"webhook|{sub_id}")
     doc = {
         "_id": sub_id,
         "url": str(body.url),
@@ -61,7 +61,7 @@ async def subscribe(request: Request, body: NewWebhook) -> dict[str, Any]:
         "consecutive_failures": 0,
         "secret": sealed,
     }
-    await store.webhooks.insert_one(doc)
+    await repos.webhooks.add(doc)
     dispatcher.invalidate()
     return {**_shown(doc), "secret": secret}
 
@@ -69,12 +69,12 @@ async def subscribe(request: Request, body: NewWebhook) -> dict[str, Any]:
 @router.get("")
 async def list_webhooks(request: Request) -> dict[str, Any]:
     """Every subscription (secrets are never shown again)."""
-    found = _dispatcher(request).store.webhooks.find({}, {"secret": 0}).sort("_id", 1)
-    return {"items": [_shown(d) async for d in found]}
+    found = await _dispatcher(request).repos.webhooks.listed()
+    return {"items": [_shown(d) for d in found]}
 
 
 async def _get(request: Request, webhook_id: str) -> dict[str, Any]:
-    doc = await _dispatcher(request).store.webhooks.find_one({"_id": webhook_id})
+    doc = await _dispatcher(request).repos.webhooks.get(webhook_id)
     if doc is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such webhook")
     return doc
@@ -90,7 +90,7 @@ async def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
 async def unsubscribe(request: Request, webhook_id: str) -> Response:
     """Remove a subscription; its queued deliveries are cancelled when they come due."""
     await _get(request, webhook_id)
-    await _dispatcher(request).store.webhooks.delete_one({"_id": webhook_id})
+    await _dispatcher(request).repos.webhooks.remove(webhook_id)
     _dispatcher(request).invalidate()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -99,11 +99,7 @@ async def unsubscribe(request: Request, webhook_id: str) -> Response:
 async def enable(request: Request, webhook_id: str) -> dict[str, Any]:
     """Re-enable a subscription that was disabled after repeated failures."""
     await _get(request, webhook_id)
-    store = _dispatcher(request).store
-    await store.webhooks.update_one(
-        {"_id": webhook_id},
-        {"$set": {"state": "active", "consecutive_failures": 0}, "$unset": {"failing_since": ""}},
-    )
+    await _dispatcher(request).repos.webhooks.enable(webhook_id)
     _dispatcher(request).invalidate()
     return _shown(await _get(request, webhook_id))
 
@@ -117,15 +113,15 @@ async def deliveries(
 ) -> dict[str, Any]:
     """The delivery log of one subscription, newest first, with every attempt."""
     await _get(request, webhook_id)
-    store = _dispatcher(request).store
-    found = store.deliveries.find({"sub_id": webhook_id})
-    items = [{"id": d.pop("_id"), **d} async for d in found]
+    repos = _dispatcher(request).repos
+    found = await repos.deliveries.of_subscription(webhook_id)
+    items = [{"id": d.pop("_id"), **d} for d in found]
     if state:
         items = [i for i in items if i.get("state") == state]
     items.sort(key=lambda i: (int(i.get("created_at", 0)), str(i["id"])), reverse=True)
     items = items[:limit]
     attempts: dict[str, list[dict[str, Any]]] = {str(i["id"]): [] for i in items}
-    async for a in store.attempts.find({"delivery_id": {"$in": sorted(attempts)}}):
+    for a in await repos.deliveries.attempts_of(sorted(attempts)):
         attempts[str(a["delivery_id"])].append({k: v for k, v in a.items() if k != "_id"})
     for item in items:
         item["log"] = sorted(attempts[str(item["id"])], key=lambda a: int(a["at"]))
@@ -140,10 +136,6 @@ async def deliveries(
 async def replay(request: Request, webhook_id: str, delivery_id: str) -> dict[str, Any]:
     """Send a delivery again now (same ``webhook-id``, so receivers can de-duplicate)."""
     dispatcher = _dispatcher(request)
-    done = await dispatcher.store.deliveries.update_one(
-        {"_id": delivery_id, "sub_id": webhook_id},
-        {"$set": {"state": "pending", "next_at": ms(dispatcher.clock)}, "$inc": {"replays": 1}},
-    )
-    if done.matched_count == 0:
+    if not await dispatcher.repos.deliveries.replay(delivery_id, webhook_id, ms(dispatcher.clock)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such delivery")
     return {"id": delivery_id, "state": "pending"}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.deadlines import holdactions
 from services.deadlines.domain import Base, from_ms
+from services.deadlines.repository import Listing, Repositories, TimerRepository
 from services.deadlines.usecases import is_closed
 from shared.actions import (
     ActionAccepted,
@@ -60,12 +61,17 @@ def _ex(**cases: Any) -> dict[str, Example]:
     return {name: Example(summary=name.replace("_", " "), value=v) for name, v in cases.items()}
 
 
-def _timers(request: Request) -> Any:
-    return request.app.state.deadlines.timers
+def _timers(request: Request) -> TimerRepository:
+    repos: Repositories = request.app.state.repositories
+    return repos.timers
+
+
+async def _timer(request: Request, timer_id: str) -> dict[str, Any] | None:
+    return (await _timers(request).load_many([timer_id])).get(timer_id)
 
 
 async def _clock(request: Request, breach_id: str, which: str) -> dict[str, Any]:
-    doc: dict[str, Any] | None = await _timers(request).get(f"breach:{breach_id}:{which}")
+    doc = await _timer(request, f"breach:{breach_id}:{which}")
     if doc is None:
         raise missing(f"breach {breach_id!r}")
     return doc
@@ -86,8 +92,8 @@ def _clock_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 @router.get("/v1/breaches", tags=["breaches"], responses=errors())
 async def list_breaches(request: Request, _: Reader) -> list[dict[str, Any]]:
     """Every breach with its authority (72 h) and data-subject clocks."""
-    query = {"kind": {"$in": ["breach_authority", "breach_subjects"]}}
-    docs = await _timers(request).find(query, 1000)
+    listing = Listing(kinds=("breach_authority", "breach_subjects"), limit=1000)
+    docs = await _timers(request).page(listing)
     found: dict[str, dict[str, Any]] = {}
     for doc in docs:
         bid = doc["ref"]["breach_id"]
@@ -100,7 +106,7 @@ async def list_breaches(request: Request, _: Reader) -> list[dict[str, Any]]:
 async def get_breach(request: Request, breach_id: str, _: Reader) -> dict[str, Any]:
     """One breach's clocks: due instants, state, whether reasons for delay are required."""
     authority = await _clock(request, breach_id, "authority")
-    subjects = await _timers(request).get(f"breach:{breach_id}:subjects")
+    subjects = await _timer(request, f"breach:{breach_id}:subjects")
     return {
         "breach_id": breach_id,
         "authority": _clock_view(authority),
@@ -122,7 +128,7 @@ async def breach_detected(
     call = begin(request, actor, Scope.BREACHES_WRITE, idempotency_key, body)
     if (replay := await call.replay()) is not None:
         return replay
-    if await _timers(request).get(f"breach:{body.breach_id}:authority") is not None:
+    if await _timer(request, f"breach:{body.breach_id}:authority") is not None:
         raise refused(f"breach {body.breach_id!r} exists; PUT /v1/breaches/{{id}} updates it")
     return await call.publish("gdpr.breach.detected", body.model_dump(mode="json"))
 
@@ -146,7 +152,8 @@ async def breach_updated(
     authority = await _clock(request, breach_id, "authority")  # 404 first: unknown breach
     if body.breach_id != breach_id:
         raise refused(f"breach_id {body.breach_id!r} in the body differs from the path")
-    subjects = await _timers(request).get(f"breach:{breach_id}:subjects")
+    authority = await _clock(request, breach_id, "authority")
+    subjects = await _timer(request, f"breach:{breach_id}:subjects")
     if is_closed(authority) and (subjects is None or is_closed(subjects)):
         raise refused(f"breach {breach_id!r}: every notification is recorded; nothing to update")
     return await call.publish("gdpr.breach.detected", body.model_dump(mode="json"))

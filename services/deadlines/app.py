@@ -16,9 +16,6 @@ from services.deadlines.actions import router as actions
 from services.deadlines.http import router
 from services.deadlines.repository import (
     INDEXES,
-    ActionStore,
-    MongoHolds,
-    MongoTimers,
     Repositories,
     mongo_repositories,
 )
@@ -42,7 +39,7 @@ def bootstrap(
     span: Tracer,
 ) -> Deadlines:
     """The use cases over ``repos`` (MongoDB in the service, in-memory fakes in tests)."""
-    return Deadlines(repos, policy, clock, pseudonyms, span, PLANS)
+    return Deadlines(repos, policy, clock, pseudonyms, span, PLANS, retention.record_holds)
 
 
 def create_app(
@@ -80,8 +77,6 @@ def create_app(
             batch=own.claim_batch, workers=own.claim_workers, span=runtime.span,
         )  # fmt: skip
         parts["deadlines"] = uses
-        if isinstance(repos.timers, MongoTimers) and isinstance(repos.holds, MongoHolds):
-            uses.timers = ActionStore(repos.timers, repos.holds)  # read by actions.py
         app.state.deadlines, app.state.scheduler, app.state.repositories = uses, scheduler, repos
         await uses.relay_stale(grace_ms=0)
         if run_scheduler:

@@ -9,7 +9,6 @@ from typing import Any
 from services.deadlines.usecases import Deadlines, Inbound
 from shared import topics
 from shared.events import CloudEvent
-from shared.events.registry import EVENT_TYPES
 from shared.messaging import Consumer
 
 # Deadlines dead-letters the topics it owns; intake owns the requests topics and erasure
@@ -19,11 +18,8 @@ SHARED = [topics.PROCESSORS, topics.REQUEST_EVENTS, topics.ERASURE_CASES]
 
 
 def typed(event: CloudEvent) -> Inbound:
-    """The event with its inbound model (the consumer checked the data against it), or
-    the data as sent for Gardien's own events."""
-    if event.type in EVENT_TYPES:
-        return Inbound(event, event.payload())
-    return Inbound(event, dict(event.data))
+    """The event with its typed data (the registry's model, built once by the consumer)."""
+    return Inbound(event, event.payload())
 
 
 def register(consumer: Consumer, uses: Callable[[], Deadlines], plans: Mapping[str, Any]) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request, status
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict
 
+from services.deadlines.repository import Repositories
 from services.deadlines.usecases import is_closed
 from shared.actions import (
     ActionAccepted,
@@ -56,8 +57,13 @@ def _ex(**cases: Any) -> dict[str, Example]:
     return {name: Example(summary=name.replace("_", " "), value=v) for name, v in cases.items()}
 
 
-def _timers(request: Request) -> Any:
-    return request.app.state.deadlines.timers
+def _repos(request: Request) -> Repositories:
+    repos: Repositories = request.app.state.repositories
+    return repos
+
+
+async def _hold(request: Request, key: str) -> dict[str, Any] | None:
+    return (await _repos(request).holds.get_many([key])).get(key)
 
 
 def _hold_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +81,7 @@ def _hold_view(doc: dict[str, Any]) -> dict[str, Any]:
 @router.get("/v1/holds", tags=["holds"], responses=errors())
 async def list_holds(request: Request, _: Reader) -> list[dict[str, Any]]:
     """Every legal hold, active and released (subjects are counted, never shown)."""
-    found = _timers(request).holds.find({}).sort("_id", 1).limit(1000)
-    return [_hold_view(d) async for d in found]
+    return [_hold_view(d) for d in await _repos(request).holds.listed(1000)]
 
 
 @router.post("/v1/holds", tags=["hold actions"], **ACCEPTED)
@@ -105,7 +110,7 @@ async def hold_placed(
     if (replay := await call.replay()) is not None:
         return replay
     key = body.hold_id or body.matter
-    if await _timers(request).get_hold(key) is not None:
+    if await _hold(request, key) is not None:
         raise refused(f"legal hold {key!r} exists (released holds keep their id)")
     data = {
         **body.model_dump(mode="json", exclude_none=True),
@@ -131,7 +136,7 @@ async def hold_released(
     call = begin(request, actor, Scope.HOLDS_WRITE, idempotency_key, body)
     if (replay := await call.replay()) is not None:
         return replay
-    hold = await _timers(request).get_hold(hold_id)
+    hold = await _hold(request, hold_id)
     if hold is None:
         raise missing(f"legal hold {hold_id!r}")
     if not hold.get("active"):
@@ -171,11 +176,11 @@ async def deletion_certified(
     call = begin(request, actor, Scope.ERASURE_WRITE, idempotency_key, body)
     if (replay := await call.replay()) is not None:
         return replay
-    timers = _timers(request)
+    timers = _repos(request).timers
     ids = await timers.for_processor(processor)
     if not ids:
         raise missing(f"processor-deletion clock for processor {processor!r}")
-    docs = [await timers.get(i) for i in ids]
+    docs = list((await timers.load_many(ids)).values())
     if all(is_closed(d) for d in docs):
         raise refused(f"processor {processor!r}: its deletion is already certified")
     data = {**body.model_dump(mode="json", exclude_none=True), "processor": processor}

@@ -11,22 +11,17 @@ from typing import Any
 
 from services.deadlines.repository import Listing, Repositories
 from shared.events import CloudEvent
+from shared.memory import MemoryVersioned
 from shared.persistence import TOKEN, Change, Saved
 from shared.subject_vault import SEALED, KeyShredded
 
 Doc = dict[str, Any]
 
 
-class MemoryTimers:
+class MemoryTimers(MemoryVersioned):
     """Timers in a dict; ``sent`` collects every event relayed, in order."""
 
-    def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
-        self.sent: list[tuple[CloudEvent, str]] = []
-
-    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
-        return {i: copy.deepcopy(self.docs[i]) for i in sorted(set(ids)) if i in self.docs}
-
+    # Timers add leases to the versioned documents: a leased write keeps others out.
     async def save_many(self, changes: Sequence[Change]) -> Saved:
         return self._write(changes, None)
 
@@ -133,18 +128,18 @@ class MemoryHolds:
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
 
-    async def get(self, key: str) -> Doc | None:
-        return copy.deepcopy(self.docs.get(key))
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        return {k: copy.deepcopy(self.docs[k]) for k in set(keys) if k in self.docs}
 
-    async def add(self, doc: Doc) -> bool:
-        if doc["_id"] in self.docs:
-            return False
-        self.docs[doc["_id"]] = copy.deepcopy(doc)
-        return True
+    async def save_many(self, new: Sequence[Doc], released: dict[str, str]) -> None:
+        for doc in new:
+            self.docs.setdefault(doc["_id"], copy.deepcopy(doc))
+        for key, on in released.items():
+            if key in self.docs:
+                self.docs[key].update(released_on=on, active=False)
 
-    async def release(self, key: str, released_on: str) -> None:
-        if key in self.docs:
-            self.docs[key].update(released_on=released_on, active=False)
+    async def listed(self, limit: int) -> list[Doc]:
+        return [copy.deepcopy(self.docs[k]) for k in sorted(self.docs)][:limit]
 
     async def active(self, refs: list[str]) -> list[Doc]:
         found = [

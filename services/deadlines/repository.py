@@ -8,6 +8,7 @@ so the claim filter needs no ``$or``; arrays are written whole; queries on array
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
@@ -122,13 +123,18 @@ class TimerRepository(Protocol):
 class HoldRepository(Protocol):
     """Legal holds as recorded (``_id`` = hold id or matter)."""
 
-    async def get(self, key: str) -> Doc | None: ...
-
-    async def add(self, doc: Doc) -> bool:
-        """Record a hold; False when it exists already (a re-delivery)."""
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """The holds of ``keys`` that exist, in one read."""
         ...
 
-    async def release(self, key: str, released_on: str) -> None: ...
+    async def save_many(self, new: Sequence[Doc], released: dict[str, str]) -> None:
+        """One write: insert ``new`` holds (one stored already is kept: a re-delivery) and
+        mark ``released`` ones (key -> release date) inactive."""
+        ...
+
+    async def listed(self, limit: int) -> list[Doc]:
+        """Holds in key order, active and released."""
+        ...
 
     async def active(self, refs: list[str]) -> list[Doc]:
         """Active holds naming one of ``refs`` or naming no subject at all."""
@@ -255,20 +261,25 @@ class MongoHolds:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.collection: AsyncCollection[Doc] = db[HOLDS]
 
-    async def get(self, key: str) -> Doc | None:
-        return await self.collection.find_one({"_id": key})
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        return {str(d["_id"]): d async for d in self.collection.find({"_id": {"$in": wanted}})}
 
-    async def add(self, doc: Doc) -> bool:
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+    async def save_many(self, new: Sequence[Doc], released: dict[str, str]) -> None:
+        if new:
+            with contextlib.suppress(BulkWriteError):  # a hold stored before: a re-delivery
+                await self.collection.insert_many([dict(d) for d in new], ordered=False)
+        ops = [
+            UpdateOne({"_id": k}, {"$set": {"released_on": on, "active": False}})
+            for k, on in released.items()
+        ]
+        if ops:
+            await self.collection.bulk_write(ops, ordered=True)
 
-    async def release(self, key: str, released_on: str) -> None:
-        await self.collection.update_one(
-            {"_id": key}, {"$set": {"released_on": released_on, "active": False}}
-        )
+    async def listed(self, limit: int) -> list[Doc]:
+        return [d async for d in self.collection.find({}).sort("_id", 1).limit(limit)]
 
     async def active(self, refs: list[str]) -> list[Doc]:
         named = self.collection.find({"subject_refs": {"$in": refs}}) if refs else None
@@ -297,28 +308,6 @@ class MongoVault:
 
     async def destroyed(self, kid: str) -> bool:
         return await SubjectVault(self.db).destroyed(kid)
-
-
-class ActionStore:
-    """The reads of the HTTP actions (``actions.py``, ``holdactions.py``), as they were
-    written against the former single storage class, over the MongoDB repositories."""
-
-    def __init__(self, timers: MongoTimers, holds: MongoHolds) -> None:
-        self._timers, self._holds = timers, holds
-        self.holds = holds.collection
-
-    async def get(self, timer_id: str) -> Doc | None:
-        return (await self._timers.load_many([timer_id])).get(timer_id)
-
-    async def find(self, query: Doc, limit: int) -> list[Doc]:
-        cursor = self._timers.collection.find(query).sort("sort_key", ASCENDING).limit(limit)
-        return [doc async for doc in cursor]
-
-    async def get_hold(self, key: str) -> Doc | None:
-        return await self._holds.get(key)
-
-    async def for_processor(self, processor: str) -> list[str]:
-        return await self._timers.for_processor(processor)
 
 
 def mongo_repositories(db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> Repositories:

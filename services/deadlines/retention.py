@@ -12,6 +12,8 @@ never recreated. A hold is written to ``holds`` first, then applied to the timer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -68,33 +70,77 @@ async def sealed_subject(uses: Deadlines, timer_id: str, subject: Subject | None
         return None  # the purge already erased this subject: keep no copy
 
 
-async def hold_placed(uses: Deadlines, item: Inbound) -> list[Step]:
-    """An active hold blocks every purge in its scope (R-RET-4), recorded first in ``holds``."""
+HOLD_PLACED, HOLD_RELEASED = "gdpr.legal_hold.placed", "gdpr.legal_hold.released"
+
+
+def _hold_doc(uses: Deadlines, item: Inbound) -> Doc:
     data: LegalHold = item.data
     refs = sorted(
         {r for s in data.scope.subjects for r in uses.pseudonyms.refs(s.identifiers.present())}
     )
-    hold = {
+    return {
         "_id": data.hold_id or data.matter, "matter": data.matter, "subject_refs": refs,
         "scope_all_subjects": not refs, "categories": list(data.scope.categories),
         "opened_on": local_date(data.at).isoformat(), "released_on": None, "active": True,
         "event_id": item.event.id,
     }  # fmt: skip
-    if not await uses.repos.holds.add(hold):
-        hold = await uses.repos.holds.get(str(hold["_id"])) or hold
-    return await rehold(uses, item, hold)
+
+
+async def record_holds(uses: Deadlines, items: Sequence[Inbound]) -> Sequence[Inbound]:
+    """The batch's holds recorded first, in one read and one write, folded in order: each
+    hold event comes back with the hold as it stands after it (None: release of an unknown
+    hold). A placed hold stored before keeps its first scope (a re-delivery)."""
+    mine = [i for i in items if i.event.type in (HOLD_PLACED, HOLD_RELEASED)]
+    if not mine:
+        return items
+    known = await uses.repos.holds.get_many(i.data.hold_id or i.data.matter for i in mine)
+    new: dict[str, Doc] = {}
+    released: dict[str, str] = {}
+    out: list[Inbound] = []
+    ids = {id(i) for i in mine}
+    for item in items:
+        if id(item) in ids:
+            item = replace(item, hold=_fold_hold(uses, item, known, new, released))
+        out.append(item)
+    await uses.repos.holds.save_many(list(new.values()), released)
+    return out
+
+
+def _fold_hold(
+    uses: Deadlines,
+    item: Inbound,
+    known: dict[str, Doc],
+    new: dict[str, Doc],
+    released: dict[str, str],
+) -> Doc | None:
+    key = item.data.hold_id or item.data.matter
+    if item.event.type == HOLD_PLACED:
+        if key not in known:
+            known[key] = new[key] = _hold_doc(uses, item)
+        return known[key]
+    if key not in known:
+        return None
+    on = local_date(item.data.at).isoformat()
+    known[key] = {**known[key], "released_on": on, "active": False}
+    if key in new:
+        new[key] = known[key]
+    else:
+        released[key] = on
+    return known[key]
+
+
+async def hold_placed(uses: Deadlines, item: Inbound) -> list[Step]:
+    """An active hold blocks every purge in its scope (R-RET-4), recorded first in ``holds``."""
+    assert item.hold is not None  # recorded by ``record_holds``
+    return await rehold(uses, item, item.hold)
 
 
 async def hold_released(uses: Deadlines, item: Inbound) -> list[Step]:
     """A release recomputes: retention ends at the later of normal end and release."""
-    data: LegalHold = item.data
-    key = data.hold_id or data.matter
-    hold = await uses.repos.holds.get(key)
-    if hold is None:
-        raise TransitionRefused(f"release of unknown legal hold {key}")
-    released_on = local_date(data.at).isoformat()
-    await uses.repos.holds.release(key, released_on)
-    return await rehold(uses, item, {**hold, "released_on": released_on, "active": False})
+    if item.hold is None:
+        data: LegalHold = item.data
+        raise TransitionRefused(f"release of unknown legal hold {data.hold_id or data.matter}")
+    return await rehold(uses, item, item.hold)
 
 
 async def rehold(uses: Deadlines, item: Inbound, hold: Doc) -> list[Step]:
@@ -106,7 +152,7 @@ async def rehold(uses: Deadlines, item: Inbound, hold: Doc) -> list[Step]:
 
 async def case_closed(uses: Deadlines, item: Inbound) -> list[Step]:
     """A closed purge case ``ret:<timer>`` shreds the subject its retention clock kept."""
-    case_id = str(item.data.get("case_id", ""))
+    case_id = item.data.case_id
     if case_id.startswith(PURGE_PREFIX):
         timer_id = case_id.removeprefix(PURGE_PREFIX)
         with uses.span("deadlines.shred_subject") as span:

@@ -39,6 +39,7 @@ from shared.events.inbound import (
     ProcessorDeletionCertified,
     ProcessorReplaced,
 )
+from shared.events.internal import RequestAccepted, RequestStatusChanged
 from shared.persistence import TOKEN, Change, retry_lost
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy, local_date
@@ -59,6 +60,7 @@ class Inbound:
 
     event: CloudEvent
     data: Any
+    hold: Doc | None = None  # a legal-hold event: the hold as it stands after it
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,11 @@ class Deadlines:
         pseudonyms: Pseudonymiser,
         span: Tracer,
         plans: dict[str, Plan],
+        prepare: Prepare | None = None,
     ) -> None:
         self.repos, self.policy, self.clock = repos, policy, clock
         self.pseudonyms, self.span, self.plans = pseudonyms, span, plans
-        self.timers: Any = None  # the HTTP actions' store, set by the app (ActionStore)
+        self.prepare = prepare  # the batch's own writes before planning (legal holds)
 
     async def handle(self, items: Sequence[Inbound]) -> None:
         """One batch: plan each event (its own reads), apply all, raise the first refusal."""
@@ -94,6 +97,8 @@ class Deadlines:
         steps: list[Step] = []
         with self.span("deadlines.handle") as span:
             span.set_attribute("gardien.batch_size", len(items))
+            if self.prepare is not None:
+                items = await self.prepare(self, items)
             for item in items:
                 plan = self.plans.get(item.event.type)
                 try:
@@ -211,17 +216,20 @@ async def as_sent(event: CloudEvent, repos: Repositories) -> CloudEvent:
 
 
 Plan = Callable[[Deadlines, Inbound], Awaitable[list[Step]]]
+Prepare = Callable[[Deadlines, Sequence[Inbound]], Awaitable[Sequence[Inbound]]]
 
 
 async def request_event(uses: Deadlines, item: Inbound) -> list[Step]:
     """Request clocks from intake's accepted and status_changed events."""
-    data, event = item.data, item.event
-    rid, calendar = data.get("request_id"), uses.policy.holiday_calendar
-    if not isinstance(rid, str):
-        return []
+    typed: RequestAccepted | RequestStatusChanged = item.data
+    event, calendar = item.event, uses.policy.holiday_calendar
+    # The clock arithmetic reads the wire form (ISO dates), as intake sent it.
+    data = typed.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return [
         Step(
-            f"request:{rid}", event, lambda d: decide.request_change(d, event.type, data, calendar)
+            f"request:{typed.request_id}",
+            event,
+            lambda d: decide.request_change(d, event.type, data, calendar),
         )
     ]
 

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.erasure import holdcases, planning
-from services.erasure.planning import ProcessorChange
+from services.erasure import holdcases
 from services.erasure.processors import local_day
 from services.erasure.usecases import Erasure, Refusals
 from shared import topics
@@ -28,7 +27,7 @@ from shared.events.inbound import (
     ProcessorDeletionCertified,
     ProcessorReplaced,
 )
-from shared.events.internal import AccessWorkRequested
+from shared.events.internal import AccessWorkRequested, ProcessorChange, WorkRequested
 from shared.service import Runtime
 
 if TYPE_CHECKING:
@@ -89,9 +88,9 @@ def register(
     runtime.consumer.batches(topics.LEGAL_HOLDS, on_legal_holds, dead_letters=False)
 
 
-def work_model() -> type[planning.WorkRequested]:
-    """The model of the work erasure consumes (the one place to switch to intake's)."""
-    return planning.WorkRequested
+def work_model() -> type[WorkRequested]:
+    """The model of the work erasure consumes (the registry's, shared/events/internal.py)."""
+    return WorkRequested
 
 
 async def on_processor(erasure: Erasure, event: CloudEvent) -> Refusals:
@@ -125,12 +124,12 @@ def processor_change(data: ProcessorReplaced) -> ProcessorChange:
 
 
 def typed(batch: Sequence[CloudEvent], model: type[M]) -> tuple[list[tuple[str, M]], Refusals]:
-    """Each event's data as ``model`` (validated once, here), and the events refused."""
+    """Each event's data as ``model`` (as ``parse_event`` typed it), and the events refused."""
     valid: list[tuple[str, M]] = []
     refused: Refusals = {}
     for event in batch:
         try:
-            valid.append((event.id, model.model_validate(event.data)))
+            valid.append((event.id, event.data_as(model)))
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             refused[event.id] = EventRejected(f"invalid {event.type} data: {fields}")

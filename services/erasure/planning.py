@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
-
-from pydantic import Field
+from typing import Any, Literal
 
 from services.erasure.domain import Case, Line, Progress
 from services.erasure.processors import ProcessorTerms, local_day
 from services.erasure.registry import Action, CategoryPolicy, Registry, System
 from services.erasure.settings import ErasureSettings
-from shared.events.common import Data, Id, Subject
+from shared.events.internal import ProcessorChange, WorkLine, WorkRequested
 from shared.rules import art19_notifications, processor_status
 from shared.rules.rights import Recipient
 
@@ -19,33 +17,7 @@ SKIPPED_ACTIONS = {"refuse", "refuse_while_hold"}
 PROCESSOR_GROUND = "Art 28(3)(g) end of processing contract (R-PROC-1)"
 
 
-class WorkCategory(Data):
-    category: str
-    action: str  # erase | anonymise | restrict | suppress | retain_restricted | refuse...
-    ground: str = ""
-    retain_until: str | None = None
-
-
-class ProcessorChange(Data):
-    old: Id
-    new: Id
-    controller_choice: Literal["delete", "return"] | None = None
-    contractual_days: Annotated[int, Field(ge=0, le=3650)] | None = None
-    effective_at: datetime | None = None
-    categories: list[str] = []
-
-
-class WorkRequested(Data):
-    """Data of ``gardien.erasure.work.requested`` (docs/events.md)."""
-
-    case_id: Id
-    origin: Literal["request", "retention", "objection", "processor"]
-    request_id: Id | None = None
-    subject: Subject | None = None
-    categories: Annotated[list[WorkCategory], Field(max_length=200)] = []
-    due_by: str | None = None
-    processor: ProcessorChange | None = None
-    contract_id: Id | None = None  # retention work may know the contract, not the subject
+WorkCategory = WorkLine  # the name planning has always used
 
 
 def known_identifiers(work: WorkRequested) -> dict[str, str]:

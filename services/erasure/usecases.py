@@ -31,6 +31,7 @@ from shared.clock import Clock
 from shared.errors import PermanentError, TransitionRefused
 from shared.events import CloudEvent
 from shared.events.inbound import ErasureOutcome, ErasureResult, ProcessorDeletionCertified
+from shared.events.internal import ProcessorChange, WorkRequested
 from shared.persistence import Change, Saved, retry_lost
 
 OUTCOMES = {o.value for o in ErasureOutcome}
@@ -122,7 +123,7 @@ class Erasure:
         """Publish events a crash left in case documents."""
         return await self.repos.cases.relay_left(self.broker)
 
-    async def open_work(self, works: Sequence[tuple[str, planning.WorkRequested]]) -> Refusals:
+    async def open_work(self, works: Sequence[tuple[str, WorkRequested]]) -> Refusals:
         """Open the cases the work items ask for (once each, whatever the deliveries)."""
         with self.span("erasure.open_work") as span:
             span.set_attribute("gardien.batch", len(works))
@@ -136,7 +137,7 @@ class Erasure:
                         refused |= await self.open_processor(work.case_id, work.processor)
             return refused | await self.apply_steps(await self._openings(plain))
 
-    async def _openings(self, works: list[tuple[str, planning.WorkRequested]]) -> list[Item]:
+    async def _openings(self, works: list[tuple[str, WorkRequested]]) -> list[Item]:
         if not works:
             return []
         now, registry = self.clock.now(), await self._routed()
@@ -153,7 +154,7 @@ class Erasure:
     def _opening(self, case: Case) -> list[Effect]:
         return domain.open_new(case, self.clock.now(), self._art19)
 
-    async def open_processor(self, case_id: str, change: planning.ProcessorChange) -> Refusals:
+    async def open_processor(self, case_id: str, change: ProcessorChange) -> Refusals:
         """Order the old processor to delete or return everything; route to the new one."""
         now = self.clock.now()
         await self.repos.routes.put(change.old, change.new, change.categories, now)

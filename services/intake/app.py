@@ -6,7 +6,6 @@ tests pass in-memory ones (``services.intake.memory``) through ``repositories``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from fastapi import FastAPI
@@ -26,6 +25,7 @@ from shared import rules
 from shared.clock import Clock, SystemClock
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import Settings
+from shared.started import Started
 
 RepositoryFactory = Callable[[Runtime], Repositories]
 
@@ -49,23 +49,6 @@ def bootstrap(runtime: Runtime, repos: Repositories, policy: rules.Policy, clock
     return Intake(repos, runtime.pseudonyms, policy, clock, runtime.span)
 
 
-class Started:
-    """The use cases once the lifespan has built them (subscribers wait for them)."""
-
-    def __init__(self) -> None:
-        self._ready = asyncio.Event()
-        self._intake: Intake | None = None
-
-    def set(self, intake: Intake) -> None:
-        self._intake = intake
-        self._ready.set()
-
-    async def get(self) -> Intake:
-        await self._ready.wait()
-        assert self._intake is not None
-        return self._intake
-
-
 def create_app(
     settings: Settings,
     exporter: SpanExporter | None = None,
@@ -73,15 +56,15 @@ def create_app(
     repositories: RepositoryFactory | None = None,
 ) -> FastAPI:
     """The intake app: subscribers, routes, and a start-up relay of pending events."""
-    policy, started = active_policy(settings), Started()
+    policy, started = active_policy(settings), Started[Intake]()
 
     def wire(runtime: Runtime) -> None:
         handlers.register(runtime, started.get)
 
     async def start(runtime: Runtime) -> None:
         # Retired: subject hashes now use the deployment's pseudonym key (shared/pseudonyms).
-        await runtime.db["vault"].delete_one({"_id": "subject-hash"})
         repos = (repositories or mongo_repositories)(runtime)
+        await repos.keys.retire_secret("subject-hash")
         intake = bootstrap(runtime, repos, policy, clock or SystemClock())
         app.state.intake = intake
         await intake.relay_pending()

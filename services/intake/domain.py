@@ -239,12 +239,12 @@ def case_reported(req: Request, event: CloudEvent, report: CaseReport, kind: str
     if (progress.get(kind) or {}).get("state") == "closed" and state != "closed":
         req.mark_applied(event.id)
         return False  # a late report never reopens a closed case
-    systems = report.systems
+    systems = {k: v.model_dump(exclude_none=True) for k, v in report.systems.items()}
     progress[kind] = jsonable(
         {
             "case_id": report.case_id,
             "state": state,
-            "systems": [{"system": k, **v} for k, v in systems.items() if isinstance(v, dict)],
+            "systems": [{"system": k, **v} for k, v in systems.items()],
             "closed_at": report.closed_at,
             "art19": report.art19,
             "updated_at": event.time,

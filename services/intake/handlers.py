@@ -34,7 +34,7 @@ def deliveries(events: Sequence[CloudEvent]) -> list[Delivery]:
         if event.type != PACKAGE_DELIVERED:
             continue
         try:
-            out.append((event, PackageDelivered.model_validate(event.data)))
+            out.append((event, event.data_as(PackageDelivered)))
         except ValidationError:
             log.warning("package delivery %s skipped: unexpected data shape", event.id)
     return out
@@ -47,7 +47,7 @@ def reports(events: Sequence[CloudEvent]) -> list[Report]:
         if not event.type.startswith("gardien.erasure.case."):
             continue
         try:
-            out.append((event, CaseReport.model_validate(event.data)))
+            out.append((event, event.data_as(CaseReport)))
         except ValidationError:
             log.warning("case report %s skipped: unexpected data shape", event.id)
     return out

@@ -10,43 +10,12 @@ from typing import Any
 
 from services.intake.repository import Doc, HistoryEntry, KeyRing
 from shared.events import CloudEvent
-from shared.persistence import TOKEN, Change, Saved
+from shared.memory import MemoryVersioned
 from shared.subject_vault import SEALED, KeyShredded
 
 
-class MemoryRequests:
+class MemoryRequests(MemoryVersioned):
     """Requests in a dict; ``sent`` holds every relayed ``(event, key)`` in order."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
-        self.sent: list[tuple[CloudEvent, str]] = []
-
-    async def load_many(self, ids: Iterable[str]) -> dict[str, Doc]:
-        return {i: copy.deepcopy(self.docs[i]) for i in sorted(set(ids)) if i in self.docs}
-
-    async def save_many(self, changes: Sequence[Change]) -> Saved:
-        saved, lost = [], []
-        for c in changes:
-            current = self.docs.get(c.doc_id)
-            fresh = current is None and c.version is None
-            if not fresh and (current is None or current.get("version") != c.version):
-                lost.append(c.doc_id)
-                continue
-            body = {**copy.deepcopy(c.fields), TOKEN: c.token, "outbox": list(c.outbox)}
-            body["outbox_pending"] = bool(c.outbox)
-            base = {"_id": c.doc_id} if current is None else current
-            self.docs[c.doc_id] = {**base, **body, "version": (c.version or 0) + 1}
-            saved.append(c)
-        return Saved(saved, lost)
-
-    async def relay(self, saved: Sequence[Change]) -> int:
-        with_events = [c for c in saved if c.outbox]
-        for c in with_events:
-            self.sent += c.events
-            doc = self.docs.get(c.doc_id)
-            if doc is not None and doc.get(TOKEN) == c.token:
-                doc.update(outbox=[], outbox_pending=False)
-        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self) -> int:
         sent = 0
@@ -109,6 +78,12 @@ class MemoryRing:
 class MemorySubjectKeys:
     live: set[str] = field(default_factory=set)
     tombstones: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)  # vault entries (retired ones go)
+
+    async def retire_secret(self, name: str) -> bool:
+        found = name in self.secrets
+        self.secrets.discard(name)
+        return found
 
     async def ring(self, new: Iterable[str], now: datetime) -> KeyRing:
         self.live |= {k for k in new if k not in self.tombstones}

@@ -14,6 +14,7 @@ from shared.events.common import Data, Subject
 from shared.events.inbound import RequestReceived
 from shared.events.internal import (
     AccessWorkRequested,
+    CaseEvent,
     ErasureWorkRequested,
     RequestAccepted,
     RequestDecided,
@@ -26,14 +27,7 @@ WORK_REQUESTED = "gardien.erasure.work.requested"
 ACCESS_WORK_REQUESTED = "gardien.access.work.requested"
 
 
-class CaseReport(Data):
-    """What intake reads of a ``gardien.erasure.case.*`` event (producer: erasure)."""
-
-    case_id: str = ""
-    request_id: str | None = None
-    systems: dict[str, Any] = {}
-    closed_at: str | None = None
-    art19: dict[str, Any] | None = None
+CaseReport = CaseEvent  # erasure's case event (shared/events/internal.py), as intake reads it
 
 
 class PackageDelivered(Data):

@@ -24,7 +24,7 @@ from shared.persistence import DUPLICATE_KEY, Change, Saved, VersionedCollection
 from shared.subject_vault import SubjectVault
 
 Doc = dict[str, Any]
-REQUESTS, HISTORY = "requests", "subject_requests"
+REQUESTS, HISTORY, VAULT = "requests", "subject_requests", "vault"
 
 INDEXES = IndexPlan(
     {
@@ -85,6 +85,9 @@ class SubjectKeys(Protocol):
     async def ring(self, new: Iterable[str], now: datetime) -> KeyRing: ...
     async def destroy_many(self, kids: Iterable[str], now: datetime) -> int: ...
     async def destroyed(self, kid: str) -> bool: ...
+    async def retire_secret(self, name: str) -> bool:
+        """Forget a vault secret no longer used; whether it was still there."""
+        ...
 
 
 class MongoRequests:
@@ -227,6 +230,9 @@ class MongoSubjectKeys:
 
     async def destroyed(self, kid: str) -> bool:
         return await SubjectVault(self.db).destroyed(kid)
+
+    async def retire_secret(self, name: str) -> bool:
+        return bool((await self.db[VAULT].delete_one({"_id": name})).deleted_count)
 
 
 def _b64(data: bytes) -> str:

@@ -7,7 +7,7 @@ description takes its schemas from them. One section per producing service.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,7 +60,7 @@ class RequestAccepted(Data):
     received_at: Instant
     channel: ShortText
     subject_kind: ShortText
-    clock: RequestClock
+    clock: RequestClock | None = None  # intake always sends it; deadlines can do without
     flags: Flags = []
 
 
@@ -74,7 +74,7 @@ class RequestStatusChanged(Data):
     to: Status
     cause: ShortText  # the type of the event that caused the move
     at: Instant
-    clock: RequestClock
+    clock: RequestClock | None = None  # as for RequestAccepted
     flags: Flags = []
     reasons: Annotated[list[LongText], Field(max_length=20)] | None = None
     reason: ShortText | None = None
@@ -159,6 +159,9 @@ class AccessWorkRequested(Data):
 
 
 # ---- deadlines: gardien.deadlines.v1, gardien.erasure.work.v1 (retention purges) ----------
+
+
+DEADLINE_KINDS = ("scheduled", "approaching", "due", "met", "missed")
 
 
 class DeadlineEvent(BaseModel):
@@ -265,7 +268,7 @@ class SystemView(ErasureData):
     uploaded: bool | None = None  # collection cases: its data arrived on the upload URL
 
 
-CaseKind = Literal["opened", "progressed", "escalated", "held", "released", "closed"]
+CASE_KINDS = ("opened", "progressed", "escalated", "held", "released", "closed")
 
 
 class CaseEvent(ErasureData):
@@ -293,6 +296,68 @@ class CaseEvent(ErasureData):
     matter: str | None = None
     reissued: list[str] | None = None
     package_id: str | None = None  # collection cases: the package built when it closed
+
+
+class WorkLine(Data):
+    """One category of work as erasure reads it, whoever asked (intake or deadlines)."""
+
+    category: str
+    action: str  # erase | anonymise | restrict | suppress | retain_restricted | refuse...
+    ground: str = ""
+    retain_until: str | None = None
+
+
+class ProcessorChange(Data):
+    """A processor's replacement as erasure plans it (R-PROC-1)."""
+
+    old: Id
+    new: Id
+    controller_choice: Literal["delete", "return"] | None = None
+    contractual_days: Annotated[int, Field(ge=0, le=3650)] | None = None
+    effective_at: datetime | None = None
+    categories: list[str] = []
+
+
+class WorkRequested(Data):
+    """``gardien.erasure.work.requested`` as consumed: intake's ``ErasureWorkRequested``
+    (request, objection), deadlines' ``RetentionPurgeRequested`` (retention), or processor
+    work with its terms."""
+
+    case_id: Id
+    origin: Literal["request", "retention", "objection", "processor"]
+    request_id: Id | None = None
+    subject: Subject | None = None
+    categories: Annotated[list[WorkLine], Field(max_length=200)] = []
+    due_by: str | None = None
+    processor: ProcessorChange | None = None
+    contract_id: Id | None = None  # retention work may know the contract, not the subject
+
+
+class RegisterChanged(ErasureData):
+    """``gardien.register.changed`` (id ``register:<sequence>:<hash prefix>``): Art 30."""
+
+    register_hash: str
+    previous_hash: str | None = None
+    policy: str
+    sequence: int
+    activities: list[str]
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    controller_changed: bool = False
+
+
+# ---- the gardien command: gardien.operations.v1 ---------------------------------------------
+
+
+class DlqRedriven(Data):
+    """``gardien.operation.dlq_redriven``: an operator sent a dead letter back (audited)."""
+
+    dlq_topic: ShortText
+    dlq_offset: int
+    source_topic: ShortText
+    reason: Annotated[str, Field(max_length=4000)]  # as the refusing service wrote it
+    operator: Annotated[str, Field(max_length=256)]
 
 
 # ---- erasure: gardien.access.package.* on gardien.erasure.cases.v1 (key: request id) ----------
@@ -352,6 +417,3 @@ class PackageDeleted(PackageEvent):
     deleted_at: str
     reason: Literal["expired"]
     blobs: int  # how many blobs were removed
-
-
-# ---- audit: audit-originated records --------------------------------------------------------

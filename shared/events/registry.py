@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import ConfigDict
+from pydantic import BaseModel
 
 from shared import topics
 from shared.events import inbound as m
+from shared.events import internal as g
 from shared.events.common import Data
-
-
-class InternalData(Data):
-    """Data of Gardien's own events: produced by the services, shape owned by each."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
 
 # type -> (data model, topic). Inbound types are the external contract (ARCHITECTURE.md).
 EVENT_TYPES: Final[dict[str, tuple[type[Data], str]]] = {
@@ -38,6 +32,27 @@ EVENT_TYPES: Final[dict[str, tuple[type[Data], str]]] = {
     "gdpr.export.result": (m.ExportResult, topics.ERASURE_RESULTS),
 }
 
+# Gardien's own event types: each has its model (shared/events/internal.py), checked when the
+# producer builds the data and when a consumer reads it.
+INTERNAL_TYPES: Final[dict[str, type[BaseModel]]] = {
+    "gardien.request.accepted": g.RequestAccepted,
+    "gardien.request.decided": g.RequestDecided,
+    "gardien.request.status_changed": g.RequestStatusChanged,
+    "gardien.request.transition_refused": g.RequestTransitionRefused,
+    "gardien.erasure.work.requested": g.WorkRequested,
+    "gardien.access.work.requested": g.AccessWorkRequested,
+    "gardien.erasure.command.issued": g.CommandIssued,
+    **{f"gardien.erasure.case.{kind}": g.CaseEvent for kind in g.CASE_KINDS},
+    **{f"gardien.deadline.{kind}": g.DeadlineEvent for kind in g.DEADLINE_KINDS},
+    "gardien.access.package.built": g.PackageBuilt,
+    "gardien.access.package.delivered": g.PackageDelivered,
+    "gardien.access.package.downloaded": g.PackageDownloaded,
+    "gardien.access.package.link_issued": g.PackageLinkIssued,
+    "gardien.access.package.deleted": g.PackageDeleted,
+    "gardien.register.changed": g.RegisterChanged,
+    "gardien.operation.dlq_redriven": g.DlqRedriven,
+}
+
 # Gardien's own event types, by the prefix that routes them to their topic.
 INTERNAL_PREFIXES: Final[dict[str, str]] = {
     "gardien.request.": topics.REQUEST_EVENTS,
@@ -52,13 +67,11 @@ INTERNAL_PREFIXES: Final[dict[str, str]] = {
 }
 
 
-def data_model(event_type: str) -> type[Data] | None:
+def data_model(event_type: str) -> type[BaseModel] | None:
     """Data model of ``event_type``, or None when the type is unknown."""
     if event_type in EVENT_TYPES:
         return EVENT_TYPES[event_type][0]
-    if any(event_type.startswith(prefix) for prefix in INTERNAL_PREFIXES):
-        return InternalData
-    return None
+    return INTERNAL_TYPES.get(event_type)
 
 
 def topic_for_type(event_type: str) -> str:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from services.audit import chain
 from tests.audit.conftest import Trail
 from tests.support import example
-
-pytestmark = pytest.mark.integration
 
 
 async def test_the_acting_key_is_recorded_and_hashed(trail: Trail) -> None:
@@ -28,7 +24,7 @@ async def test_the_acting_key_is_recorded_and_hashed(trail: Trail) -> None:
         "scope": "intake:write",
     }
     assert "actor" not in items["gdpr.request.identity_verified"]  # published by hand
-    stored = await trail.store.records.find_one({"event_id": acted["id"]})
+    [stored] = await trail.stored(event_id=acted["id"])
     assert stored is not None and chain.record_hash(stored) == stored["hash"]  # covered
     report = (await trail.http.get("/v1/audit/verify", headers=trail.headers)).json()
     assert report["ok"] is True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from services.audit.app import create_app
+from services.audit.mongo import mongo_repositories
 from services.audit.settings import AuditSettings
 from services.audit.usecases import Auditor
 from shared import topics
@@ -24,6 +24,14 @@ from tests.audit.test_shredding import _case_flow, _closed, _result, _reveal, _s
 from tests.support import event_bytes, example, produce, running, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def trail(mongo_trail: Trail) -> Trail:
+    """Concurrent writers and commands sent: the MongoDB trail."""
+    return mongo_trail
+
+
 PHONE = "+33 6 98 76 54 32"
 
 
@@ -47,12 +55,14 @@ class Commands(monitoring.CommandListener):
 async def counting(trail: Trail) -> AsyncIterator[tuple[Auditor, Commands]]:
     """An auditor on the trail's database whose client counts the commands it sends."""
     listener = Commands()
-    runtime = trail.auditor.runtime
+    runtime = trail.app.state.runtime
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         runtime.settings.mongodb_uri, tz_aware=True, event_listeners=[listener]
     )
     try:
-        yield Auditor(dataclasses.replace(runtime, client=client), trail.clock), listener
+        assert trail.db is not None
+        repos = mongo_repositories(client[trail.db.name])
+        yield Auditor(repos, runtime.pseudonyms, runtime.span, trail.clock), listener
     finally:
         await client.close()
 
@@ -63,7 +73,7 @@ def requests(run: str, n: int, partition: int = 9) -> list[Delivery]:
 
 
 async def chain_of(trail: Trail, chain: str) -> list[dict[str, Any]]:
-    return [d async for d in trail.store.records.find({"chain": chain}).sort("seq", 1)]
+    return sorted(await trail.stored(chain=chain), key=lambda d: int(d["seq"]))
 
 
 async def verified(trail: Trail) -> dict[str, Any]:
@@ -94,19 +104,20 @@ async def test_a_redelivered_batch_is_recognised_and_only_the_rest_appended(trai
     run = uuid.uuid4().hex[:6]
     batch = requests(run, 10, partition=12)
     await trail.auditor.record_batch(batch[:4])
-    fresh = Auditor(trail.auditor.runtime, trail.clock)  # a restarted process: nothing cached
+    fresh = trail.restarted()  # a restarted process: nothing cached
     await fresh.record_batch([batch[2], *batch[:4], *batch[4:]])  # the poll comes again, longer
     stored = await chain_of(trail, f"{topics.REQUESTS}/12")
     assert [r["offset"] for r in stored] == [d.offset for d in batch]
     assert [r["seq"] for r in stored] == list(range(1, 11))
-    index = await trail.store.subject_index.count_documents({"record_id": stored[0]["_id"]})
+    assert trail.db is not None
+    index = await trail.db["subject_index"].count_documents({"record_id": stored[0]["_id"]})
     assert index == len(stored[0]["subject_refs"]) > 0
     await verified(trail)
 
 
 async def test_two_replicas_on_one_chain_each_record_lands_once(trail: Trail) -> None:
     run = uuid.uuid4().hex[:6]
-    first, second = trail.auditor, Auditor(trail.auditor.runtime, trail.clock)
+    first, second = trail.auditor, trail.restarted()
     await first.record_batch(requests(run, 1, partition=13))
     await second.record_batch(requests(run + "x", 1, partition=13))  # both heads now cached
 
@@ -146,7 +157,7 @@ async def test_records_after_a_closure_in_the_same_batch_are_not_sealed(trail: T
     await trail.auditor.record_batch([closed, late])
     items = await _reveal(trail, case_id=f"req:{rid}", type="gdpr.erasure.result")
     assert len(items) == 1 and _states(items[0]) == {"shredded"}
-    stored = await trail.store.records.find_one({"_id": f"{same}|{_result_id(late)}"})
+    [stored] = await trail.stored(_id=f"{same}|{_result_id(late)}")
     assert stored is not None and all("ct" not in p for p in stored["sealed"])  # never kept
 
 
@@ -167,7 +178,7 @@ async def test_two_audit_replicas_share_the_partitions_and_audit_each_event_once
     async with running(one), running(two) as http:
         items = [(e["data"]["request_id"].encode(), event_bytes(e)) for e in events]
         await produce(settings.kafka_bootstrap_servers, topics.REQUESTS, items)
-        records = one.state.auditor.store.records
+        records = one.state.runtime.db["records"]
 
         async def all_audited() -> bool:
             ids = [f"{topics.REQUESTS}|{e['id']}" for e in events]

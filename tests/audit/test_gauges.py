@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.audit import gauges
-from services.audit.repository import INDEXES, AuditStore
+from services.audit.mongo import DELIVERIES, INDEXES, WEBHOOKS, mongo_repositories
 from shared.metrics import Metrics
 from shared.mongo import service_database
 from shared.settings import Settings
@@ -23,23 +23,23 @@ async def test_deliveries_by_state_and_failing_subscriptions(
 ) -> None:
     db = service_database(mongo_client, settings, "audit")
     await INDEXES.apply(db)
-    store = AuditStore(db)
+    repos = mongo_repositories(db)
     states = ["pending", "pending", "delivered", "failed", "cancelled", "delivered", "delivered"]
-    await store.deliveries.insert_many(
+    await db[DELIVERIES].insert_many(
         [{"_id": f"d{i}", "state": s, "sub_id": "wh_1"} for i, s in enumerate(states)]
     )
-    await store.webhooks.insert_many([
+    await db[WEBHOOKS].insert_many([
         {"_id": "wh_1", "state": "active", "url": "https://x.example/a",
          "consecutive_failures": 4},
         {"_id": "wh_2", "state": "active", "url": "https://x.example/b"},
         {"_id": "wh_3", "state": "disabled", "consecutive_failures": 99},
     ])  # fmt: skip
-    assert await store.delivery_states(2) == {
+    assert await repos.deliveries.states(2) == {
         "pending": 2, "delivered": 2, "failed": 1, "cancelled": 1
     }  # fmt: skip
     app, metrics = FastAPI(), Metrics("audit")
     app.state.runtime = SimpleNamespace(metrics=metrics)
-    app.state.auditor = SimpleNamespace(store=store)
+    app.state.dispatcher = SimpleNamespace(repos=repos)
     gauges.register(app)
     await metrics.refresh()
     text = metrics.exposition().decode()

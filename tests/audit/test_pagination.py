@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.audit.conftest import Trail
 from tests.support import example
-
-pytestmark = pytest.mark.integration
 
 
 async def test_every_page_stays_filtered(trail: Trail) -> None:

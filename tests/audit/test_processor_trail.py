@@ -11,7 +11,6 @@ import pytest
 
 from services.audit.app import create_app
 from services.audit.settings import AuditSettings
-from services.audit.usecases import Auditor
 from services.erasure import domain, messages, planning
 from services.erasure.registry import Registry
 from services.erasure.settings import ErasureSettings
@@ -58,8 +57,8 @@ def _inbound(kind: str, source: str, **data: Any) -> dict[str, Any]:
     }
 
 
-async def _count(auditor: Auditor, event_id: str) -> int:
-    return len([d async for d in auditor.store.records.find({"event_id": event_id})])
+async def _count(records: Any, event_id: str) -> int:
+    return len([d async for d in records.find({"event_id": event_id})])
 
 
 async def test_deletion_order_ack_and_certificate_are_audited_once_each(
@@ -85,22 +84,22 @@ async def test_deletion_order_ack_and_certificate_are_audited_once_each(
         for topic, events in sent.items():
             items = [(old.encode(), event_bytes(e)) for e in events]
             await produce(settings.kafka_bootstrap_servers, topic, items)
-        auditor: Auditor = app.state.auditor
+        records = app.state.runtime.db["records"]
 
         async def last_ones_audited() -> bool:
             # The last record of each partition: everything before it has been handled.
             lasts = [retry["id"], ack_later["id"], cert_later["id"]]
-            return all([await _count(auditor, i) for i in lasts])
+            return all([await _count(records, i) for i in lasts])
 
         await wait_for(last_ones_audited, timeout=30)
         for event in (order, retry, ack, ack_later, certificate, cert_later):
-            assert await _count(auditor, event["id"]) == 1, event["type"]
-        stored = await auditor.store.records.find_one({"event_id": order["id"]})
+            assert await _count(records, event["id"]) == 1, event["type"]
+        stored = await records.find_one({"event_id": order["id"]})
         assert stored is not None and stored["refs"]["case_id"] == order["data"]["case_id"]
         assert stored["data"]["action"] == "delete_all" and stored["subject_refs"] == []
         assert stored["data"]["identifiers"] == {} and stored["sealed"] == []  # names nobody
         bodies = {hashlib.sha256(event_bytes(e)).hexdigest() for es in sent.values() for e in es}
-        rejected = [d async for d in auditor.store.records.find({"kind": "rejection"})]
+        rejected = [d async for d in records.find({"kind": "rejection"})]
         assert not [r for r in rejected if r["data"]["body_sha256"] in bodies]
         verified = (await http.get("/v1/audit/verify", headers=api_key(settings))).json()
         assert verified["ok"], verified

@@ -16,7 +16,6 @@ from shared.settings import Settings
 from tests.audit.conftest import Trail, delivery
 from tests.support import api_key, event_bytes, example, produce, running, wait_for
 
-pytestmark = pytest.mark.integration
 PHONE = "+33 6 98 76 54 32"
 
 
@@ -69,7 +68,8 @@ def _closed(rid: str) -> dict[str, Any]:
         case_id=f"req:{rid}",
         origin="request",
         request_id=rid,
-        systems={"crm": {"state": "done", "outcome": "erased"}},
+        state="closed",
+        systems={"crm": {"state": "acknowledged", "outcome": "erased", "attempts": 1}},
     )
 
 
@@ -88,6 +88,7 @@ def _states(item: dict[str, Any]) -> set[str]:
     return {f["state"] for f in item["sealed_fields"]}
 
 
+@pytest.mark.integration
 async def test_results_arriving_just_after_the_closure_stay_unreadable(
     settings: Settings, audit_settings: AuditSettings
 ) -> None:
@@ -191,5 +192,5 @@ async def test_a_record_that_opens_no_relationship_gets_no_new_key(trail: Trail)
     )
     [listed] = plain.json()["items"]
     assert _states(listed) == {"shredded"}  # without reveal too: there is nothing to open
-    keys = [d async for d in trail.store.keys.find()]
+    keys = await trail.stored_keys()
     assert all(int(k.get("gen", 1)) == 1 for k in keys)  # no generation was created

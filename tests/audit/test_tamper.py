@@ -18,13 +18,21 @@ from tests.audit.conftest import Trail
 from tests.support import example
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def trail(mongo_trail: Trail) -> Trail:
+    """Records tampered with in MongoDB itself: the MongoDB trail."""
+    return mongo_trail
+
+
 CHAIN = f"{topics.REQUESTS}/9"
 
 
 async def _ten(trail: Trail) -> list[dict[str, Any]]:
     events = [example("request-received.json", request_id=f"REQ-T-{i}") for i in range(10)]
     await trail.feed(*events)
-    found = trail.store.records.find({"chain": CHAIN}).sort("seq", 1)
+    found = trail.db["records"].find({"chain": CHAIN}).sort("seq", 1)
     return [d async for d in found]
 
 
@@ -47,7 +55,7 @@ async def test_intact_trail_verifies_with_checkpoints(trail: Trail) -> None:
 
 async def test_altered_record_is_named(trail: Trail) -> None:
     recs = await _ten(trail)
-    await trail.store.records.update_one({"_id": recs[3]["_id"]}, {"$set": {"type": "x"}})
+    await trail.db["records"].update_one({"_id": recs[3]["_id"]}, {"$set": {"type": "x"}})
     first = (await _verify(trail))["first_problem"]
     assert first == {
         "chain": CHAIN,
@@ -60,14 +68,14 @@ async def test_altered_record_is_named(trail: Trail) -> None:
 
 async def test_deleted_record_is_named(trail: Trail) -> None:
     recs = await _ten(trail)
-    await trail.store.records.delete_one({"_id": recs[5]["_id"]})
+    await trail.db["records"].delete_one({"_id": recs[5]["_id"]})
     first = (await _verify(trail))["first_problem"]
     assert (first["seq"], first["kind"]) == (6, "missing")
 
 
 async def test_deleted_last_record_is_found_through_the_head(trail: Trail) -> None:
     recs = await _ten(trail)
-    await trail.store.records.delete_one({"_id": recs[9]["_id"]})
+    await trail.db["records"].delete_one({"_id": recs[9]["_id"]})
     first = (await _verify(trail))["first_problem"]
     assert (first["seq"], first["kind"]) == (10, "missing")
 
@@ -75,9 +83,9 @@ async def test_deleted_last_record_is_found_through_the_head(trail: Trail) -> No
 async def test_swapped_records_are_named(trail: Trail) -> None:
     recs = await _ten(trail)
     a, b = recs[2], recs[6]  # positions 3 and 7 exchange their contents
-    await trail.store.records.update_one({"_id": a["_id"]}, {"$set": {"chain_seq": "tmp"}})
-    await trail.store.records.update_one({"_id": b["_id"]}, {"$set": {"chain_seq": a["chain_seq"]}})
-    await trail.store.records.update_one({"_id": a["_id"]}, {"$set": {"chain_seq": b["chain_seq"]}})
+    await trail.db["records"].update_one({"_id": a["_id"]}, {"$set": {"chain_seq": "tmp"}})
+    await trail.db["records"].update_one({"_id": b["_id"]}, {"$set": {"chain_seq": a["chain_seq"]}})
+    await trail.db["records"].update_one({"_id": a["_id"]}, {"$set": {"chain_seq": b["chain_seq"]}})
     first = (await _verify(trail))["first_problem"]
     assert (first["seq"], first["kind"], first["record_id"]) == (3, "reordered", b["_id"])
 
@@ -92,9 +100,9 @@ async def test_rewritten_history_fails_the_signed_checkpoint(trail: Trail) -> No
         if rec["seq"] == 4:
             rec["type"] = "gdpr.request.rewritten"
         rec["hash"] = chains.record_hash(rec)
-        await trail.store.records.replace_one({"_id": rec["_id"]}, rec)
+        await trail.db["records"].replace_one({"_id": rec["_id"]}, rec)
         prev = rec["hash"]
-    await trail.store.heads.update_one({"_id": CHAIN}, {"$set": {"hash": prev}})
+    await trail.db["chain_heads"].update_one({"_id": CHAIN}, {"$set": {"hash": prev}})
     first = (await _verify(trail))["first_problem"]
     assert (first["seq"], first["kind"]) == (10, "signature")
     assert "rewritten" in first["detail"]
@@ -103,7 +111,7 @@ async def test_rewritten_history_fails_the_signed_checkpoint(trail: Trail) -> No
 async def test_forged_checkpoint_is_a_signature_mismatch(trail: Trail) -> None:
     await _ten(trail)
     await trail.app.state.checkpointer.sign_heads()
-    await trail.store.checkpoints.update_one(
+    await trail.db["checkpoints"].update_one(
         {"_id": chain_seq(CHAIN, 10)}, {"$set": {"at": "2030-01-01T00:00:00+00:00"}}
     )
     first = (await _verify(trail))["first_problem"]
@@ -132,7 +140,7 @@ async def test_cli_verify_exports_resumes_and_fails_on_tampering(
     assert state.exists()
     # Resuming from the saved state re-reads nothing old: the alteration below goes unseen
     # there, but a full run from genesis names it.
-    await trail.store.records.update_one({"_id": recs[1]["_id"]}, {"$set": {"offset": -5}})
+    await trail.db["records"].update_one({"_id": recs[1]["_id"]}, {"$set": {"offset": -5}})
     resumed = await asyncio.to_thread(cli, "verify", "--state", str(state))
     assert resumed.exit_code == 0, resumed.output
     full = await asyncio.to_thread(cli, "verify", "--json")

@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.audit.memory_webhooks import MemoryWebhooks
 from tests.audit.conftest import Trail
 from tests.support import example
-
-pytestmark = pytest.mark.integration
 
 
 class Receiver:
@@ -130,7 +129,9 @@ async def test_refused_addresses_get_nothing(trail: Trail, receiver: Receiver) -
             assert (await _subscribe(trail, url)).status_code == 422
         # Checked again at delivery time: a subscription whose address changed is refused.
         sub = (await _subscribe(trail, receiver.url)).json()
-        await trail.store.webhooks.update_one({"_id": sub["id"]}, {"$set": {"url": other.url}})
+        webhooks = trail.repos.webhooks
+        assert isinstance(webhooks, MemoryWebhooks)
+        webhooks.docs[sub["id"]]["url"] = other.url
         await trail.feed(example("request-received.json", request_id="REQ-W-2"))
         assert await _round(trail) == 1
         assert other.got == []

@@ -41,11 +41,22 @@ class KeysContract:
             await later.seal("never-made", "x", "details", NOW)
         assert await repo.destroy_many([], NOW) == 0
 
+    async def test_a_retired_secret_is_forgotten_once(self, repo: SubjectKeys) -> None:
+        await self.keep_secret(repo, "subject-hash")
+        assert await repo.retire_secret("subject-hash") is True
+        assert await repo.retire_secret("subject-hash") is False
+
+    async def keep_secret(self, repo: Any, name: str) -> None:
+        raise NotImplementedError
+
 
 class TestMemoryKeys(KeysContract):
     @pytest.fixture
     def repo(self) -> MemorySubjectKeys:
         return MemorySubjectKeys()
+
+    async def keep_secret(self, repo: Any, name: str) -> None:
+        repo.secrets.add(name)
 
 
 @pytest.mark.integration
@@ -53,3 +64,6 @@ class TestMongoKeys(KeysContract):
     @pytest.fixture
     def repo(self, mongo_client: Any, settings: Settings) -> MongoSubjectKeys:
         return MongoSubjectKeys(service_database(mongo_client, settings, "intake"))
+
+    async def keep_secret(self, repo: Any, name: str) -> None:
+        await repo.db["vault"].insert_one({"_id": name, "key": "old"})

@@ -99,7 +99,7 @@ async def wait_hold(app: Any, key: str) -> dict[str, Any]:
     """The stored hold once the deadlines service has recorded it."""
 
     async def probe() -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await app.state.repositories.holds.get(key)
+        found: dict[str, Any] | None = (await app.state.repositories.holds.get_many([key])).get(key)
         return found
 
     return await wait_for(probe)

@@ -4,6 +4,7 @@ saved once, relayed once; refusals kept per event; lost races redone (millisecon
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,8 @@ def notified(bid: str, at: str, which: str = "authority") -> Any:
 
 def accepted(rid: str) -> Any:
     data = {"request_id": rid, "right": "access", "status": "received",
-            "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer"}  # fmt: skip
+            "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer",
+            "channel": "web"}  # fmt: skip
     return event("gardien.request.accepted", data, data["received_at"], f"a-{rid}")
 
 
@@ -165,10 +167,10 @@ async def test_a_purge_sends_the_opened_subject_unless_a_hold_recorded_before_wi
     assert stored["kid"] == "retention:CTR-A:customer" and "identifiers" not in stored
     # hold_placed's first write (``holds``) happened; its timers' write has not yet.
     refs = w.uses.pseudonyms.refs({"email": "b@example.org"})
-    await w.holds.add({
+    await w.holds.save_many([{
         "_id": "H-1", "matter": "dispute", "subject_refs": refs, "scope_all_subjects": False,
         "categories": [], "opened_on": "2031-06-01", "released_on": None, "active": True,
-    })  # fmt: skip
+    }], {})  # fmt: skip
     assert await w.scheduler.tick() == 1
     [work] = w.sent("work.requested")
     assert work.data["case_id"] == "ret:retention:CTR-A:customer"
@@ -238,3 +240,35 @@ async def test_the_scheduler_sweeps_stale_outboxes_at_its_sweep_interval_not_eve
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert len(sweeps) == 1  # the first tick only
+
+
+async def test_the_holds_of_a_batch_are_read_once_and_written_once_in_order() -> None:
+    from services.deadlines.memory import MemoryHolds
+
+    class Counting(MemoryHolds):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = self.writes = 0
+
+        async def get_many(self, keys: Any) -> dict[str, Any]:
+            self.reads += 1
+            return await super().get_many(keys)
+
+        async def save_many(self, new: Any, released: dict[str, str]) -> None:
+            self.writes += 1
+            await super().save_many(new, released)
+
+    def hold_event(kind: str, matter: str, at: str, event_id: str) -> Any:
+        data = {"matter": matter, "at": at, "scope": {"categories": ["billing"]}}
+        return event(f"gdpr.legal_hold.{kind}", data, at, event_id)
+
+    w = world(datetime(2031, 7, 1, 12, tzinfo=UTC))
+    counting = Counting()
+    w.uses.repos = dataclasses.replace(w.uses.repos, holds=counting)
+    at = "2031-06-01T10:00:00+02:00"
+    placed = [hold_event("placed", f"M-{i}", at, f"p-{i}") for i in range(3)]
+    released = hold_event("released", "M-1", "2031-06-02T10:00:00+02:00", "r-1")
+    await w.handle(*placed, released, placed[0])  # a re-delivery too
+    assert (counting.reads, counting.writes) == (1, 1)
+    assert [k for k, d in sorted(counting.docs.items()) if d["active"]] == ["M-0", "M-2"]
+    assert counting.docs["M-1"]["released_on"] == "2031-06-02"

@@ -41,3 +41,14 @@ def test_generated_without_a_pseudonymisation_key(tmp_path: Path) -> None:
     # `gardien asyncapi` in a fresh checkout: no key anywhere; the document needs none.
     bare = Settings(gardien_pseudonym_key=None, gardien_pseudonym_key_file=tmp_path / "none")
     assert to_yaml(document(bare)) == (REPO / "docs" / "asyncapi.yaml").read_text()
+
+
+def test_internal_events_have_their_models_schema(doc: dict[str, Any]) -> None:
+    from shared.events.registry import INTERNAL_TYPES
+
+    messages, schemas = doc["components"]["messages"], doc["components"]["schemas"]
+    for event_type, model in INTERNAL_TYPES.items():
+        data = messages[event_type.replace(".", "_")]["payload"]["allOf"][1]["properties"]
+        assert data["type"] == {"const": event_type}
+        name = data["data"]["$ref"].removeprefix("#/components/schemas/")
+        assert name == model.__name__ and schemas[name]["properties"], event_type

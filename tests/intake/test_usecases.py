@@ -206,7 +206,8 @@ def case(rid: str, kind: str = "closed", **data: Any) -> CloudEvent:
         "specversion": "1.0", "id": f"case-{rid}-{kind}", "source": "gardien/erasure",
         "type": f"gardien.erasure.case.{kind}", "time": "2027-03-20T10:00:00+01:00",
         "data": {"case_id": f"req:{rid}", "origin": "request", "request_id": rid,
-                 "systems": {"crm": {"state": "done"}}, **data},
+                 "state": "closed" if kind == "closed" else "open",
+                 "systems": {"crm": {"state": "acknowledged", "attempts": 1}}, **data},
     }  # fmt: skip
     return parse_event(json.dumps(raw).encode())
 
@@ -219,7 +220,9 @@ async def test_a_closed_case_closes_the_answered_request_and_shreds_the_subject_
     await it.cases_reported(reports([case("R-E", "progressed"), case("R-E")]))
     doc = await it.requests.get("R-E")
     assert doc is not None and doc["status"] == "closed"
-    assert doc["progress"]["req"]["systems"] == [{"system": "crm", "state": "done"}]
+    assert doc["progress"]["req"]["systems"] == [
+        {"system": "crm", "state": "acknowledged", "attempts": 1}
+    ]
     (closing,) = [
         d for d in sent(it, "gardien.request.status_changed", "R-E") if d["to"] == "closed"
     ]

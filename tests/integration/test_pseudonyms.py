@@ -26,6 +26,11 @@ from tests.support import api_key, example, running, wait_for
 pytestmark = pytest.mark.integration
 
 
+async def _one(holds: Any, key: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = (await holds.get_many([key])).get(key)
+    return found
+
+
 def hold_event(t: str, email: str) -> dict[str, Any]:
     subject = {"kind": "customer", "identifiers": {"email": email}}
     return inbound("gdpr.legal_hold.placed", {
@@ -66,7 +71,7 @@ async def test_a_hold_on_one_spelling_covers_every_service_record_of_another(
         running(audit_app(settings)) as audit,
     ):
         await publish(settings, topics.LEGAL_HOLDS, f"dispute-{t}", hold_event(t, placed_as))
-        hold = await wait_for(lambda: deadlines.state.repositories.holds.get(f"H-{t}"))
+        hold = await wait_for(lambda: _one(deadlines.state.repositories.holds, f"H-{t}"))
         await publish(settings, topics.CONTRACTS, contract, contract_event(contract, ended_as))
         request = request_event(request_id, requested_as)
         await publish(settings, topics.REQUESTS, request_id, request)

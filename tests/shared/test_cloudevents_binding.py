@@ -185,7 +185,9 @@ def test_unsupported_content_types_are_refused(content_type: bytes, expected: st
 
 def test_structured_mode_wins_over_ce_headers_when_the_content_type_says_so() -> None:
     """Gardien's own records: structured, with a ce_type header for routing."""
-    event = new_event("gardien.request.transition_refused", {"request_id": "R1"}, source="t")
+    refused = {"request_id": "R1", "cause": "gdpr.request.extended", "status": "received",
+               "reason": "not allowed"}  # fmt: skip
+    event = new_event("gardien.request.transition_refused", refused, source="t")
     headers = [
         ("content-type", b"Application/CloudEvents+JSON; charset=UTF-8"),
         ("ce_type", event.type.encode()),
@@ -221,3 +223,22 @@ def test_binary_extensions_are_sent_as_strings() -> None:
     event = parse_event(json.dumps({**example("request-received.json"), "priority": 3}))
     headers, _ = event.to_binary()
     assert ("ce_priority", b"3") in headers
+
+
+def test_internal_events_are_typed_once_and_refused_when_their_data_breaks_the_contract() -> None:
+    from shared.events.internal import RequestTransitionRefused
+
+    data = {"request_id": "R1", "cause": "c", "status": "received", "reason": "r"}
+    parsed = parse_event(
+        new_event("gardien.request.transition_refused", data, source="t").to_json()
+    )
+    typed = parsed.payload()
+    assert isinstance(typed, RequestTransitionRefused) and typed.status == "received"
+    assert parsed.payload() is typed  # validated once, by parse_event
+    assert parsed.data_as(RequestTransitionRefused) is typed
+    for bad_type, bad in (
+        ("gardien.request.transition_refused", {"request_id": "R1"}),
+        ("gardien.request.no_such_type", data),
+    ):
+        with pytest.raises(EventRejected):
+            parse_event(new_event(bad_type, bad, source="t").to_json())
