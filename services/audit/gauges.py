@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from services.audit.repository import Repositories
 from shared.figures import GAUGE_CAP, GAUGE_EVERY, key
-from shared.metrics import Key, Metrics
+from shared.metrics import GaugeSource, Key, Metrics
 
 
 def register(app: FastAPI) -> None:
@@ -34,6 +34,10 @@ def register(app: FastAPI) -> None:
         found = await built.webhooks.failing() if built else {}
         return {key({"gardien.webhook.id": w}): n for w, n in found.items()}
 
+    _publish(metrics, deliveries, failures)
+
+
+def _publish(metrics: Metrics, deliveries: GaugeSource, failures: GaugeSource) -> None:
     metrics.gauge(
         "gardien.webhook.deliveries",
         "Webhook deliveries by state (pending, delivered, failed, cancelled), capped.",

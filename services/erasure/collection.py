@@ -64,24 +64,34 @@ def plan_collection(
             right=work.right, kid=package_kid(work.request_id), received_at=work.received_at
         ),
     )
-    known = work.subject.identifiers.present()
-    ground = GROUNDS[work.right]
     for system in registry.systems:
-        categories = _categories(system, registry, work)
-        if not categories:
-            continue
-        reason = _unreachable(system, known)
-        if reason:
-            case.skipped.append({"system": system.id, "reason": reason})
-            continue
-        lines = [
-            Line(category=c, action="export", ground=ground, kind="export") for c in categories
-        ]
-        ids = {k: v for k, v in known.items() if k in system.identifiers}
-        case.systems[system.id] = progress_for(system, work.case_id, lines, ids, defaults, now)
-        if work.right == "portability":
-            case.collection.provided[system.id] = categories  # type: ignore[union-attr]
+        _ask(case, system, work, registry, defaults, now)
     return case
+
+
+def _ask(
+    case: Case,
+    system: System,
+    work: AccessWorkRequested,
+    registry: Registry,
+    defaults: ErasureSettings,
+    now: datetime,
+) -> None:
+    """Add ``system``'s export command to ``case`` (or its reason to skip it)."""
+    categories = _categories(system, registry, work)
+    if not categories:
+        return
+    known = work.subject.identifiers.present()
+    reason = _unreachable(system, known)
+    if reason:
+        case.skipped.append({"system": system.id, "reason": reason})
+        return
+    ground = GROUNDS[work.right]
+    lines = [Line(category=c, action="export", ground=ground, kind="export") for c in categories]
+    ids = {k: v for k, v in known.items() if k in system.identifiers}
+    case.systems[system.id] = progress_for(system, work.case_id, lines, ids, defaults, now)
+    if work.right == "portability":
+        case.collection.provided[system.id] = categories  # type: ignore[union-attr]
 
 
 def _unreachable(system: System, known: dict[str, str]) -> str:

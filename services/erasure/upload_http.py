@@ -7,7 +7,6 @@ changes nothing (docs/access.md, Collection).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -15,6 +14,8 @@ from pydantic import BaseModel
 
 from services.erasure.collect import Collector
 from services.erasure.collection import UploadRefused
+from shared import problems
+from shared.apidoc import UtcInstant
 
 router = APIRouter(prefix="/v1/uploads", tags=["access"])
 
@@ -25,7 +26,7 @@ class UploadView(BaseModel):
     size: int
     sha256: str
     content_type: str
-    received_at: datetime
+    received_at: UtcInstant
 
 
 def _collector(request: Request) -> Collector:
@@ -39,15 +40,19 @@ def _collector(request: Request) -> Collector:
 @router.put(
     "/{command_id}",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        401: {"description": "no token, or not a token"},
-        403: {"description": "a wrong or expired token"},
-        404: {"description": "no such export command"},
-        409: {"description": "the case is closed or the system already answered"},
-        413: {"description": "larger than GARDIEN_ERASURE_UPLOAD_MAX_BYTES"},
-        415: {"description": "neither JSON nor JSON Lines"},
-    },
-)
+    responses=problems.responses(
+        401, 403, 404, 409, 413, 415, 503,
+        auth=False,
+        text={
+            401: "No token, or not a token (the command's upload URL carries it).",
+            403: "A wrong or expired token.",
+            404: "No such export command.",
+            409: "The case is closed or the system already answered.",
+            413: "Larger than GARDIEN_ERASURE_UPLOAD_MAX_BYTES.",
+            415: "Neither JSON nor JSON Lines.",
+        },
+    ),
+)  # fmt: skip
 async def upload(
     request: Request,
     command_id: str,

@@ -151,6 +151,7 @@ async def test_request_clock_pause_moves_the_due_date(settings: Settings) -> Non
         accepted = inbound("gardien.request.accepted", {
             "request_id": rid, "right": "access", "status": "received",
             "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer",
+            "channel": "web",
         })  # fmt: skip
         await publish(settings, topics.REQUEST_EVENTS, rid, accepted)
         assert (await timer(client, headers, tid))["due_date"] == "2027-04-05"
@@ -173,12 +174,12 @@ async def test_request_clock_pause_moves_the_due_date(settings: Settings) -> Non
         clock_obj = {
             "receipt_date": "2027-03-05", "raw_due_date": None, "due_date": None,
             "effective_due_date": None, "paused_days": 0, "paused_since": "2027-03-08",
-            "state": "paused",
+            "state": "paused", "calendar": "FR-metropole", "basis": "R-DSR-1",
         }  # fmt: skip
         paused = inbound("gardien.request.accepted", {
             "request_id": rid2, "right": "erasure", "status": "awaiting_identity",
             "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer",
-            "clock": clock_obj,
+            "channel": "web", "clock": clock_obj,
         })  # fmt: skip
         await publish(settings, topics.REQUEST_EVENTS, rid2, paused)
         await timer(client, headers, f"request:{rid2}", state="paused")

@@ -194,7 +194,8 @@ STEPS = [
 def request_story(rid: str) -> list[dict[str, Any]]:
     """Accepted, paused for identity, resumed: the clock ends due 2027-04-15 (R-DSR-3)."""
     accepted = {"request_id": rid, "right": "access", "status": "received",
-                "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer"}  # fmt: skip
+                "received_at": "2027-03-05T16:45:00+01:00", "subject_kind": "customer",
+                "channel": "web"}  # fmt: skip
     story = [inbound("gardien.request.accepted", accepted)]
     for frm, to, at in STEPS:
         step = {"request_id": rid, "from": frm, "to": to, "cause": "x", "at": at}

@@ -21,6 +21,7 @@ def work_events(it: Any, rid: str) -> list[CloudEvent]:
 
 def delivered(rid: str, at: str, event_id: str = "d-1", chargeable: bool = False) -> CloudEvent:
     data = {"request_id": rid, "package_id": f"package:{rid}", "delivered_at": at}
+    data |= {"actor": "dpo", "via": "api"}  # the whole contract (shared/events/internal.py)
     return new_event(
         "gardien.access.package.delivered",
         {**data, "chargeable": chargeable},

@@ -202,7 +202,8 @@ async def test_decisions_erasure_work_progress_and_frequency(settings: Settings)
                 "case_id": f"req:{erase}",
                 "origin": "request",
                 "request_id": erase,
-                "systems": {"crm": {"state": "done", "outcome": "erased", "attempts": 1}},
+                "state": "closed",
+                "systems": {"crm": {"state": "acknowledged", "outcome": "erased", "attempts": 1}},
                 "closed_at": "2027-03-20T10:00:00+01:00",
             },
         }
@@ -213,7 +214,7 @@ async def test_decisions_erasure_work_progress_and_frequency(settings: Settings)
         )
         doc = await until_status(intake, headers, erase, "closed")
         assert doc["progress"]["req"]["systems"] == [
-            {"system": "crm", "state": "done", "outcome": "erased", "attempts": 1}
+            {"system": "crm", "state": "acknowledged", "outcome": "erased", "attempts": 1}
         ]
 
         # Five access requests by one subject in 12 months: the fifth is flagged.

@@ -22,6 +22,7 @@ def closed_case(request_id: str) -> dict[str, Any]:
         "specversion": "1.0", "id": f"case-{request_id}", "source": "gardien/erasure",
         "type": "gardien.erasure.case.closed", "time": "2027-03-20T10:00:00+01:00",
         "data": {"case_id": f"req:{request_id}", "origin": "request", "request_id": request_id,
+                 "state": "closed",
                  "systems": {}, "closed_at": "2027-03-20T10:00:00+01:00"},
     }  # fmt: skip
 

@@ -14,7 +14,8 @@ from shared.auth import KeyStore
 from shared.settings import Settings
 
 SERVICES = ("intake", "deadlines", "erasure", "audit")
-OPEN = {"GET /v1/packages/{token}"}  # a data subject's link: the token is the credential
+# A data subject's link, a connected system's upload: the signed token is the credential.
+OPEN = {"GET /v1/packages/{token}", "PUT /v1/uploads/{command_id}"}
 PROBLEM = {"type", "title", "status", "detail", "instance"}
 
 
