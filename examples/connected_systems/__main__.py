@@ -27,6 +27,8 @@ DEFAULT_DELAY = {"vendor": 3.0}
 DEFAULT_EXPORT_LATE = {"vendor": 1}  # the vendor answers an export only when it is retried
 # Ids of the systems whose exports fail (comma-separated), e.g. REFSYS_EXPORT_FAIL=billing.
 EXPORT_FAIL_ENV = "REFSYS_EXPORT_FAIL"
+# Where the systems keep their data: <prefix><id> (a test on a shared server takes its own).
+DB_PREFIX_ENV = "REFSYS_DB_PREFIX"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -45,7 +47,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", action="store_true", help="insert demo records first")
     p.add_argument("--email", default="alice.martin@example.org")
     p.add_argument("--customer-id", default="C-1042")
-    p.add_argument("--db-prefix", default="refsys_")
+    p.add_argument(
+        "--db-prefix",
+        default=os.environ.get(DB_PREFIX_ENV, "refsys_"),
+        help=f"database name prefix (or {DB_PREFIX_ENV}): refsys_<id> by default",
+    )
     return p.parse_args(argv)
 
 

@@ -55,6 +55,8 @@ def access(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) 
         GARDIEN_ERASURE_REGISTRY_PATH=str(quick_registry(home / "registry.yaml")),
         GARDIEN_ERASURE_TICK_SECONDS="0.5",
         REFSYS_EXPORT_FAIL="billing",
+        # Data of their own: other e2e tests erase the same reference customer on this server.
+        REFSYS_DB_PREFIX=f"refsys_acc_{uuid.uuid4().hex[:6]}_",
     )
     proc, api = start_up(home, env, timeout=240, extra_args=["--with-reference-systems"])
     try:
@@ -86,7 +88,7 @@ def held(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
             "vendor": [("profiles", {"email": EMAIL})],
         }
         for system, parts in queries.items():
-            db = mongo[f"refsys_{system}"]
+            db = mongo[f"{env['REFSYS_DB_PREFIX']}{system}"]
             found[system] = [
                 json.loads(json.dumps({k: v for k, v in doc.items() if k != "_id"}, default=iso))
                 for collection, query in parts

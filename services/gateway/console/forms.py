@@ -165,6 +165,10 @@ async def new_breach(request: Request) -> Response:
     body = _body(fields, names, console(request).timezone)
     body["reported_by"] = "controller"
     body["categories"] = [c.strip() for c in fields.get("categories", "").split(",") if c.strip()]
+    for name in ("approx_subjects", "approx_records"):  # the API takes JSON integers only
+        value = str(body.get(name, "")).strip()
+        if value.isdigit():
+            body[name] = int(value)
     await _act(request, session, "/v1/breaches", body, fields)
     return back("/console/breaches")
 
