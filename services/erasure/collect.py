@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from services.erasure import collection, holds
+from services.erasure import collection
 from services.erasure.collection import UploadRefused
 from services.erasure.domain import Case, Effect
 from services.erasure.exports import CONTENT_TYPES, Counted, Upload, upload_blob_id
 from services.erasure.packages import PackageOrder, SystemAnswer
 from services.erasure.uploads import check
-from services.erasure.usecases import Erasure, Item, Refusals
+from services.erasure.usecases import Erasure, Item, Refusals, Step
 from shared.blobs import BlobStore, BlobTooLarge
-from shared.errors import TransitionRefused
 from shared.events.inbound import ExportResult
 from shared.events.internal import AccessWorkRequested
 
@@ -68,19 +67,12 @@ class Collector:
 
     async def results(self, results: Sequence[tuple[str, ExportResult]]) -> Refusals:
         """Apply ``gdpr.export.result`` answers, per case in order; duplicates change nothing."""
-        items, refused = [], {}
-        for event_id, data in results:
-            if not data.command_id.endswith(f":{data.system}"):
-                reason = f"command {data.command_id} is not for system {data.system}"
-                refused[event_id] = TransitionRefused(reason)
-                continue
-            case_id, key = holds.locate(data.command_id, data.system)
+
+        def step_of(key: str, data: ExportResult) -> Step:
             counted = Counted(records=data.records, bytes=data.bytes)
-            step = self.erasure.export_step(key, data.outcome.value, counted, data.detail)
-            items.append(Item(case_id, event_id, step, missing=f"unknown command {case_id}:{key}"))
-        with self.erasure.span("erasure.record_exports") as span:
-            span.set_attribute("gardien.batch", len(results))
-            return refused | await self.erasure.apply_steps(items)
+            return self.erasure.export_step(key, data.outcome.value, counted, data.detail)
+
+        return await self.erasure.apply_answers(results, step_of, "erasure.record_exports")
 
     async def upload(
         self,

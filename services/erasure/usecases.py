@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from opentelemetry.trace import Span
@@ -36,6 +36,19 @@ from shared.persistence import Change, Saved, retry_lost
 
 OUTCOMES = {o.value for o in ErasureOutcome}
 Step = Callable[[Case], list[Effect] | None]  # None: nothing changes; may refuse (raise)
+
+
+class Answer(Protocol):
+    """A connected system's answer to one command."""
+
+    @property
+    def command_id(self) -> str: ...
+
+    @property
+    def system(self) -> str: ...
+
+
+A = TypeVar("A", bound=Answer)
 Refusals = dict[str, PermanentError]  # by the event id (or case id) refused
 
 
@@ -163,6 +176,18 @@ class Erasure:
 
     async def record_results(self, results: Sequence[tuple[str, ErasureResult]]) -> Refusals:
         """Apply systems' answers, per case in order; duplicates change nothing."""
+
+        def step_of(key: str, data: ErasureResult) -> Step:
+            until = data.retained_until.date().isoformat() if data.retained_until else None
+            return self._answer(key, data.outcome.value, data.detail, until)
+
+        return await self.apply_answers(results, step_of, "erasure.record_results")
+
+    async def apply_answers(
+        self, results: Sequence[tuple[str, A]], step_of: Callable[[str, A], Step], name: str
+    ) -> Refusals:
+        """Apply answers naming their command and system (erasure results, exports), per
+        case in order; an answer whose command is another system's is refused alone."""
         items, refused = [], {}
         for event_id, data in results:
             if not data.command_id.endswith(f":{data.system}"):
@@ -170,10 +195,9 @@ class Erasure:
                 refused[event_id] = TransitionRefused(reason)
                 continue
             case_id, key = holds.locate(data.command_id, data.system)
-            until = data.retained_until.date().isoformat() if data.retained_until else None
-            step = self._answer(key, data.outcome.value, data.detail, until)
-            items.append(Item(case_id, event_id, step, missing=f"unknown command {case_id}:{key}"))
-        with self.span("erasure.record_results") as span:
+            missing = f"unknown command {case_id}:{key}"
+            items.append(Item(case_id, event_id, step_of(key, data), missing=missing))
+        with self.span(name) as span:
             span.set_attribute("gardien.batch", len(results))
             return refused | await self.apply_steps(items)
 
