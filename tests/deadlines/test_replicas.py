@@ -92,8 +92,9 @@ async def test_two_members_claiming_in_batches_fire_each_of_1000_timers_once(
             fired = await asyncio.gather(first.tick(), second.tick())
         finally:
             await other.close()
-        # Both members took batches; no timer was fired by both.
-        assert sum(fired) == 1000 and all(n > 0 for n in fired), fired
+        # Every timer fired by one member only (which member takes how many batches is a race:
+        # one may take them all before the other reads; the records below count doubles).
+        assert sum(fired) == 1000, fired
         records, distinct = await count_fired(settings.kafka_bootstrap_servers, prefix, 1000)
         assert (records, distinct) == (1000, 1000)
         after = await repos.timers.load_many([str(d["_id"]) for d in docs])
