@@ -64,8 +64,9 @@ def plan_collection(
             right=work.right, kid=package_kid(work.request_id), received_at=work.received_at
         ),
     )
+    known = work.subject.identifiers.present()
     for system in registry.systems:
-        _ask(case, system, work, registry, defaults, now)
+        _ask(case, system, work, known, registry, defaults, now)
     return case
 
 
@@ -73,6 +74,7 @@ def _ask(
     case: Case,
     system: System,
     work: AccessWorkRequested,
+    known: dict[str, str],
     registry: Registry,
     defaults: ErasureSettings,
     now: datetime,
@@ -81,7 +83,6 @@ def _ask(
     categories = _categories(system, registry, work)
     if not categories:
         return
-    known = work.subject.identifiers.present()
     reason = _unreachable(system, known)
     if reason:
         case.skipped.append({"system": system.id, "reason": reason})
