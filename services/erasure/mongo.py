@@ -7,12 +7,11 @@ arrays, single-field indexes only.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel
@@ -46,8 +45,6 @@ INDEXES = IndexPlan(
     }
 )
 OPEN = {"state": {"$in": list(OPEN_STATES)}}
-CONCURRENCY = 16  # subject-key round trips in flight per batch
-T = TypeVar("T")
 
 
 def key_id(case_id: str) -> str:
@@ -77,6 +74,8 @@ class MongoCases:
     async def get_many(self, ids: Iterable[str], *, reveal: bool = False) -> dict[str, Stored]:
         docs = await self.versioned.load_many(ids)
         vault = SubjectVault(self.db)
+        if reveal:  # the batch's case keys in one read
+            await vault.prepare([key_id(i) for i in docs], None, create=False)
         found = {}
         for case_id, doc in docs.items():
             parts = copy.deepcopy(doc.get("systems") or {})
@@ -87,8 +86,9 @@ class MongoCases:
         return found
 
     async def save_many(self, writes: Sequence[Write]) -> Saved:
-        vault = SubjectVault(self.db)
-        built = await _gather([_sealed_change(w, vault) for w in writes])
+        vault = SubjectVault(self.db)  # the batch's case keys: one read, one insert of new ones
+        await vault.prepare([key_id(w.case.case_id) for w in writes], None)
+        built = [await _sealed_change(w, vault) for w in writes]
         saved = await self.versioned.save_many([c for c in built if c is not None])
         for change in saved.saved:
             write = next(w for w in writes if w.case.case_id == change.doc_id)
@@ -104,8 +104,7 @@ class MongoCases:
         return sum([await relay(broker, self.collection, case_id) for case_id in ids])
 
     async def destroy_keys(self, ids: Iterable[str], now: datetime) -> None:
-        vault = SubjectVault(self.db)
-        await _gather([vault.destroy(key_id(case_id), now) for case_id in ids])
+        await SubjectVault(self.db).destroy_many([key_id(i) for i in ids], now)
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         cursor = self.collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
@@ -152,14 +151,6 @@ def _open_case(doc: Doc) -> OpenCase:
         progress = json.loads(part) if isinstance(part, str) else part
         parts[str(progress.get("system") or name)] = str(progress.get("state") or "pending")
     return OpenCase(str(doc.get("state")), parts)
-
-
-async def _gather(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Await ``calls`` ``CONCURRENCY`` at a time (key reads and writes are one per case)."""
-    done: list[T] = []
-    for n in range(0, len(calls), CONCURRENCY):
-        done += await asyncio.gather(*calls[n : n + CONCURRENCY])
-    return done
 
 
 async def _sealed_change(write: Write, vault: SubjectVault) -> Change | None:

@@ -84,14 +84,15 @@ async def test_bytes_sealed_as_text_open_until_the_key_is_destroyed(
 
 
 class Commands(monitoring.CommandListener):
-    """The commands a client sends to one database (round trips, counted)."""
+    """The commands a client sends to one collection of one database (round trips)."""
 
-    def __init__(self) -> None:
+    def __init__(self, collection: str = "subject_keys") -> None:
         self.names: list[str] = []
-        self.db = ""
+        self.db, self.collection = "", collection
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.db:
+        target = event.command.get(event.command_name)
+        if event.database_name == self.db and target == self.collection:
             self.names.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
