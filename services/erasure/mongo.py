@@ -25,7 +25,7 @@ from services.erasure.repository import OpenCase, Repositories, Stored, Write, a
 from shared.events import CloudEvent
 from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
-from shared.outbox import opened_event, relay, relay_all, stored_entries
+from shared.outbox import PERSONAL, opened_event, relay, relay_all, stored_entries
 from shared.persistence import Change, Saved, VersionedCollection, relay_saved
 from shared.subject_vault import KeyShredded, SubjectVault, is_sealed
 
@@ -87,7 +87,7 @@ class MongoCases:
 
     async def save_many(self, writes: Sequence[Write]) -> Saved:
         vault = SubjectVault(self.db)  # the batch's case keys: one read, one insert of new ones
-        await vault.prepare([key_id(w.case.case_id) for w in writes], None)
+        await vault.prepare([key_id(w.case.case_id) for w in writes if _needs_key(w)], None)
         built = [await _sealed_change(w, vault) for w in writes]
         saved = await self.versioned.save_many([c for c in built if c is not None])
         for change in saved.saved:
@@ -151,6 +151,21 @@ def _open_case(doc: Doc) -> OpenCase:
         progress = json.loads(part) if isinstance(part, str) else part
         parts[str(progress.get("system") or name)] = str(progress.get("state") or "pending")
     return OpenCase(str(doc.get("state")), parts)
+
+
+def _needs_key(write: Write) -> bool:
+    """True when storing ``write`` seals or opens something under its case key.
+
+    Plain identifiers (a new case, revealed ones), events naming the subject, and events a
+    crash left sealed in the outbox. Answers that seal nothing read no key.
+    """
+    parts = write.case.systems.values()
+    if any(p.identifiers and not is_sealed(p.identifiers) for p in parts):
+        return True
+    if any(n in e.data for e, _ in write.events for n in PERSONAL):
+        return True
+    left = write.loaded.outbox if write.loaded else []
+    return any(is_sealed((e["event"].get("data") or {}).get(n)) for e in left for n in PERSONAL)
 
 
 async def _sealed_change(write: Write, vault: SubjectVault) -> Change | None:

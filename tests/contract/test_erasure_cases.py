@@ -197,12 +197,18 @@ class TestMongoCases(CaseContract):
             commands.db, repo, ids = db.name, MongoCases(db), [f"req:R-{i}" for i in range(50)]
             saved = await repo.save_many([opened(new_case(i)) for i in ids])
             assert len(saved.saved) == 50 and commands.names == ["find", "insert"]
+            await repo.relay(FakeBroker().as_broker(), saved)  # from memory: no key read
             commands.names.clear()
             stored = await repo.get_many(ids, reveal=True)
             assert stored["req:R-7"].case.systems["crm"].identifiers == IDS
             await repo.save_many([Write(s.case, s, ["ev-x"], []) for s in stored.values()])
             assert commands.names == ["find", "find"]  # the keys: for reveal, for the save
             commands.names.clear()
+            answered = await repo.get_many(ids)  # answers keep identifiers sealed
+            for s in answered.values():
+                domain.answer(s.case, "crm", "erased", NOW, lambda _: {})
+            await repo.save_many([Write(s.case, s, ["ev-y"], []) for s in answered.values()])
+            assert commands.names == []  # nothing to seal or open: no key read
             await repo.destroy_keys(ids, NOW)
             assert commands.names == ["find", "update"]
         finally:
