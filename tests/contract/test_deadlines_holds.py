@@ -57,6 +57,22 @@ class VaultContract:
         with pytest.raises(KeyShredded):
             await vault.seal(kid, subject, "subject")  # never recreated
 
+    async def test_a_batch_prepares_its_keys_and_destroys_them_together(self, vault: Vault) -> None:
+        run = uuid.uuid4().hex[:6]
+        kids, never = [f"retention:{run}-{i}:customer" for i in range(3)], f"retention:{run}-x"
+        batch = vault.keys()
+        await batch.prepare(kids, AT)
+        sealed = [await batch.seal(kid, {"n": i}, "subject") for i, kid in enumerate(kids)]
+        assert await vault.keys().destroy_many([*kids[:2], never], AT) == {*kids[:2], never}
+        assert await vault.keys().destroy_many(kids[:1], AT) == set()  # destroyed already
+        later = vault.keys()
+        await later.prepare([*kids, never], None, create=False)
+        assert [await later.open(s, "subject") for s in sealed] == [None, None, {"n": 2}]
+        for kid in (kids[0], never):  # a tombstone, even of a key never created, stays one
+            await later.prepare([kid], AT)
+            with pytest.raises(KeyShredded):
+                await later.seal(kid, {"n": 0}, "subject")
+
 
 class TestMemoryHolds(HoldContract):
     @pytest.fixture
