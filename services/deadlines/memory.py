@@ -156,6 +156,14 @@ class MemoryVault:
     def __init__(self) -> None:
         self.values: dict[str, tuple[str, str, Any]] = {}  # handle -> (kid, aad, value)
         self.gone: set[str] = set()
+        self.prepared: list[list[str]] = []  # the kids of each ``prepare``, for the tests
+
+    def keys(self) -> MemoryVault:
+        """A batch's keys: the vault itself (nothing to read ahead in memory)."""
+        return self
+
+    async def prepare(self, kids: Iterable[str], now: datetime | None, create: bool = True) -> None:
+        self.prepared.append(sorted(set(kids)))
 
     async def seal(
         self, kid: str, value: Any, aad: str, now: datetime | None = None
@@ -175,9 +183,13 @@ class MemoryVault:
         return copy.deepcopy(value)
 
     async def destroy(self, kid: str, now: datetime) -> bool:
-        first = kid not in self.gone
-        self.gone.add(kid)
-        self.values = {h: v for h, v in self.values.items() if v[0] != kid}
+        return kid in await self.destroy_many([kid], now)
+
+    async def destroy_many(self, kids: Iterable[str], now: datetime) -> set[str]:
+        wanted = set(kids)
+        first = wanted - self.gone
+        self.gone |= wanted
+        self.values = {h: v for h, v in self.values.items() if v[0] not in self.gone}
         return first
 
     async def destroyed(self, kid: str) -> bool:

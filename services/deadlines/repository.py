@@ -141,8 +141,30 @@ class HoldRepository(Protocol):
         ...
 
 
+class SubjectKeys(Protocol):
+    """The subject keys one batch uses (``SubjectVault``): ``prepare`` reads (and creates)
+    them in one go, then ``seal`` and ``open`` work from that read; ``destroy_many`` shreds
+    a batch's keys together. Build one per batch: a key another member destroys afterwards
+    is still used by a batch that read it before."""
+
+    async def prepare(
+        self, kids: Iterable[str], now: datetime | None, create: bool = True
+    ) -> None: ...
+
+    async def seal(
+        self, kid: str, value: Any, aad: str, now: datetime | None = None
+    ) -> dict[str, Any]: ...
+
+    async def open(self, sealed: dict[str, Any], aad: str) -> Any | None: ...
+
+    async def destroy_many(self, kids: Iterable[str], now: datetime) -> set[str]: ...
+
+
 class Vault(Protocol):
-    """Subject keys of the retention clocks (``shared/subject_vault.py``)."""
+    """Subject keys of the retention clocks (``shared/subject_vault.py``); ``keys`` gives a
+    batch its own, the other methods are single operations (each reads the key afresh)."""
+
+    def keys(self) -> SubjectKeys: ...
 
     async def seal(
         self, kid: str, value: Any, aad: str, now: datetime | None = None
@@ -289,11 +311,14 @@ class MongoHolds:
 
 
 class MongoVault:
-    """The service's subject keys; a fresh ``SubjectVault`` per call, so a key another
-    member destroyed is never used from a cache."""
+    """The service's subject keys; a fresh ``SubjectVault`` per batch (``keys``) or per
+    call, so a key another member destroyed is not used from a cache beyond one batch."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
+
+    def keys(self) -> SubjectKeys:
+        return SubjectVault(self.db)
 
     async def seal(
         self, kid: str, value: Any, aad: str, now: datetime | None = None

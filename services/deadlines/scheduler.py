@@ -38,8 +38,8 @@ from services.deadlines.domain import (
     to_ms,
 )
 from services.deadlines.messages import Outgoing, entries, firing_events
-from services.deadlines.repository import Repositories
-from services.deadlines.usecases import Tracer, as_sent, outgoing
+from services.deadlines.repository import Repositories, SubjectKeys
+from services.deadlines.usecases import Tracer, as_sent, left_events, outgoing, sealed_kids
 from shared.clock import Clock
 from shared.persistence import Change, retry_lost
 from shared.rules import Policy, default_policy
@@ -135,23 +135,33 @@ class Scheduler:
         purging = [doc for doc, _, events in advanced if holdgate.fires_purge(events)]
         refs = sorted({r for doc in purging for r in doc.get("subject_refs", [])})
         holds = await self.repos.holds.active(refs) if purging else []
-        changes = []
+        decided = []
         for doc, fields, events in advanced:
             blocking = holdgate.unapplied(doc, holds) if holdgate.fires_purge(events) else []
             if blocking:  # a hold recorded before this fire wins (R-RET-4)
                 fields, events = holdgate.held_fields(doc, blocking, self.policy), []
-            changes.append(await self._change(doc, fields, events, now_ms, token))
-        return changes
+            decided.append((doc, fields, events))
+        # The keys of the subjects the batch sends (its purges, outboxes left over): one read.
+        keys = self.repos.vault.keys()
+        sent = [[*left_events(doc), *(e for e, _ in events)] for doc, _, events in decided]
+        await keys.prepare(sealed_kids(e for group in sent for e in group), None, create=False)
+        return [await self._change(*d, now_ms, token, keys) for d in decided]
 
     async def _change(
-        self, doc: Doc, fields: Doc, events: list[Outgoing], now_ms: int, token: str
+        self,
+        doc: Doc,
+        fields: Doc,
+        events: list[Outgoing],
+        now_ms: int,
+        token: str,
+        keys: SubjectKeys,
     ) -> Change:
-        left, left_sent = await outgoing(doc, self.repos)
+        left, left_sent = await outgoing(doc, keys)
         if events:
             fields = {**fields, "outbox_at_ms": to_ms(self.clock.now())}
         if events or left:  # leased to this batch until its events are published
             fields = {**fields, "lease_until_ms": now_ms + self.lease_ms, "lease_token": token}
-        sent = [(await as_sent(event, self.repos), key) for event, key in events]
+        sent = [(await as_sent(event, keys), key) for event, key in events]
         return Change(
             str(doc["_id"]), int(doc["version"]), fields, left + entries(events), left_sent + sent
         )

@@ -11,7 +11,8 @@ refused event alone (the others are then already applied and change nothing).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +30,7 @@ from services.deadlines.messages import (
     new_timer,
     timer_fields,
 )
-from services.deadlines.repository import Repositories
+from services.deadlines.repository import Repositories, SubjectKeys
 from shared.clock import Clock
 from shared.errors import PermanentError, TransitionRefused
 from shared.events import CloudEvent
@@ -45,6 +46,7 @@ from shared.pseudonyms import Pseudonymiser
 from shared.rules import Policy, local_date
 from shared.subject_vault import is_sealed
 
+log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 Compute = Callable[[Doc | None], Recompute | None]
 Tracer = Callable[[str], AbstractContextManager[Span]]
@@ -120,9 +122,12 @@ class Deadlines:
 
         async def attempt(ids: list[str]) -> list[str]:
             docs = await self.repos.timers.load_many(ids)
+            keys = self.repos.vault.keys()  # for events a crashed writer left sealed
+            left = sealed_kids(e for d in docs.values() for e in left_events(d))
+            await keys.prepare(left, None, create=False)
             changes = []
             for tid in ids:
-                change = await self._fold(tid, docs.get(tid), by_timer[tid], refused)
+                change = await self._fold(tid, docs.get(tid), by_timer[tid], refused, keys)
                 if change is not None:
                     changes.append(change)
             result = await self.repos.timers.save_many(changes)
@@ -136,7 +141,12 @@ class Deadlines:
         return len(saved)
 
     async def _fold(
-        self, timer_id: str, doc: Doc | None, steps: list[Step], refused: dict[str, PermanentError]
+        self,
+        timer_id: str,
+        doc: Doc | None,
+        steps: list[Step],
+        refused: dict[str, PermanentError],
+        keys: SubjectKeys,
     ) -> Change | None:
         state, events = doc, []
         for step in steps:
@@ -155,7 +165,7 @@ class Deadlines:
                 state = new
         if state is None or state is doc:
             return None
-        return await self._change(doc, state, events)
+        return await self._change(doc, state, events, keys)
 
     def _next(self, state: Doc | None, change: Recompute, event: CloudEvent) -> Doc:
         if state is None:
@@ -169,7 +179,9 @@ class Deadlines:
             "applied_events": [*state.get("applied_events", []), event.id][-APPLIED_KEPT:],
         }
 
-    async def _change(self, doc: Doc | None, state: Doc, events: list[Outgoing]) -> Change:
+    async def _change(
+        self, doc: Doc | None, state: Doc, events: list[Outgoing], keys: SubjectKeys
+    ) -> Change:
         """The save of ``state``: changed fields only, events queued after any left over."""
         fields = {
             k: v
@@ -178,7 +190,7 @@ class Deadlines:
         }
         if events:
             fields["outbox_at_ms"] = to_ms(self.clock.now())
-        left, left_sent = await outgoing(doc, self.repos)
+        left, left_sent = await outgoing(doc, keys)
         version = int(doc["version"]) if doc is not None else None
         return Change(
             str(state["_id"]), version, fields, left + entries(events), left_sent + events
@@ -189,23 +201,43 @@ class Deadlines:
         return await self.repos.timers.relay_pending(to_ms(self.clock.now()) - grace_ms)
 
 
-async def outgoing(doc: Doc | None, repos: Repositories) -> tuple[list[Doc], list[Outgoing]]:
-    """The outbox entries ``doc`` still holds, and the same events as they are sent."""
-    stored = [
+def stored_outbox(doc: Doc | None) -> list[Doc]:
+    """The outbox entries ``doc`` still holds (a crashed writer's, not yet published)."""
+    return [
         json.loads(e) if isinstance(e, str) else dict(e) for e in (doc or {}).get("outbox") or []
     ]
-    sent = [(await as_sent(CloudEvent.model_validate(e["event"]), repos), e["key"]) for e in stored]
+
+
+def left_events(doc: Doc | None) -> list[CloudEvent]:
+    """The events of ``doc``'s outbox, as stored (subjects sealed)."""
+    return [CloudEvent.model_validate(e["event"]) for e in stored_outbox(doc)]
+
+
+def sealed_kids(events: Iterable[CloudEvent]) -> list[str]:
+    """The keys the sealed subjects of ``events`` are under (what ``as_sent`` opens)."""
+    sealed = (e.data.get("subject") for e in events)
+    return sorted({str(s["kid"]) for s in sealed if isinstance(s, dict) and is_sealed(s)})
+
+
+async def outgoing(doc: Doc | None, keys: SubjectKeys) -> tuple[list[Doc], list[Outgoing]]:
+    """The outbox entries ``doc`` still holds, and the same events as they are sent."""
+    stored = stored_outbox(doc)
+    sent = [(await as_sent(CloudEvent.model_validate(e["event"]), keys), e["key"]) for e in stored]
     return stored, sent
 
 
-async def as_sent(event: CloudEvent, repos: Repositories) -> CloudEvent:
-    """``event`` with its sealed subject opened (left out once the key is destroyed)."""
+async def as_sent(event: CloudEvent, keys: SubjectKeys) -> CloudEvent:
+    """``event`` with its sealed subject opened (left out once the key is destroyed).
+
+    ``keys`` should have read the key (``prepare``, ``sealed_kids``): else it is one read.
+    """
     sealed = event.data.get("subject")
     if not isinstance(sealed, dict) or not is_sealed(sealed):
         return event
     data = dict(event.data)
-    subject = await repos.vault.open(sealed, "subject")
-    if subject is None:
+    subject = await keys.open(sealed, "subject")
+    if subject is None:  # the id names the timer, never the subject
+        log.info("subject key destroyed: %s is sent without its subject", event.id)
         data.pop("subject")
     else:
         data["subject"] = subject
