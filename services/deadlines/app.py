@@ -39,7 +39,7 @@ def bootstrap(
     span: Tracer,
 ) -> Deadlines:
     """The use cases over ``repos`` (MongoDB in the service, in-memory fakes in tests)."""
-    return Deadlines(repos, policy, clock, pseudonyms, span, PLANS, retention.record_holds)
+    return Deadlines(repos, policy, clock, pseudonyms, span, PLANS, retention.prepare_batch)
 
 
 def create_app(

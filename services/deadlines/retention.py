@@ -12,12 +12,14 @@ never recreated. A hold is written to ``holds`` first, then applied to the timer
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from services.deadlines import clocks, decide
+from services.deadlines.repository import SubjectKeys
 from services.deadlines.usecases import Compute, Deadlines, Inbound, Plan, Step
 from shared.errors import TransitionRefused
 from shared.events.common import Subject
@@ -28,46 +30,83 @@ from shared.subject_vault import KeyShredded
 Doc = dict[str, Any]
 PURGE_PREFIX = "ret:"
 CASE_CLOSED = "gardien.erasure.case.closed"
+STARTS = ("gdpr.contract.ended", "gdpr.contact.recorded")
+
+
+def _clocks(uses: Deadlines, item: Inbound) -> list[tuple[str, str]]:
+    """(category, timer id) of each retention clock a contract end or contact starts; a
+    ``TransitionRefused`` for an unknown category, before anything is written."""
+    data: ContractEnded | ContactRecorded = item.data
+    categories = data.categories or (["customer"] if _contract(data) else ["prospect"])
+    for category in categories:
+        decide.known_category(category, uses.policy)
+    owner = _contract(data) or clocks.subject_key(_refs(uses, data))
+    return [(category, f"retention:{owner}:{category}") for category in categories]
+
+
+def _contract(data: ContractEnded | ContactRecorded) -> str | None:
+    return data.contract_id if isinstance(data, ContractEnded) else None
+
+
+def _refs(uses: Deadlines, data: ContractEnded | ContactRecorded) -> list[str]:
+    return uses.pseudonyms.refs(data.subject.identifiers.present() if data.subject else {})
 
 
 async def retention_started(uses: Deadlines, item: Inbound) -> list[Step]:
     """Retention clocks per category from a contract end or a prospect's contact (R-RET-1/2)."""
     data: ContractEnded | ContactRecorded = item.data
-    contract_id = data.contract_id if isinstance(data, ContractEnded) else None
+    started = _clocks(uses, item)  # refuse before writing anything
+    if item.sealed is None:  # not sealed with its batch (``seal_subjects``): alone, then
+        [item] = await seal_subjects(uses, [item])
     at = data.ended_at if isinstance(data, ContractEnded) else data.contacted_at
-    default = ["customer"] if isinstance(data, ContractEnded) else ["prospect"]
-    categories = data.categories or default
-    for category in categories:
-        decide.known_category(category, uses.policy)  # refuse before writing anything
-    refs = uses.pseudonyms.refs(data.subject.identifiers.present() if data.subject else {})
-    owner = contract_id or clocks.subject_key(refs)
+    refs = _refs(uses, data)
     holds = await uses.repos.holds.active(refs)
     steps = []
-    for category in categories:
-        tid = f"retention:{owner}:{category}"
+    for category, tid in started:
         start = {
             "timer_id": tid, "category": category, "start_date": local_date(at).isoformat(),
-            "contract_id": contract_id, "subject_refs": refs,
-            "subject": await sealed_subject(uses, tid, data.subject),
+            "contract_id": _contract(data), "subject_refs": refs,
+            "subject": (item.sealed or {}).get(tid),
         }  # fmt: skip
         compute = partial(decide.retention_change, start=start, holds=holds, policy=uses.policy)
         steps.append(Step(tid, item.event, compute))
     return steps
 
 
-async def sealed_subject(uses: Deadlines, timer_id: str, subject: Subject | None) -> Doc | None:
-    """``subject`` sealed under the timer's key, or None (no subject, or already purged).
+async def seal_subjects(uses: Deadlines, items: Sequence[Inbound]) -> Sequence[Inbound]:
+    """The subjects of the batch's new retention clocks, each sealed under its timer's key:
+    the keys read (and the new ones created) in one go. An item comes back with ``sealed``
+    (timer id -> sealed subject, None once the key is destroyed: the subject was purged)."""
+    kids: dict[int, list[str]] = {}
+    for item in items:
+        if item.event.type in STARTS and item.data.subject is not None:
+            with contextlib.suppress(TransitionRefused):  # refused by its plan, alone
+                kids[id(item)] = [tid for _, tid in _clocks(uses, item)]
+    if not kids:
+        return items
+    keys = uses.repos.vault.keys()
+    await keys.prepare((k for ks in kids.values() for k in ks), uses.clock.now())
+    out = []
+    for item in items:
+        if id(item) in kids:
+            subject = item.data.subject
+            sealed = {tid: await sealed_subject(keys, tid, subject) for tid in kids[id(item)]}
+            item = replace(item, sealed=sealed)
+        out.append(item)
+    return out
+
+
+async def sealed_subject(keys: SubjectKeys, timer_id: str, subject: Subject) -> Doc | None:
+    """``subject`` sealed under the timer's key, or None (already purged: keep no copy).
 
     A retention clock keeps its subject only for the purge work it emits when the period
-    ends; when erasure reports the purge case closed, the key is destroyed (``case_closed``).
+    ends; when erasure reports the purge case closed, the key is destroyed (``shred_closed``).
     """
-    if subject is None:
-        return None
     try:
         value = subject.model_dump(mode="json", exclude_none=True)
-        return await uses.repos.vault.seal(timer_id, value, "subject")
+        return await keys.seal(timer_id, value, "subject")
     except KeyShredded:
-        return None  # the purge already erased this subject: keep no copy
+        return None
 
 
 HOLD_PLACED, HOLD_RELEASED = "gdpr.legal_hold.placed", "gdpr.legal_hold.released"
@@ -150,15 +189,34 @@ async def rehold(uses: Deadlines, item: Inbound, hold: Doc) -> list[Step]:
     return [Step(tid, item.event, compute) for tid in found]
 
 
+async def shred_closed(uses: Deadlines, items: Sequence[Inbound]) -> None:
+    """Closed purge cases ``ret:<timer>`` shred the subjects their clocks kept: the batch's
+    keys destroyed together (one read, one write), stamped with its last closing's time."""
+    closing = [i for i in items if i.event.type == CASE_CLOSED]
+    timer_ids = [
+        i.data.case_id.removeprefix(PURGE_PREFIX)
+        for i in closing
+        if i.data.case_id.startswith(PURGE_PREFIX)
+    ]
+    if not timer_ids:
+        return
+    with uses.span("deadlines.shred_subjects") as span:
+        span.set_attribute("gardien.timers", len(timer_ids))
+        at = max(i.event.time for i in closing)
+        destroyed = await uses.repos.vault.keys().destroy_many(timer_ids, at)
+        span.set_attribute("gardien.subject_keys_destroyed", len(destroyed))
+
+
+async def prepare_batch(uses: Deadlines, items: Sequence[Inbound]) -> Sequence[Inbound]:
+    """The batch's own writes before planning: its holds, its shredded keys, then the
+    subjects of its new clocks sealed (a key shredded in the batch keeps no copy)."""
+    items = await record_holds(uses, items)
+    await shred_closed(uses, items)
+    return await seal_subjects(uses, items)
+
+
 async def case_closed(uses: Deadlines, item: Inbound) -> list[Step]:
-    """A closed purge case ``ret:<timer>`` shreds the subject its retention clock kept."""
-    case_id = item.data.case_id
-    if case_id.startswith(PURGE_PREFIX):
-        timer_id = case_id.removeprefix(PURGE_PREFIX)
-        with uses.span("deadlines.shred_subject") as span:
-            span.set_attribute("gardien.timer_id", timer_id)
-            destroyed = await uses.repos.vault.destroy(timer_id, item.event.time)
-            span.set_attribute("gardien.subject_key_destroyed", destroyed)
+    """A closed case changes no timer: its key was shredded with its batch (``shred_closed``)."""
     return []
 
 

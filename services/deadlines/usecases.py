@@ -63,6 +63,7 @@ class Inbound:
     event: CloudEvent
     data: Any
     hold: Doc | None = None  # a legal-hold event: the hold as it stands after it
+    sealed: dict[str, Doc | None] | None = None  # a clock start: timer id -> its subject
 
 
 @dataclass(frozen=True)
