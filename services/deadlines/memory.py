@@ -156,14 +156,16 @@ class MemoryVault:
     def __init__(self) -> None:
         self.values: dict[str, tuple[str, str, Any]] = {}  # handle -> (kid, aad, value)
         self.gone: set[str] = set()
-        self.prepared: list[list[str]] = []  # the kids of each ``prepare``, for the tests
+        self.prepared: list[list[str]] = []  # the kids of each read ``prepare`` makes
 
     def keys(self) -> MemoryVault:
         """A batch's keys: the vault itself (nothing to read ahead in memory)."""
         return self
 
     async def prepare(self, kids: Iterable[str], now: datetime | None, create: bool = True) -> None:
-        self.prepared.append(sorted(set(kids)))
+        wanted = sorted(set(kids))
+        if wanted:  # as ``SubjectVault``: nothing to read, no round trip
+            self.prepared.append(wanted)
 
     async def seal(
         self, kid: str, value: Any, aad: str, now: datetime | None = None

@@ -272,3 +272,30 @@ async def test_the_holds_of_a_batch_are_read_once_and_written_once_in_order() ->
     assert (counting.reads, counting.writes) == (1, 1)
     assert [k for k, d in sorted(counting.docs.items()) if d["active"]] == ["M-0", "M-2"]
     assert counting.docs["M-1"]["released_on"] == "2031-06-02"
+
+
+def case_closed(timer_id: str) -> Any:
+    data = {"case_id": f"ret:{timer_id}", "origin": "retention", "state": "closed", "systems": {}}
+    return event("gardien.erasure.case.closed", data, "2031-07-02T10:00:00+02:00", f"c-{timer_id}")
+
+
+async def test_a_batch_reads_its_subject_keys_once_and_a_shredded_subject_is_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = world(datetime(2031, 7, 1, 12, tzinfo=UTC))
+    tids = ["retention:CTR-K1:customer", "retention:CTR-K2:customer"]
+    await w.handle(ended("CTR-K1", "k1@example.org"), ended("CTR-K2", "k2@example.org"))
+    assert w.vault.prepared == [tids]  # the batch's two new keys, in one go
+    await w.vault.destroy(tids[1], w.clock.now())  # shredded before its purge fires
+    with caplog.at_level("INFO"):
+        assert await w.scheduler.tick() == 2  # one batch (of 2): its keys read once
+    assert w.vault.prepared[1:] == [tids]
+    subjects = {e.data["timer_id"]: e.data.get("subject") for e in w.sent("work.requested")}
+    assert subjects[tids[0]] == {"kind": "customer", "identifiers": {"email": "k1@example.org"}}
+    assert subjects[tids[1]] is None and "k2@example.org" not in caplog.text
+    assert f"{tids[1]}:purge" in caplog.text  # the log names the event, not the subject
+    # Closed together, then a contract end redelivered with a closing: no copy kept.
+    await w.handle(case_closed(tids[0]), case_closed("retention:CTR-K3:customer"))
+    assert w.vault.gone == {*tids, "retention:CTR-K3:customer"}
+    await w.handle(case_closed("retention:CTR-K4:customer"), ended("CTR-K4", "k4@example.org"))
+    assert w.doc("retention:CTR-K4:customer")["inputs"].get("subject") is None
