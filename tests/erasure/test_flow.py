@@ -395,8 +395,12 @@ async def test_processor_replacement_orders_deletion_routes_and_closes_on_certif
             topics.PROCESSORS,
             [(b"mailer-old", event_bytes(replaced))],
         )
-        order = await read_until(
-            commands, lambda r: json.loads(r.value)["data"].get("system") == "mailer-old"
+        order = await read_until(  # this case's order: earlier tests' leftover access work
+            # also reaches mailer-old (export commands) on the session's broker
+            commands,
+            lambda r: str(json.loads(r.value)["data"].get("case_id")).startswith(
+                "proc:mailer-old:"
+            ),
         )
         data = json.loads(order.value)["data"]
         assert data["action"] == "delete_all" and data["categories"][0]["category"] == "ads"
