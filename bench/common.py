@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gardien import stack
 
@@ -215,3 +216,32 @@ def emit(result: dict[str, object]) -> None:
 
     result = {**result, "machine": machine(), "load_avg_1m": os.getloadavg()[0]}
     print("BENCH-RESULT " + json.dumps(result, default=str), flush=True)
+
+
+class AuditTail:
+    """Every audit record stored after it started, each read once (no look-back re-reads).
+
+    Per chain, the records up to its head's position: a head moves only after the records
+    below it are stored, so reading ``chain_seq`` ranges (the unique index) from the last
+    position seen up to the head misses none and repeats none, whatever the order in which
+    batches of different chains land. Polling by ``recorded_at`` instead must look back
+    (a record's instant is its batch's start) and reads each record several times, load
+    that the benchmark would add to the very server it measures.
+    """
+
+    def __init__(self, db: Any, fields: dict[str, int]) -> None:
+        self.db, self.fields = db, fields
+        self.seen = {str(h["_id"]): int(h["seq"]) for h in db.chain_heads.find()}
+
+    def new(self) -> list[dict[str, Any]]:
+        """The records stored since the last call, chain by chain, in position order."""
+        out: list[dict[str, Any]] = []
+        for head in self.db.chain_heads.find():
+            chain, seq = str(head["_id"]), int(head["seq"])
+            last = self.seen.get(chain, 0)
+            if seq <= last:
+                continue
+            span = {"$gt": f"{chain}#{last:012d}", "$lte": f"{chain}#{seq:012d}"}
+            out.extend(self.db.records.find({"chain_seq": span}, self.fields))
+            self.seen[chain] = seq
+        return out

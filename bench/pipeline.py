@@ -5,7 +5,8 @@ against a private embedded stack. A request counts as completed when the audit t
 every record proving it went through: ``gardien.request.accepted`` and
 ``gardien.deadline.scheduled`` (clock set) for every request; for erasure requests also
 ``gardien.request.decided`` and ``gardien.erasure.case.opened`` (decision made, case planned).
-Completion is read from the audit database by the indexed ``recorded_at`` field.
+Completion is read from the audit database chain by chain up to each chain's head
+(``bench.common.AuditTail``: each record read once, no look-back re-reads).
 
 Phase 0 (ceiling, unless ``--ceiling`` gives it): on the same servers before the services
 start, ``bench.ceiling``'s raw ``insert_many`` and produce/consume rates and from them the
@@ -29,10 +30,10 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.common import (
+    AuditTail,
     Progress,
     Up,
     cpu_seconds,
@@ -80,23 +81,18 @@ class Tracker:
     def __init__(self, up: Up, rights: dict[str, str]) -> None:
         from pymongo import MongoClient
 
-        self.records = MongoClient(up.mongodb_uri, tz_aware=True)[up.db_name("audit")].records
+        db = MongoClient(up.mongodb_uri, tz_aware=True)[up.db_name("audit")]
+        self.tail = AuditTail(db, {"type": 1, "refs": 1, "recorded_at": 1})
         self.rights = rights
         self.seen: dict[str, set[str]] = {}
         self.done_at: dict[str, float] = {}
         self.audited_at: dict[str, float] = {}  # the inbound event's own audit record
         self.last: dict[str, float] = {}
-        self.ids: set[str] = set()
-        self.since = datetime.now(UTC) - timedelta(seconds=5)
+        self.count = 0  # records read (every record, each once)
 
     def poll(self) -> int:
-        query = {"recorded_at": {"$gte": self.since - timedelta(seconds=2)}}
-        newest = self.since
-        for doc in self.records.find(query, {"type": 1, "refs": 1, "recorded_at": 1}):
-            if doc["_id"] in self.ids:
-                continue
-            self.ids.add(doc["_id"])
-            newest = max(newest, doc["recorded_at"])
+        for doc in self.tail.new():
+            self.count += 1
             rid = (doc.get("refs") or {}).get("request_id")
             if rid not in self.rights or rid in self.done_at:
                 continue
@@ -108,7 +104,6 @@ class Tracker:
             need = ERASURE if self.rights[rid] == "erasure" else ALWAYS
             if need <= self.seen[rid]:
                 self.done_at[rid] = self.last[rid]
-        self.since = newest
         return len(self.done_at)
 
 
@@ -205,12 +200,12 @@ def run_phase(
 
 def drain(tracker: Tracker, quiet: float = 3.0, limit: float = 120.0) -> None:
     """Wait until the audit trail stops growing (the phase's tail: commands, cases)."""
-    started, count, calm = time.monotonic(), len(tracker.ids), time.monotonic()
+    started, count, calm = time.monotonic(), tracker.count, time.monotonic()
     while time.monotonic() - calm < quiet and time.monotonic() - started < limit:
         time.sleep(0.5)
         tracker.poll()
-        if len(tracker.ids) != count:
-            count, calm = len(tracker.ids), time.monotonic()
+        if tracker.count != count:
+            count, calm = tracker.count, time.monotonic()
 
 
 def ratios(

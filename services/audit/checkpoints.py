@@ -50,9 +50,9 @@ class Checkpointer:
         self._since = 0
         self._wake = asyncio.Event()
 
-    async def on_append(self, record: dict[str, Any]) -> None:
+    async def on_append(self, records: list[dict[str, Any]]) -> None:
         """Count appended records; wake the signer once N have accumulated."""
-        self._since += 1
+        self._since += len(records)
         if self._since >= self.settings.checkpoint_every:
             self._wake.set()
 

@@ -57,9 +57,10 @@ class Dispatcher:
             self._subs_at = time.monotonic()
         return self._subs
 
-    async def enqueue(self, record: dict[str, Any]) -> None:
-        """Queue the record for every active subscription that wants its type (idempotent)."""
-        now = ms(self.clock)
+    async def enqueue(self, records: list[dict[str, Any]]) -> None:
+        """Queue ``records`` for every active subscription that wants their type, in one
+        write (idempotent: a record queued before keeps its delivery)."""
+        now, subs = ms(self.clock), await self._subscriptions()
         queued = [
             {
                 "_id": webhooks.delivery_id(str(sub["_id"]), str(record["_id"])),
@@ -71,7 +72,8 @@ class Dispatcher:
                 "next_at": now,
                 "created_at": now,
             }
-            for sub in await self._subscriptions()
+            for record in records
+            for sub in subs
             if webhooks.matches(list(sub.get("event_types", [])), str(record["type"]))
         ]
         await self.repos.deliveries.enqueue(queued)

@@ -55,8 +55,8 @@ class Auditor:
         self._records = Coalescer(repos.records.insert_records)
         self._index = Coalescer(repos.records.insert_index)
         self._advance = Coalescer(repos.records.advance_many)
-        # Called after each stored record (webhook queue, checkpoint trigger).
-        self.after_append: list[Callable[[dict[str, Any]], Any]] = []
+        # Called with the records each append stored, in order (webhook queue, checkpoints).
+        self.after_append: list[Callable[[list[dict[str, Any]]], Any]] = []
 
     def subject_ref(self, identifier: str) -> str:
         """The keyed hash a DPO's identifier is looked up by (``shared.pseudonyms``)."""
@@ -97,9 +97,9 @@ class Auditor:
                 await self.shred(record["refs"])
             if closures:
                 self.keyring.forget()
-            for record in records:
+            if records:
                 for hook in self.after_append:
-                    await hook(record)
+                    await hook(records)
 
     async def shred(self, refs: dict[str, str]) -> int:
         """Destroy the keys of the subjects of a closed erasure case (crypto-shredding)."""
@@ -200,7 +200,7 @@ class Auditor:
                 if attempt == 4:
                     raise
         for hook in self.after_append:
-            await hook(record)
+            await hook([record])
 
     async def _append(self, chain: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Chain ``entries`` after the head and store them; the stored records, in order.

@@ -33,7 +33,7 @@ TOKEN_STATUS = {"missing": 401, "malformed": 401, "wrong": 403, "expired": 403}
 class PackageBuilder(Protocol):
     """What collection needs of the package side (``Packages`` in ``package_store.py``)."""
 
-    async def expect(self, request_id: str, now: datetime) -> None: ...
+    async def expect(self, request_ids: Sequence[str], now: datetime) -> None: ...
 
     async def build(self, order: PackageOrder, now: datetime) -> Any: ...
 
@@ -61,8 +61,8 @@ class Collector:
                 case.subject_refs = erasure.refs(work.subject.identifiers.present())
                 items.append(Item(case.case_id, event_id, erasure._opening, new=case))
             refused = await erasure.apply_steps(items)
-            for _, work in works:  # the download says "not ready" until it is built
-                await self.packages.expect(work.request_id, now)
+            # the downloads say "not ready" until built
+            await self.packages.expect([work.request_id for _, work in works], now)
             return refused
 
     async def results(self, results: Sequence[tuple[str, ExportResult]]) -> Refusals:

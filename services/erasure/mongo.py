@@ -7,12 +7,11 @@ arrays, single-field indexes only.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel
@@ -26,7 +25,7 @@ from services.erasure.repository import OpenCase, Repositories, Stored, Write, a
 from shared.events import CloudEvent
 from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
-from shared.outbox import opened_event, relay, relay_all, stored_entries
+from shared.outbox import PERSONAL, opened_event, relay, relay_all, stored_entries
 from shared.persistence import Change, Saved, VersionedCollection, relay_saved
 from shared.subject_vault import KeyShredded, SubjectVault, is_sealed
 
@@ -46,8 +45,6 @@ INDEXES = IndexPlan(
     }
 )
 OPEN = {"state": {"$in": list(OPEN_STATES)}}
-CONCURRENCY = 16  # subject-key round trips in flight per batch
-T = TypeVar("T")
 
 
 def key_id(case_id: str) -> str:
@@ -77,6 +74,8 @@ class MongoCases:
     async def get_many(self, ids: Iterable[str], *, reveal: bool = False) -> dict[str, Stored]:
         docs = await self.versioned.load_many(ids)
         vault = SubjectVault(self.db)
+        if reveal:  # the batch's case keys in one read
+            await vault.prepare([key_id(i) for i in docs], None, create=False)
         found = {}
         for case_id, doc in docs.items():
             parts = copy.deepcopy(doc.get("systems") or {})
@@ -87,8 +86,9 @@ class MongoCases:
         return found
 
     async def save_many(self, writes: Sequence[Write]) -> Saved:
-        vault = SubjectVault(self.db)
-        built = await _gather([_sealed_change(w, vault) for w in writes])
+        vault = SubjectVault(self.db)  # the batch's case keys: one read, one insert of new ones
+        await vault.prepare([key_id(w.case.case_id) for w in writes if _needs_key(w)], None)
+        built = [await _sealed_change(w, vault) for w in writes]
         saved = await self.versioned.save_many([c for c in built if c is not None])
         for change in saved.saved:
             write = next(w for w in writes if w.case.case_id == change.doc_id)
@@ -104,8 +104,7 @@ class MongoCases:
         return sum([await relay(broker, self.collection, case_id) for case_id in ids])
 
     async def destroy_keys(self, ids: Iterable[str], now: datetime) -> None:
-        vault = SubjectVault(self.db)
-        await _gather([vault.destroy(key_id(case_id), now) for case_id in ids])
+        await SubjectVault(self.db).destroy_many([key_id(i) for i in ids], now)
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         cursor = self.collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
@@ -154,12 +153,19 @@ def _open_case(doc: Doc) -> OpenCase:
     return OpenCase(str(doc.get("state")), parts)
 
 
-async def _gather(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Await ``calls`` ``CONCURRENCY`` at a time (key reads and writes are one per case)."""
-    done: list[T] = []
-    for n in range(0, len(calls), CONCURRENCY):
-        done += await asyncio.gather(*calls[n : n + CONCURRENCY])
-    return done
+def _needs_key(write: Write) -> bool:
+    """True when storing ``write`` seals or opens something under its case key.
+
+    Plain identifiers (a new case, revealed ones), events naming the subject, and events a
+    crash left sealed in the outbox. Answers that seal nothing read no key.
+    """
+    parts = write.case.systems.values()
+    if any(p.identifiers and not is_sealed(p.identifiers) for p in parts):
+        return True
+    if any(n in e.data for e, _ in write.events for n in PERSONAL):
+        return True
+    left = write.loaded.outbox if write.loaded else []
+    return any(is_sealed((e["event"].get("data") or {}).get(n)) for e in left for n in PERSONAL)
 
 
 async def _sealed_change(write: Write, vault: SubjectVault) -> Change | None:

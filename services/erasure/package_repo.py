@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -76,6 +77,10 @@ class PackageRepository(Protocol):
         """Store ``state`` from the version it was read at, with ``events``; None if lost."""
         ...
 
+    async def ensure(self, request_ids: Sequence[str]) -> None:
+        """Record a collecting package for each id that has none yet (one read, one write)."""
+        ...
+
     async def relay(self, broker: KafkaBroker, change: Change) -> int:
         """Publish the events of a saved change and clear them."""
         ...
@@ -121,6 +126,12 @@ class MongoPackages:
         saved = await self.versioned.save_many([_change(state, events)])
         return saved.saved[0] if saved.saved else None
 
+    async def ensure(self, request_ids: Sequence[str]) -> None:
+        known = await self.versioned.load_many(request_ids)
+        new = [PackageState(request_id=r) for r in sorted(set(request_ids) - set(known))]
+        # A package another member recorded meanwhile is a lost insert: it exists, as wanted.
+        await self.versioned.save_many([_change(s, []) for s in new])
+
     async def relay(self, broker: KafkaBroker, change: Change) -> int:
         return await relay_saved(broker, self.collection, [change])
 
@@ -165,6 +176,10 @@ class MemoryPackages:
         self.rows[state.request_id] = state.model_copy(deep=True, update=update)
         self.tokens[state.request_id] = change.token
         return change
+
+    async def ensure(self, request_ids: Sequence[str]) -> None:
+        for rid in sorted(set(request_ids) - set(self.rows)):
+            await self.save(PackageState(request_id=rid), [])
 
     async def relay(self, broker: KafkaBroker, change: Change) -> int:
         if not change.events:

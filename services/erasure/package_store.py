@@ -13,7 +13,7 @@ carry ids, counts and digests only, and the audit service chains them.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,10 +129,10 @@ class Packages:
         await self.repo.relay(self.broker, change)
         return True
 
-    async def expect(self, request_id: str, now: datetime) -> None:
-        """Record that a package will come (the download answers 409 until it is built)."""
-        if await self.repo.get(request_id) is None:
-            await self._save(PackageState(request_id=request_id), [])
+    async def expect(self, request_ids: Sequence[str], now: datetime) -> None:
+        """Record that these requests' packages will come (their downloads answer 409 until
+        built): one read and one write for the batch; ids already recorded are left alone."""
+        await self.repo.ensure(request_ids)
 
     async def build(self, order: PackageOrder, now: datetime) -> PackageInfo:
         """Stream the ZIP into the blob store, record it, emit ``built``; once per request."""

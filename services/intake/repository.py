@@ -3,13 +3,11 @@ history, and the subject keys; their MongoDB implementations (in-memory ones: ``
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -192,48 +190,17 @@ class MongoSubjectKeys:
         Other keys are read by the vault when first used. A fresh vault per batch, so a key
         destroyed by another replica is not used for long.
         """
-        vault, kids = SubjectVault(self.db), sorted(set(new))
-        if not kids:
-            return vault
-        found = {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": kids}})}
-        created = {k: AESGCM.generate_key(256) for k in kids if k not in found}
-        docs = [{"_id": k, "key": _b64(key), "created_at": now} for k, key in created.items()]
-        lost: set[str] = set()
-        if docs:
-            try:
-                await self.keys.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:  # created meanwhile by another replica: read later
-                lost = {str(docs[i]["_id"]) for i in _only_duplicates(exc)}
-        live = vault._live  # the vault's cache of keys read: filled in one go here
-        for kid, doc in found.items():
-            if doc.get("key"):
-                live[kid] = base64.b64decode(str(doc["key"]))
-        live.update({k: key for k, key in created.items() if k not in lost})
+        vault = SubjectVault(self.db)
+        await vault.prepare(new, now)
         return vault
 
     async def destroy_many(self, kids: Iterable[str], now: datetime) -> int:
-        """Destroy every key of ``kids`` (tombstones stay); how many were live."""
-        wanted = sorted(set(kids))
-        if not wanted:
-            return 0
-        found = {str(d["_id"]): d async for d in self.keys.find({"_id": {"$in": wanted}})}
-        live = [k for k in wanted if found.get(k, {}).get("key")]
-        stamp = now.isoformat()  # instants written with $set come back as text on nx-27017
-        if live:
-            await self.keys.update_many(
-                {"_id": {"$in": live}}, {"$set": {"key": None, "destroyed_at": stamp}}
-            )
-        vault, destroyed = SubjectVault(self.db), len(live)
-        for kid in (k for k in wanted if k not in found):  # never created: a tombstone too
-            destroyed += await vault.destroy(kid, now)
-        return destroyed
+        """Destroy every key of ``kids`` (never created ones get a tombstone too); how many
+        were destroyed by this call."""
+        return len(await SubjectVault(self.db).destroy_many(kids, now))
 
     async def destroyed(self, kid: str) -> bool:
         return await SubjectVault(self.db).destroyed(kid)
 
     async def retire_secret(self, name: str) -> bool:
         return bool((await self.db[VAULT].delete_one({"_id": name})).deleted_count)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -12,6 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from services.audit.app import create_app
+from services.audit.dispatcher import Dispatcher
 from services.audit.mongo import mongo_repositories
 from services.audit.settings import AuditSettings
 from services.audit.usecases import Auditor
@@ -98,6 +99,23 @@ async def test_a_batch_costs_a_handful_of_writes_and_chains_in_order(trail: Trai
     assert [r["seq"] for r in stored] == list(range(1, 53))
     assert [r["offset"] for r in stored[2:]] == [d.offset for d in batch]
     await verified(trail)
+
+
+async def test_a_batch_queues_its_webhook_deliveries_in_one_write(trail: Trail) -> None:
+    run = uuid.uuid4().hex[:6]
+    async with counting(trail) as (auditor, commands):
+        dispatcher = Dispatcher(auditor.repos, AuditSettings(), trail.clock, auditor.record_local)
+        auditor.after_append.append(dispatcher.enqueue)
+        sub = {"_id": f"sub-{run}", "state": "active", "event_types": ["gdpr.request.*"]}
+        await auditor.repos.webhooks.add({**sub, "url": "http://127.0.0.1:9/hook"})
+        await auditor.record_batch(requests(run, 2, partition=12))  # vault, first head
+        commands.names.clear()
+        await auditor.record_batch(requests(run + "b", 30, partition=12))
+    assert trail.db is not None
+    queued = [d async for d in trail.db["deliveries"].find({"sub_id": sub["_id"]})]
+    assert len(queued) == 32
+    # records, subject index, deliveries (+ keys): not one insert per record
+    assert commands.names.count("insert") <= 4, commands.names
 
 
 async def test_a_redelivered_batch_is_recognised_and_only_the_rest_appended(trail: Trail) -> None:

@@ -69,7 +69,7 @@ async def test_a_package_is_delivered_once_then_copied_then_expired_all_audited(
         assert (await erasure.get(path, headers=other)).status_code == 403
         missing = await erasure.get(path, headers=reader)
         assert missing.status_code == 404 and missing.json()["code"] == "no_package"
-        await packages.expect(rid, clock.now())
+        await packages.expect([rid], clock.now())
         early = await erasure.get(path, headers=reader)
         assert early.status_code == 409 and early.json()["code"] == "package_not_built"
         assert early.headers["content-type"] == "application/problem+json"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from services.erasure import domain, messages
 from services.erasure.memory import MemoryCases
@@ -16,6 +17,7 @@ from shared.mongo import service_database
 from shared.settings import Settings
 from tests.erasure.fakes import FakeBroker
 from tests.erasure.test_domain import open_case
+from tests.shared.test_subject_vault import Commands, Doc
 
 NOW = datetime(2027, 3, 6, 9, 0, tzinfo=UTC)  # tests.erasure.test_domain.NOW
 IDS = {"email": "a@example.org", "customer_id": "C-1"}
@@ -148,6 +150,20 @@ class CaseContract:
         stored = (await repo.get_many(["req:R-1"], reveal=True))["req:R-1"]
         assert all(p.identifiers == {} for p in stored.case.systems.values())
 
+    async def test_keys_of_a_batch_destroyed_at_once_stay_destroyed(
+        self, repo: CaseRepository
+    ) -> None:
+        await repo.save_many([opened(new_case(f"req:R-{i}")) for i in range(3)])
+        await repo.destroy_keys(["req:R-0"], NOW)
+        # open, already destroyed, and never stored cases in one batch
+        await repo.destroy_keys(["req:R-0", "req:R-1", "req:R-2", "req:R-9"], NOW)
+        found = await repo.get_many(["req:R-0", "req:R-1", "req:R-2"], reveal=True)
+        assert all(p.identifiers == {} for s in found.values() for p in s.case.systems.values())
+        # a case whose key went before it was first stored is never stored (nor its key made)
+        late = await repo.save_many([opened(new_case("req:R-9")), opened(new_case("req:R-5"))])
+        assert [c.doc_id for c in late.saved] == ["req:R-5"]
+        assert list(await repo.get_many(["req:R-9", "req:R-5"])) == ["req:R-5"]
+
 
 class TestMemoryCases(CaseContract):
     @pytest.fixture
@@ -168,3 +184,32 @@ class TestMongoCases(CaseContract):
         doc = await service_database(mongo_client, settings, "erasure")["cases"].find_one()
         assert "a@example.org" not in json.dumps(doc, default=str)
         assert doc is not None and doc["systems"]["crm"]["identifiers"]["sealed"] == 1
+
+    async def test_a_batch_reads_and_writes_its_case_keys_in_one_go(
+        self, settings: Settings
+    ) -> None:
+        commands = Commands()
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            settings.mongodb_uri, tz_aware=True, event_listeners=[commands]
+        )
+        try:
+            db = service_database(client, settings, "erasure")
+            commands.db, repo, ids = db.name, MongoCases(db), [f"req:R-{i}" for i in range(50)]
+            saved = await repo.save_many([opened(new_case(i)) for i in ids])
+            assert len(saved.saved) == 50 and commands.names == ["find", "insert"]
+            await repo.relay(FakeBroker().as_broker(), saved)  # from memory: no key read
+            commands.names.clear()
+            stored = await repo.get_many(ids, reveal=True)
+            assert stored["req:R-7"].case.systems["crm"].identifiers == IDS
+            await repo.save_many([Write(s.case, s, ["ev-x"], []) for s in stored.values()])
+            assert commands.names == ["find", "find"]  # the keys: for reveal, for the save
+            commands.names.clear()
+            answered = await repo.get_many(ids)  # answers keep identifiers sealed
+            for s in answered.values():
+                domain.answer(s.case, "crm", "erased", NOW, lambda _: {})
+            await repo.save_many([Write(s.case, s, ["ev-y"], []) for s in answered.values()])
+            assert commands.names == []  # nothing to seal or open: no key read
+            await repo.destroy_keys(ids, NOW)
+            assert commands.names == ["find", "update"]
+        finally:
+            await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,29 @@ class KeysContract:
         with pytest.raises(KeyShredded):
             await later.seal("never-made", "x", "details", NOW)
         assert await repo.destroy_many([], NOW) == 0
+
+    async def test_one_destroy_many_of_live_missing_and_destroyed_keys(
+        self, repo: SubjectKeys
+    ) -> None:
+        ring = await repo.ring(["live-1", "live-2", "gone"], NOW)
+        sealed = await ring.seal("live-1", "x", "details", NOW)
+        assert await repo.destroy_many(["gone"], NOW) == 1
+        mixed = ["live-1", "live-2", "gone", "never-1", "never-2", "live-1"]
+        assert await repo.destroy_many(mixed, NOW) == 4  # not the one destroyed before
+        assert all([await repo.destroyed(k) for k in set(mixed)])
+        later = await repo.ring(mixed, NOW)
+        assert await later.open(sealed, "details") is None
+        with pytest.raises(KeyShredded):
+            await later.seal("never-2", "x", "details", NOW)
+
+    async def test_racing_rings_of_one_new_key_end_with_one_key_both_use(
+        self, repo: SubjectKeys
+    ) -> None:
+        rings = await asyncio.gather(*(repo.ring(["k-new", "k-other"], NOW) for _ in range(3)))
+        sealed = [await r.seal("k-new", {"n": n}, "subject", NOW) for n, r in enumerate(rings)]
+        reader = await repo.ring([], NOW)
+        assert [await reader.open(s, "subject") for s in sealed] == [{"n": n} for n in range(3)]
+        assert [await r.open(sealed[0], "subject") for r in rings] == [{"n": 0}] * 3
 
     async def test_a_retired_secret_is_forgotten_once(self, repo: SubjectKeys) -> None:
         await self.keep_secret(repo, "subject-hash")

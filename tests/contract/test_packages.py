@@ -82,6 +82,20 @@ class PackageContract:
         assert not await repo.delivered_since("s1", 1001, "B")
         assert not await repo.delivered_since("s2", 0, "B")
 
+    async def test_ensure_records_only_the_packages_not_recorded_yet(
+        self, repo: PackageRepository
+    ) -> None:
+        await repo.save(PackageState(request_id="A", state="built", size=7), [])
+        await repo.ensure(["A", "B", "C", "B"])
+        a, b, c = [await repo.get(r) for r in "ABC"]
+        assert a is not None and (a.state, a.size, a.version) == ("built", 7, 1)  # untouched
+        assert b is not None and c is not None
+        assert (b.state, b.version, c.state, c.version) == ("collecting", 1, "collecting", 1)
+        await repo.ensure(["B", "C"])  # redelivered: nothing changes
+        again = await repo.get("B")
+        assert again is not None and again.version == 1
+        await repo.ensure([])
+
 
 class TestMemoryPackages(PackageContract):
     @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,8 +83,8 @@ class FakePackages:
     expected: list[str] = field(default_factory=list)
     failing: bool = False
 
-    async def expect(self, request_id: str, now: datetime) -> None:
-        self.expected.append(request_id)
+    async def expect(self, request_ids: Sequence[str], now: datetime) -> None:
+        self.expected.extend(request_ids)
 
     async def build(self, order: PackageOrder, now: datetime) -> Any:
         if self.failing:

@@ -62,7 +62,7 @@ def no_personal_data(broker: FakeBroker) -> None:
 
 async def test_a_build_is_stored_recorded_and_announced_once() -> None:
     packages, broker, blobs, _ = make()
-    await packages.expect("R-1", NOW)
+    await packages.expect(["R-1"], NOW)
     with pytest.raises(PackageNotReady):
         await packages.open("R-1", "dpo", NOW)
     await built(packages, blobs)
@@ -154,6 +154,6 @@ async def test_a_subject_link_works_once_and_expires() -> None:
 
 async def test_a_link_for_a_package_not_built_is_refused() -> None:
     packages, _, _, _ = make()
-    await packages.expect("R-1", NOW)
+    await packages.expect(["R-1"], NOW)
     with pytest.raises(PackageNotReady):
         await packages.link("R-1", "dpo", NOW)
