@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from gardien.console import HOME, fail
 from gardien.endpoints import DEFAULT_HOME, kafka_target
 from shared import messaging, topics
-from shared.events import new_event
-from shared.messaging import publish_event
+from shared.events import CloudEvent, new_event
+from shared.messaging import publish_batch
 
 dlq_app = typer.Typer(help="Dead letters: list them, re-drive chosen ones (audited).")
 REDRIVEN_FROM = "x-gardien-redriven-from"
@@ -149,6 +149,18 @@ def dlq_redrive(
         typer.echo(f"re-driven {letter.topic}@{letter.offset} to {letter.source} ({origin})")
 
 
+def _redriven(letter: DeadLetter, operator: str) -> CloudEvent:
+    """The event recording one re-drive (each re-drive is one record)."""
+    data = {
+        "dlq_topic": letter.topic,
+        "dlq_offset": letter.offset,
+        "source_topic": letter.source,
+        "reason": letter.header(messaging.DLQ_REASON),
+        "operator": operator,
+    }
+    return new_event(REDRIVEN, data, source="gardien/cli")
+
+
 async def redrive(bootstrap: str, letters: list[DeadLetter], operator: str) -> None:
     """Re-send each dead letter to its source topic, then record the re-drives."""
     from gardien.endpoints import load_settings
@@ -164,17 +176,9 @@ async def redrive(bootstrap: str, letters: list[DeadLetter], operator: str) -> N
         await asyncio.gather(*sends)
     finally:
         await producer.stop()
+    events = [(_redriven(d, operator), f"{d.topic}@{d.offset}") for d in letters]
     broker = await connected_broker(load_settings(kafka_bootstrap_servers=bootstrap))
     try:
-        for d in letters:
-            data = {
-                "dlq_topic": d.topic,
-                "dlq_offset": d.offset,
-                "source_topic": d.source,
-                "reason": d.header(messaging.DLQ_REASON),
-                "operator": operator,
-            }
-            event = new_event(REDRIVEN, data, source="gardien/cli")  # each re-drive is one record
-            await publish_event(broker, event, f"{d.topic}@{d.offset}")
+        await publish_batch(broker, events)
     finally:
         await broker.stop()

@@ -108,11 +108,10 @@ async def connected_broker(settings: Settings) -> Any:
 
 async def _publish_all(settings: Settings, events: list[Any], binary: bool = False) -> None:
     from shared.events import aggregate_key
-    from shared.messaging import publish_event
+    from shared.messaging import publish_batch
 
     broker = await connected_broker(settings)
     try:
-        for event in events:
-            await publish_event(broker, event, aggregate_key(event), binary=binary)
+        await publish_batch(broker, [(e, aggregate_key(e)) for e in events], binary=binary)
     finally:
         await broker.stop()

@@ -1,4 +1,7 @@
-"""Kafka wiring: broker factory, the batch consumer with its commit policy, dead letters."""
+"""Kafka wiring: broker factory, the batch consumer with its commit policy, dead letters.
+
+Publishing itself is in ``shared.publishing`` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -16,10 +18,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from shared import topics
 from shared.deliveries import Delivery, lenient_batch, log_ids, raw_bodies
-from shared.events import CloudEvent, topic_for_type
+from shared.events import CloudEvent
 from shared.logs import bind
 from shared.metrics import Metrics
 from shared.polling import MAX_UNEXPECTED_ATTEMPTS, TRANSIENT, Poller, Route
+from shared.publishing import producer_of, publish_batch, publish_event, trace_publishes
 from shared.settings import Settings
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "Consumer",
     "Delivery",
     "create_broker",
+    "publish_batch",
     "publish_event",
 ]
 
@@ -49,8 +53,8 @@ DLQ_TIMESTAMP = "x-gardien-dlq-timestamp"  # the original record's timestamp, in
 
 
 def create_broker(settings: Settings, service: str, provider: TracerProvider) -> KafkaBroker:
-    """A broker whose messages carry trace context; per-message logs only at DEBUG."""
-    return KafkaBroker(
+    """A broker whose publishes are traced with ``provider``; per-message logs only at DEBUG."""
+    broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"gardien-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
@@ -58,23 +62,8 @@ def create_broker(settings: Settings, service: str, provider: TracerProvider) ->
         logger=logging.getLogger("gardien.kafka"),  # our handlers, not FastStream's colours
         request_timeout_ms=10_000,
     )
-
-
-async def publish_event(
-    broker: KafkaBroker, event: CloudEvent, key: str, *, binary: bool = False
-) -> None:
-    """Publish ``event`` to the topic of its type, keyed by its aggregate id.
-
-    Structured mode by default; ``binary`` sends the attributes as ``ce_*`` headers and the
-    data as the value (both modes are read alike, see ``shared.events.binding``).
-    """
-    if binary:
-        raw_headers, body = event.to_binary()
-        headers = {name: value.decode() for name, value in raw_headers}
-    else:
-        body = event.to_json()
-        headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
-    await broker.publish(body, topic=topic_for_type(event.type), key=key.encode(), headers=headers)
+    trace_publishes(broker, provider)
+    return broker
 
 
 class Consumer(Poller):
@@ -193,7 +182,7 @@ class Consumer(Poller):
         headers = [*record.raw_headers, *((k, v.encode()) for k, v in added.items())]
         # A record without value keeps none (binary mode, no data), unless it has no key either.
         value = None if record.null_value and record.key is not None else record.body
-        await _producer(self.broker).send_and_wait(
+        await producer_of(self.broker).send_and_wait(
             topics.dlq(record.topic),
             value=value,
             key=record.key,
@@ -203,10 +192,3 @@ class Consumer(Poller):
         self.metrics.inc("events_dead_lettered", record.topic)
         with bind(**log_ids(record)):
             log.warning("dead-lettered %s[%d]@%d: %s", *record.where, reason)
-
-
-def _producer(broker: KafkaBroker) -> AIOKafkaProducer:
-    """The broker's aiokafka producer: FastStream's publish re-encodes headers as text."""
-    producer = broker.config.producer._producer.producer  # type: ignore[attr-defined]
-    assert isinstance(producer, AIOKafkaProducer)
-    return producer

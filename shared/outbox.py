@@ -29,7 +29,7 @@ from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.collection import AsyncCollection
 
 from shared.events import CloudEvent
-from shared.messaging import publish_event
+from shared.publishing import publish_batch
 from shared.subject_vault import SubjectVault, is_sealed
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,14 @@ def _version_filter(doc_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     return {"_id": doc_id, "version": version if version is not None else {"$exists": False}}
 
 
+async def _opened(entry: dict[str, Any], vault: SubjectVault) -> CloudEvent:
+    return await opened_event(CloudEvent.model_validate(entry["event"]), vault)
+
+
 async def relay(
     broker: KafkaBroker, collection: AsyncCollection[dict[str, Any]], doc_id: str
 ) -> int:
-    """Publish the pending events of one document, oldest first; return how many."""
+    """Publish the pending events of one document, oldest first, in one batch; return how many."""
     sent: set[str] = set()
     vault = SubjectVault(collection.database)
     for _ in range(MAX_RACES):
@@ -99,11 +103,9 @@ async def relay(
         if doc is None:
             return len(sent)
         entries = _entries(doc)
-        for entry in entries:
-            if entry["id"] not in sent:
-                event = CloudEvent.model_validate(entry["event"])
-                await publish_event(broker, await opened_event(event, vault), entry["key"])
-                sent.add(entry["id"])
+        fresh = [e for e in entries if e["id"] not in sent]
+        await publish_batch(broker, [(await _opened(e, vault), e["key"]) for e in fresh])
+        sent.update(e["id"] for e in fresh)
         if not entries and not doc.get("outbox_pending"):
             return len(sent)
         cleared = await collection.update_one(

@@ -16,7 +16,6 @@ written whole with ``$set``; ``$in`` on ``_id``; ordered bulk writes.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from pymongo.errors import BulkWriteError
 
 from shared.errors import TransientError
 from shared.events import CloudEvent
-from shared.messaging import publish_event
+from shared.publishing import publish_batch
 
 Doc = dict[str, Any]
 TOKEN = "_w"  # noqa: S105 - the field holding the last writer's token, not a secret
@@ -137,8 +136,11 @@ async def retry_lost(
 
 
 async def publish_all(broker: KafkaBroker, events: Sequence[tuple[CloudEvent, str]]) -> None:
-    """Publish every ``(event, key)`` at once and wait until the broker acknowledged all."""
-    await asyncio.gather(*(publish_event(broker, e, k) for e, k in events))
+    """Publish every ``(event, key)`` in one batch and wait until the broker acknowledged all.
+
+    Raises when any delivery failed: the caller then keeps its outboxes (the batch is retried).
+    """
+    await publish_batch(broker, events)
 
 
 async def relay_saved(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import httpx
@@ -140,3 +141,23 @@ async def read_all(
     if missing:
         raise AssertionError(f"no record for {sorted(missing)} within {timeout}s")
     return found
+
+
+class SendRecorder:
+    """Stands for a started Kafka broker in unit tests: ``shared.publishing`` reaches this
+    object as the broker's aiokafka producer, and each ``send`` is delivered at once."""
+
+    @property
+    def config(self) -> Any:
+        return SimpleNamespace(producer=SimpleNamespace(_producer=SimpleNamespace(producer=self)))
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
+        self.record(topic, key, value)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def record(self, topic: str, key: bytes, value: bytes) -> None:
+        raise NotImplementedError

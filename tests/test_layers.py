@@ -110,6 +110,7 @@ ADAPTERS = (
     "shared.mongo",
     "shared.messaging",
     "shared.outbox",
+    "shared.publishing",
     "shared.service",
     "shared.telemetry",
     "shared.kafka_admin",

@@ -15,6 +15,7 @@ from shared.mongo import service_database
 from shared.outbox import outbox_entry
 from shared.persistence import Change
 from shared.settings import Settings
+from tests.support import SendRecorder
 
 
 def event(n: int) -> CloudEvent:
@@ -100,14 +101,14 @@ class TestMemoryRequests(RequestsContract):
         return [e.id for e, _ in repo.sent]
 
 
-class RecordingBroker:
+class RecordingBroker(SendRecorder):
     """Stands for the Kafka broker: records what the relay publishes."""
 
     def __init__(self) -> None:
         self.published: list[str] = []
 
-    async def publish(self, body: bytes, **_: Any) -> None:
-        self.published.append(json.loads(body)["id"])
+    def record(self, topic: str, key: bytes, value: bytes) -> None:
+        self.published.append(json.loads(value)["id"])
 
 
 @pytest.mark.integration

@@ -13,16 +13,17 @@ from opentelemetry.trace import INVALID_SPAN, Span
 
 from services.erasure.connector import Reply
 from shared.events import CloudEvent
+from tests.support import SendRecorder
 
 
-@dataclass
-class FakeBroker:
+@dataclass(eq=False)  # hashable, as a broker is
+class FakeBroker(SendRecorder):
     """Records every publish as (topic, key, event)."""
 
     sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    async def publish(self, body: bytes, *, topic: str, key: bytes, headers: Any = None) -> None:
-        self.sent.append((topic, key.decode(), json.loads(body)))
+    def record(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key.decode(), json.loads(value)))
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for _, _, e in self.sent if e["type"] == event_type]

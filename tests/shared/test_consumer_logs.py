@@ -54,7 +54,7 @@ async def test_handler_and_dead_letter_lines_carry_the_record_ids(
 
     configure_logging("INFO", "intake", "json")
     producer = Producer()
-    monkeypatch.setattr(messaging, "_producer", lambda _broker: producer)
+    monkeypatch.setattr(messaging, "producer_of", lambda _broker: producer)
     consumer = Consumer(cast(KafkaBroker, None), cast(Settings, None), "intake")
 
     async def handler(event: CloudEvent) -> None:
