@@ -23,6 +23,19 @@ class TransitionRefused(PermanentError):
     """A domain refusal: the event is valid but cannot apply to the current state."""
 
 
+class RefusedEvents(PermanentError):
+    """Some events of a batch were refused; the handler stored the others.
+
+    ``refusals`` maps each refused event's id to its reason (never payload values). The
+    consumer dead-letters exactly those events and commits the poll: the others are not
+    handed over again.
+    """
+
+    def __init__(self, refusals: dict[str, str]) -> None:
+        super().__init__(next(iter(refusals.values()), "refused"))
+        self.refusals = dict(refusals)
+
+
 class TransientError(GardienError):
     """A failure worth retrying (a store or broker briefly unreachable)."""
 

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared.deliveries import Delivery, Where, by_partition, consuming, log_ids
-from shared.errors import EventRejected, PermanentError, TransientError
+from shared.errors import EventRejected, PermanentError, RefusedEvents, TransientError
 from shared.events import topic_for_type
 from shared.logs import bind
 from shared.metrics import Metrics
@@ -127,6 +127,8 @@ class Poller:
         try:
             with bind(**where), consuming(self.tracer, [d for d, _ in items], "kafka"):
                 await route.call([item for _, item in items])
+        except RefusedEvents as exc:  # the others are stored: dead-letter these, no replay
+            await self._refuse(items, exc.refusals)
         except TRANSIENT as exc:
             self._timed(first.topic, items, started, ok=False)
             await self._back_off(first.where, exc, unexpected=False)
@@ -145,6 +147,14 @@ class Poller:
             self._attempts.pop(d.where, None)
             self.metrics.inc("events_processed", d.topic)
         return None
+
+    async def _refuse(self, items: list[tuple[Delivery, Any]], refusals: dict[str, str]) -> None:
+        """Dead-letter the events a batch handler refused, at once (awaited)."""
+        refused = [
+            (d, refusals[i]) for d, item in items if (i := getattr(item, "id", None)) in refusals
+        ]
+        await asyncio.gather(*(self.dead_letter(d, reason) for d, reason in refused))
+        self._settled.update(d.where for d, _ in refused)
 
     def _parsed(
         self, route: Route, group: list[Delivery]

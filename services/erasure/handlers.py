@@ -1,10 +1,9 @@
 """Erasure's subscribers, one batch subscriber per topic: validate -> call a use case.
 
 A refused event (invalid data, a transition the domain refuses) must not sink the others of
-its batch: the use cases decide per event and return the refusals. A batch of one raises its
-refusal (the consumer dead-letters it); a larger batch raises ``RefusedInBatch`` once the
-others are stored, so the consumer hands the events over one at a time (those stored are
-then duplicates, the refused one is dead-lettered alone).
+its batch: the use cases decide per event and return the refusals, and once the others are
+stored the handler raises ``RefusedEvents`` naming the refused ones; the consumer
+dead-letters exactly those and commits the poll (no replay one by one).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from services.erasure import holdcases
 from services.erasure.processors import local_day
 from services.erasure.usecases import Erasure, Refusals
 from shared import topics
-from shared.errors import EventRejected, TransitionRefused
+from shared.errors import EventRejected, RefusedEvents, TransitionRefused
 from shared.events import CloudEvent
 from shared.events.inbound import (
     ErasureResult,
@@ -38,10 +37,6 @@ WORK_REQUESTED = "gardien.erasure.work.requested"
 ACCESS_WORK_REQUESTED = "gardien.access.work.requested"
 EXPORT_RESULT = "gdpr.export.result"
 M = TypeVar("M", bound=BaseModel)
-
-
-class RefusedInBatch(Exception):
-    """Some events of a batch were refused; the consumer replays the batch one by one."""
 
 
 def register(
@@ -137,9 +132,7 @@ def typed(batch: Sequence[CloudEvent], model: type[M]) -> tuple[list[tuple[str, 
 
 
 def settle(batch: Sequence[CloudEvent], refused: Refusals) -> None:
-    """Raise what the consumer must know: the refusal of a batch of one, else a replay."""
-    if not refused:
-        return
-    if len(batch) == 1:
-        raise next(iter(refused.values()))
-    raise RefusedInBatch(f"{len(refused)} of {len(batch)} events refused; replay one by one")
+    """Name the refused events to the consumer (the others are stored): it dead-letters
+    exactly those, with their reasons, and commits the poll."""
+    if refused:
+        raise RefusedEvents({event_id: exc.reason for event_id, exc in refused.items()})

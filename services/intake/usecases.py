@@ -20,7 +20,7 @@ from services.intake.messages import CaseReport, PackageDelivered
 from services.intake.repository import HistoryEntry, KeyRing, Requests, SubjectHistory, SubjectKeys
 from shared import rules
 from shared.clock import Clock
-from shared.errors import TransitionRefused
+from shared.errors import RefusedEvents
 from shared.events import CloudEvent
 from shared.events.inbound import RequestReceived, RequestStep
 from shared.outbox import PERSONAL, opened_event, outbox_entry, seal_event
@@ -94,9 +94,8 @@ class Intake:
     async def requests_arrived(self, batch: Sequence[Arrival]) -> None:
         """``gdpr.requests.v1``: new requests screened together, follow-ups folded per request.
 
-        A follow-up for an unknown request is refused (dead-lettered) after the others are
-        stored: alone it raises ``TransitionRefused``; in a larger batch too, so that the
-        consumer replays the batch one by one and dead-letters that event alone.
+        A follow-up for an unknown request is refused after the others are stored:
+        ``RefusedEvents`` names it, and the consumer dead-letters it alone (no replay).
         """
         with self.span("intake.requests") as span:
             span.set_attribute("gardien.batch_size", len(batch))
@@ -112,8 +111,8 @@ class Intake:
 
             await retry_lost({data.request_id for _, data in batch}, attempt)
             span.set_attribute("gardien.events_relayed", await self.requests.relay(saved))
-            if unknown:
-                raise TransitionRefused(next(iter(unknown.values())))
+            if unknown:  # the others are stored: the consumer dead-letters these alone
+                raise RefusedEvents(unknown)
 
     async def _decide_requests(
         self, batch: Sequence[Arrival], unknown: dict[str, str]

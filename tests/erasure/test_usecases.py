@@ -15,7 +15,7 @@ from services.erasure.memory import MemoryCases, memory_repositories
 from services.erasure.repository import Repositories, Stored, Write
 from services.erasure.usecases import Erasure
 from shared.clock import FakeClock
-from shared.errors import EventRejected, TransitionRefused
+from shared.errors import PermanentError, RefusedEvents, TransitionRefused
 from shared.events import CloudEvent, new_event
 from shared.events.inbound import ErasureResult, LegalHold
 from shared.persistence import Saved
@@ -190,11 +190,12 @@ def event(event_type: str, data: dict[str, Any]) -> CloudEvent:
     return new_event(event_type, data, source="tests", time=NOW)
 
 
-def test_a_refusal_raises_alone_in_a_batch_of_one_and_replays_a_larger_batch() -> None:
+def test_refusals_are_named_to_the_consumer_with_their_reasons() -> None:
     one = [event("gdpr.erasure.result", {})]
     _, invalid = handlers.typed(one, ErasureResult)
-    with pytest.raises(EventRejected):
-        handlers.settle(one, invalid)
-    with pytest.raises(handlers.RefusedInBatch):
-        handlers.settle([*one, *one], invalid)
+    with pytest.raises(RefusedEvents) as raised:
+        handlers.settle([*one, event("gdpr.erasure.result", {"x": 1})], invalid)
+    assert list(raised.value.refusals) == [one[0].id]
+    assert raised.value.refusals[one[0].id].startswith("invalid gdpr.erasure.result data")
+    assert isinstance(raised.value, PermanentError)  # alone, it is dead-lettered as such
     handlers.settle(one, {})

@@ -9,7 +9,7 @@ from typing import cast
 from services.intake import handlers
 from services.intake.usecases import Intake
 from shared import topics
-from shared.errors import PermanentError
+from shared.errors import PermanentError, RefusedEvents
 from shared.events import CloudEvent
 from shared.service import Runtime
 from tests.intake.test_usecases import case, intake, received, sent, step
@@ -18,7 +18,8 @@ Batch = Callable[[Sequence[CloudEvent]], Awaitable[None]]
 
 
 class ContractConsumer:
-    """Delivers like ``shared.messaging.Consumer.batches``: the batch, then one by one."""
+    """Delivers like ``shared.messaging.Consumer.batches``: refusals dead-lettered, a failed
+    batch then one by one."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Batch] = {}
@@ -30,6 +31,8 @@ class ContractConsumer:
     async def deliver(self, topic: str, events: Sequence[CloudEvent]) -> None:
         try:
             await self.routes[topic](events)
+        except RefusedEvents as exc:  # the others are stored: only these are dead-lettered
+            self.dead.extend((e.id, exc.refusals[e.id]) for e in events if e.id in exc.refusals)
         except Exception:
             for event in events:
                 try:

@@ -14,7 +14,7 @@ from services.intake.memory import MemoryRequests, MemorySubjectHistory, MemoryS
 from services.intake.repository import HistoryEntry
 from services.intake.usecases import Intake, Repositories
 from shared.clock import FakeClock
-from shared.errors import TransientError, TransitionRefused
+from shared.errors import PermanentError, RefusedEvents, TransientError
 from shared.events import CloudEvent, parse_event
 from shared.persistence import Change, Saved
 from shared.pseudonyms import Pseudonymiser
@@ -161,14 +161,14 @@ async def test_a_refused_transition_keeps_the_state_and_is_audited() -> None:
 
 async def test_an_unknown_request_is_refused_after_the_others_are_stored() -> None:
     it = intake()
-    with pytest.raises(TransitionRefused, match="unknown request R-GHOST"):
-        await feed(
-            it, received("R-1"), step("identity-verified", "R-GHOST", "2027-03-06T09:00:00+01:00")
-        )
+    ghost = step("identity-verified", "R-GHOST", "2027-03-06T09:00:00+01:00")
+    with pytest.raises(RefusedEvents) as refused:
+        await feed(it, received("R-1"), ghost)
+    assert refused.value.refusals == {ghost.id: "unknown request R-GHOST"}  # that one only
     assert await it.requests.get("R-1") is not None
     assert len(sent(it, "gardien.request.accepted")) == 1
-    with pytest.raises(TransitionRefused):
-        await feed(it, step("identity-verified", "R-GHOST", "2027-03-06T09:00:00+01:00"))
+    with pytest.raises(PermanentError, match="unknown request R-GHOST"):
+        await feed(it, ghost)
 
 
 def erasure(rid: str, **details: Any) -> CloudEvent:

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.errors import AutoReconnect
 
 from shared import topics
+from shared.errors import RefusedEvents
 from shared.events import CloudEvent
 from shared.kafka_admin import ensure_topics
 from shared.messaging import DLQ_REASON, MAX_UNEXPECTED_ATTEMPTS, Consumer, Delivery
@@ -198,6 +199,47 @@ async def test_poison_in_a_batch_is_dead_lettered_once_and_a_failing_event_alone
     assert [r for r in done if r.startswith(f"R-{run}")] == [
         e["data"]["request_id"] for e in order if e is not bad
     ]
+
+
+async def test_events_a_batch_handler_refuses_are_dead_lettered_alone_without_a_replay(
+    settings: Settings,
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    events = [example("request-received.json", request_id=f"R-{run}-{i}") for i in range(6)]
+    refused_ids = {events[1]["id"], events[4]["id"]}
+    calls: list[list[str]] = []
+    stored: list[str] = []
+
+    async def handle(batch: Sequence[CloudEvent]) -> None:
+        ours = [e for e in batch if str(e.data["request_id"]).startswith(f"R-{run}")]
+        if ours:
+            calls.append([str(e.data["request_id"]) for e in ours])
+        stored.extend(str(e.data["request_id"]) for e in ours if e.id not in refused_ids)
+        refusals = {e.id: f"refused {e.data['request_id']}" for e in ours if e.id in refused_ids}
+        if refusals:
+            raise RefusedEvents(refusals)
+
+    bootstrap = settings.kafka_bootstrap_servers
+    async with topic_reader(bootstrap, topics.dlq(topics.REQUESTS)) as dlq:
+        items = [(b"R-" + run.encode(), event_bytes(e)) for e in events]  # one partition
+        await produce(bootstrap, topics.REQUESTS, items)  # type: ignore[arg-type]
+        name = f"probe-{uuid.uuid4().hex[:6]}"
+        async with running(batch_app(settings, name, lambda c: c.batches(topics.REQUESTS, handle))):
+
+            async def both_dead() -> bool:
+                return len(stored) >= 4
+
+            await wait_for(both_dead, timeout=60)
+            dead = await read_all(
+                dlq,
+                {i: (lambda r, i=i: r.value == event_bytes(events[i])) for i in (1, 4)},
+                timeout=30,
+            )
+            await asyncio.sleep(1.5)  # nothing handed over again
+    assert sorted(stored) == sorted(f"R-{run}-{i}" for i in (0, 2, 3, 5))  # each once
+    assert all(len(c) > 1 for c in calls), calls  # never replayed one by one
+    reasons = {i: dict(dead[i].headers)[DLQ_REASON].decode() for i in (1, 4)}
+    assert reasons == {1: f"refused R-{run}-1", 4: f"refused R-{run}-4"}
 
 
 async def test_a_transient_failure_loses_nothing_and_commits_nothing(settings: Settings) -> None:
