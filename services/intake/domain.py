@@ -126,25 +126,31 @@ class NewRequest:
 
 def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request:
     """The request recorded from ``new``, with its accepted/decided/work events."""
-    data, event, decision = new.data, new.event, new.decision
-    req = Request(data.request_id, _document(new, policy, now))
-    doc = req.doc
-    req.events.append(messages.accepted(event, data, doc["clock"], doc["flags"]))
-    if decision.anything:
-        req.events.append(messages.decided(event, req.id, doc["right"], decision))
-    if decision.has_work:
-        due = doc["clock"]["effective_due_date"]
-        work = (
-            messages.work_requested(event, req.id, data.subject, decision, due)
-            if decision.work
-            else messages.access_work(event, data, decision, due)
-        )
-        if holds_work(decision, new.details):
-            req.held.append(work)
-        else:
-            req.events.append(work)
-            doc["open_work"] = [decision.work_case] if decision.work else []
+    req = Request(new.data.request_id, _document(new, policy, now))
+    events, work = first_events(req.doc, new.event, new.data, new.decision)
+    req.events += events
+    if work is not None and holds_work(new.decision, new.details):
+        req.held.append(work)
+    elif work is not None:
+        req.events.append(work)
+        req.doc["open_work"] = [new.decision.work_case] if new.decision.work else []
     return req
+
+
+def first_events(
+    doc: Doc, event: CloudEvent, data: RequestReceived, decision: Decided
+) -> tuple[list[CloudEvent], CloudEvent | None]:
+    """The accepted/decided events of a new request, and its work event if it has work."""
+    rid = data.request_id
+    events = [messages.accepted(event, data, doc["clock"], doc["flags"])]
+    if decision.anything:
+        events.append(messages.decided(event, rid, doc["right"], decision))
+    if not decision.has_work:
+        return events, None
+    due = doc["clock"]["effective_due_date"]
+    if decision.work:
+        return events, messages.work_requested(event, rid, data.subject, decision, due)
+    return events, messages.access_work(event, data, decision, due)
 
 
 def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
@@ -170,10 +176,24 @@ def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
     }
 
 
-def received_again(req: Request, event: CloudEvent) -> None:
-    """A second ``received`` for a recorded request: the first stands, a new one is refused."""
-    if not req.has_applied(event.id):
-        refuse(req, event, DUPLICATE)
+def received_again(req: Request, event: CloudEvent, data: RequestReceived) -> None:
+    """A second ``received`` for a recorded request: the first stands, a new one is refused.
+
+    The first one again, while the request is still ``received``, publishes its first events
+    again (same ids and content): the broker may have lost them after the outbox was cleared
+    (docs/reliability.md §3). Work held until identity stays held.
+    """
+    if event.id != req.doc.get("source_event_id"):
+        if not req.has_applied(event.id):
+            refuse(req, event, DUPLICATE)
+        return
+    if req.doc.get("status") != Status.RECEIVED.value:
+        return
+    events, work = first_events(req.doc, event, data, stored_decision(req.doc))
+    if work is not None and not entries(req.doc.get("held_work")):
+        events.append(work)
+    unsent = {str(e["event"]["id"]) for e in req.pending}
+    req.events += [e for e in events if e.id not in unsent]
 
 
 def refuse(req: Request, event: CloudEvent, reason: str) -> None:
@@ -318,8 +338,28 @@ def decision_fields(d: Decided) -> Doc:
         "post_mortem": d.post_mortem,
         "details_error": d.details_error,
         "work_case": d.work_case if d.has_work else None,
+        "work": d.work,
+        "collect": d.collect,
         "open_work": [],
     }
+
+
+def stored_decision(doc: Doc) -> Decided:
+    """The decision a request was recorded with (``decision_fields``), to publish it again.
+
+    A request stored before ``work`` and ``collect`` were kept has no work to publish again.
+    """
+    return Decided(
+        decisions=list(doc.get("decisions") or []),
+        flags=list(doc.get("flags") or []),
+        frequency=doc.get("frequency"),
+        objection=doc.get("objection"),
+        post_mortem=doc.get("post_mortem"),
+        work=list(doc.get("work") or []),
+        work_case=doc.get("work_case"),
+        details_error=doc.get("details_error"),
+        collect=doc.get("collect"),
+    )
 
 
 def entry(status: Status, event: CloudEvent, at: Any, extra: Doc | None = None) -> Doc:

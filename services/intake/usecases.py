@@ -130,7 +130,7 @@ class Intake:
                 unknown[event.id] = f"unknown request {data.request_id}"
             elif isinstance(data, RequestReceived):
                 if event.id not in created:
-                    domain.received_again(found_req, event)
+                    domain.received_again(found_req, event, data)
             else:
                 domain.follow_up(found_req, event, data, self.policy.timezone)
         return [c for req in state.values() if (c := await _change(req, ring, now)) is not None]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.intake.domain import STORAGE
 from services.intake.handlers import arrival, reports
 from services.intake.memory import MemoryRequests, MemorySubjectHistory, MemorySubjectKeys
 from services.intake.repository import HistoryEntry
@@ -112,8 +113,15 @@ async def test_later_batches_see_the_subject_history_and_redelivery_changes_noth
     it = intake()
     first = received("R-1")
     await feed(it, first)
-    await feed(it, first)  # redelivered
-    assert len(sent(it, "gardien.request.accepted")) == 1
+    stored = await it.requests.get("R-1")
+    await feed(it, first)  # redelivered: the same accepted again (tests/intake/test_reemit.py)
+    accepted = [e.id for e, _ in it.requests.sent if e.type == "gardien.request.accepted"]  # type: ignore[attr-defined]
+    assert accepted == [f"{first.id}:accepted"] * 2
+    again = await it.requests.get("R-1")
+    assert stored is not None and again is not None
+    assert {k: v for k, v in again.items() if k not in STORAGE} == {
+        k: v for k, v in stored.items() if k not in STORAGE
+    }
     assert sent(it, "gardien.request.transition_refused") == []
     again = received("R-1")  # same request id, new event id
     await feed(it, again, received("R-2"))
