@@ -3,12 +3,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
+from faststream.kafka import KafkaBroker
 
+from services.intake.handlers import arrival
+from services.intake.memory import MemorySubjectHistory, MemorySubjectKeys
+from services.intake.repository import INDEXES, MongoRequests
+from services.intake.usecases import Intake, Repositories
+from shared.clock import FakeClock
 from shared.events import CloudEvent
-from tests.intake.test_usecases import erasure, ev, feed, intake, received, sent, step
+from shared.mongo import service_database
+from shared.pseudonyms import Pseudonymiser
+from shared.rules import default_policy
+from shared.settings import Settings
+from tests.intake.test_usecases import NOW, erasure, ev, feed, intake, received, sent, step
+from tests.support import SendRecorder
 
 FIRST = (
     "gardien.request.accepted",
@@ -28,19 +42,19 @@ def objection(rid: str) -> CloudEvent:
     return ev("request-objection-received.json", request_id=rid, details=details)
 
 
-CASES = {
-    "access": lambda: received("R-A"),
-    "erasure": lambda: erasure("R-E"),
-    "objection": lambda: objection("R-O"),
-    "post-mortem": lambda: ev("request-postmortem-received.json", request_id="R-P"),
-    "invalid-details": lambda: erasure("R-X", contract_end_date="not a date"),
+CASES: dict[str, Callable[[str], CloudEvent]] = {
+    "access": lambda tag: received(f"R-A{tag}"),
+    "erasure": lambda tag: erasure(f"R-E{tag}"),
+    "objection": lambda tag: objection(f"R-O{tag}"),
+    "post-mortem": lambda tag: ev("request-postmortem-received.json", request_id=f"R-P{tag}"),
+    "invalid-details": lambda tag: erasure(f"R-X{tag}", contract_end_date="not a date"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_the_same_receipt_again_while_received_publishes_the_same_events(name: str) -> None:
     it = intake()
-    first = CASES[name]()
+    first = CASES[name]("")
     await feed(it, first)
     before = published(it)
     assert {t for _, t, *_ in before} >= {"gardien.request.accepted"}
@@ -118,3 +132,38 @@ async def test_the_same_receipt_twice_in_one_batch_publishes_once() -> None:
     await feed(it, first, first)
     assert len(sent(it, "gardien.request.accepted", "R-E")) == 1
     assert it.requests.saves == 1  # type: ignore[attr-defined]
+
+
+class Recorder(SendRecorder):
+    """Stands for the Kafka broker: records each relayed event as it went on the wire."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def record(self, topic: str, key: bytes, value: bytes) -> None:
+        self.events.append({"key": key.decode(), **json.loads(value)})
+
+
+@pytest.mark.integration
+async def test_after_a_mongodb_round_trip_the_events_again_are_the_same(
+    mongo_client: Any, settings: Settings
+) -> None:
+    db = service_database(mongo_client, settings, "intake")
+    await INDEXES.apply(db)
+    broker = Recorder()
+    repos = Repositories(
+        MongoRequests(db, cast(KafkaBroker, broker)), MemorySubjectHistory(), MemorySubjectKeys()
+    )
+    it = Intake(repos, Pseudonymiser(b"k" * 32), default_policy(), FakeClock(NOW))
+    tag = uuid.uuid4().hex[:8]
+    firsts = [CASES[name](tag) for name in sorted(CASES)]  # the session database is shared
+    await it.requests_arrived([arrival(e) for e in firsts])
+    before = list(broker.events)
+    await it.requests_arrived([arrival(e) for e in firsts])
+    again = broker.events[len(before) :]
+    want = [e for e in before if e["type"] in FIRST]  # per request in order; requests in any
+    assert sorted(again, key=by_id) == sorted(want, key=by_id) and len(again) > len(firsts)
+
+
+def by_id(event: dict[str, Any]) -> str:
+    return str(event["id"])
