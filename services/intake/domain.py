@@ -18,6 +18,7 @@ from typing import Any
 from services.intake import lifecycle, messages
 from services.intake.decisions import Decided, decide
 from services.intake.details import Details, parse_details
+from services.intake.first_events import decision_fields, first_events, stored_decision
 from services.intake.lifecycle import Lifecycle, Status, Step, fields, lifecycle_of
 from services.intake.messages import CaseReport, PackageDelivered, jsonable
 from shared import rules
@@ -135,22 +136,6 @@ def new_request(new: NewRequest, policy: rules.Policy, now: datetime) -> Request
         req.events.append(work)
         req.doc["open_work"] = [new.decision.work_case] if new.decision.work else []
     return req
-
-
-def first_events(
-    doc: Doc, event: CloudEvent, data: RequestReceived, decision: Decided
-) -> tuple[list[CloudEvent], CloudEvent | None]:
-    """The accepted/decided events of a new request, and its work event if it has work."""
-    rid = data.request_id
-    events = [messages.accepted(event, data, doc["clock"], doc["flags"])]
-    if decision.anything:
-        events.append(messages.decided(event, rid, doc["right"], decision))
-    if not decision.has_work:
-        return events, None
-    due = doc["clock"]["effective_due_date"]
-    if decision.work:
-        return events, messages.work_requested(event, rid, data.subject, decision, due)
-    return events, messages.access_work(event, data, decision, due)
 
 
 def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
@@ -327,39 +312,6 @@ def step_of(event: CloudEvent, data: RequestStep, tz: str) -> Step:
 def _step_extra(event: CloudEvent) -> Doc:
     keys = ("reasons", "reason", "outcome", "complaint_rights_given")
     return {k: event.data[k] for k in keys if k in event.data}
-
-
-def decision_fields(d: Decided) -> Doc:
-    return {
-        "decisions": d.decisions,
-        "flags": d.flags,
-        "frequency": d.frequency,
-        "objection": d.objection,
-        "post_mortem": d.post_mortem,
-        "details_error": d.details_error,
-        "work_case": d.work_case if d.has_work else None,
-        "work": d.work,
-        "collect": d.collect,
-        "open_work": [],
-    }
-
-
-def stored_decision(doc: Doc) -> Decided:
-    """The decision a request was recorded with (``decision_fields``), to publish it again.
-
-    A request stored before ``work`` and ``collect`` were kept has no work to publish again.
-    """
-    return Decided(
-        decisions=list(doc.get("decisions") or []),
-        flags=list(doc.get("flags") or []),
-        frequency=doc.get("frequency"),
-        objection=doc.get("objection"),
-        post_mortem=doc.get("post_mortem"),
-        work=list(doc.get("work") or []),
-        work_case=doc.get("work_case"),
-        details_error=doc.get("details_error"),
-        collect=doc.get("collect"),
-    )
 
 
 def entry(status: Status, event: CloudEvent, at: Any, extra: Doc | None = None) -> Doc:
