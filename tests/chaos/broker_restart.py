@@ -7,7 +7,9 @@ docs/reliability.md and checks the end state:
 1. re-publish inbound events the audit trail holds but intake never processed
    (`GET /v1/audit/export?type=gdpr.request.received&reveal=true`, admin key);
 2. ask the sources to re-send the window around the outage (here: the whole batch; inbound
-   handling is idempotent by event id, so re-sending what was processed changes nothing).
+   handling is idempotent by event id, so re-sending what was processed changes no state;
+   intake publishes again the first events of a request still ``received``, which the broker
+   may have lost after intake's outbox was cleared).
 
     python -m tests.chaos.broker_restart     # CHAOS_BROKER_EVENTS (default 300)
 """
