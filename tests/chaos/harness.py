@@ -339,7 +339,8 @@ async def publish(
 
 class FakeSystems:
     """Every connected system of REGISTRY: answers each command it reads on the commands
-    topic with a `gdpr.erasure.result` (duplicates included, as a real system might)."""
+    topic (duplicates included, as a real system might): an erasure command with a
+    `gdpr.erasure.result`, an export command with a `gdpr.export.result` (`not_found`)."""
 
     OUTCOMES = {"erase": "erased", "anonymise": "anonymised", "suppress": "erased"}
 
@@ -389,12 +390,17 @@ class FakeSystems:
             return
         self.commands += 1
         action = str(data.get("action", "erase"))
-        outcome = self.OUTCOMES.get(action, "retained")
+        # An export (access collection) is answered as a system holding nothing on the subject.
+        kind, outcome = (
+            ("gdpr.export.result", "not_found")
+            if action == "export"
+            else ("gdpr.erasure.result", self.OUTCOMES.get(action, "retained"))
+        )
         result = {
             "specversion": "1.0",
             "id": f"res-{command['id']}",
             "source": f"{data['system']}.chaos.example",
-            "type": "gdpr.erasure.result",
+            "type": kind,
             "time": "2027-03-06T10:00:00+01:00",
             "datacontenttype": "application/json",
             "data": {
