@@ -562,7 +562,10 @@ def check_pipeline(
         def settled() -> tuple[bool, str]:
             seen = audited_ids(up, client, topics.REQUESTS)
             missing = len(ids - set(seen))
-            closed = cases.count_documents({"state": "closed"}) if erasures else 0
+            # The erasure requests' own cases (access collection cases close too, not counted).
+            wanted = sorted(f"req:{r}" for r in erasures)
+            found = cases.find({"_id": {"$in": wanted}, "state": "closed"}, {"_id": 1})
+            closed = len(list(found)) if erasures else 0
             text = f"{len(ids) - missing}/{len(ids)} audited, {closed}/{len(erasures)} cases closed"
             return missing == 0 and closed >= len(erasures), text
 
