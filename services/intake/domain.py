@@ -164,16 +164,17 @@ def _document(new: NewRequest, policy: rules.Policy, now: datetime) -> Doc:
 def received_again(req: Request, event: CloudEvent, data: RequestReceived) -> None:
     """A second ``received`` for a recorded request: the first stands, a new one is refused.
 
-    The first one again, while the request is still ``received``, publishes its first events
-    again (same ids and content): the broker may have lost them after the outbox was cleared
-    (docs/reliability.md §3). Work held until identity stays held.
+    The first one again, while the request is still ``received`` and no case reported on it,
+    publishes its first events again (same ids and content): the broker may have lost them
+    after the outbox was cleared (docs/reliability.md §3). Work held until identity stays
+    held. A case report proves they arrived (and a closed case destroyed the keys).
     """
     if event.id != req.doc.get("source_event_id"):
         if not req.has_applied(event.id):
             refuse(req, event, DUPLICATE)
         return
-    if req.doc.get("status") != Status.RECEIVED.value:
-        return
+    if req.doc.get("status") != Status.RECEIVED.value or req.doc.get("progress"):
+        return  # moved on, or a case reported: the first events arrived (its keys may be gone)
     events, work = first_events(req.doc, event, data, stored_decision(req.doc))
     if work is not None and not entries(req.doc.get("held_work")):
         events.append(work)

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 from faststream.kafka import KafkaBroker
 
-from services.intake.handlers import arrival
+from services.intake.handlers import arrival, reports
 from services.intake.memory import MemorySubjectHistory, MemorySubjectKeys
 from services.intake.repository import INDEXES, MongoRequests
 from services.intake.usecases import Intake, Repositories
@@ -21,7 +21,17 @@ from shared.mongo import service_database
 from shared.pseudonyms import Pseudonymiser
 from shared.rules import default_policy
 from shared.settings import Settings
-from tests.intake.test_usecases import NOW, erasure, ev, feed, intake, received, sent, step
+from tests.intake.test_usecases import (
+    NOW,
+    case,
+    erasure,
+    ev,
+    feed,
+    intake,
+    received,
+    sent,
+    step,
+)
 from tests.support import SendRecorder
 
 FIRST = (
@@ -98,6 +108,22 @@ async def test_the_same_receipt_after_the_request_moved_on_publishes_nothing() -
     it = intake()
     first = erasure("R-E")
     await feed(it, first, step("identity-verified", "R-E", "2027-03-06T10:00:00+01:00"))
+    count = len(published(it))
+    await feed(it, first)
+    assert published(it, count) == []
+
+
+@pytest.mark.parametrize("kind", ["progressed", "closed"])
+async def test_the_same_receipt_after_its_case_reported_publishes_nothing(kind: str) -> None:
+    # Found by make chaos (broker_restart): a case closed (the subject keys shredded) while
+    # the request was still `received`; re-publishing then failed on the destroyed key and
+    # blocked the partition. A case report proves the first events arrived.
+    it = intake()
+    first = erasure("R-E")
+    await feed(it, first)
+    await it.cases_reported(reports([case("R-E", kind)]))
+    doc = await it.requests.get("R-E")
+    assert doc is not None and doc["status"] == "received"
     count = len(published(it))
     await feed(it, first)
     assert published(it, count) == []
