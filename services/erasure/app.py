@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from services.erasure import gauges, handlers
 from services.erasure.actions import router as actions
 from services.erasure.assembly import Sources
+from services.erasure.builder import PackageQueue
 from services.erasure.collect import Collector, PackageBuilder
 from services.erasure.connector import HttpConnector
 from services.erasure.http import router
@@ -82,12 +83,16 @@ def bootstrap(runtime: Runtime, repos: Repositories, parts: Parts) -> Erasure:
     )
 
 
-def collector(erasure: Erasure, blobs: BlobStore, packages: PackageBuilder) -> Collector:
-    """The collection use cases on ``erasure``; ready cases get their package built."""
+def collector(
+    erasure: Erasure, blobs: BlobStore, packages: PackageBuilder
+) -> tuple[Collector, PackageQueue]:
+    """The collection use cases on ``erasure``; ready cases wait in the queue for their
+    package (built by the queue's task, apart from the answers' path)."""
     key = erasure.settings.upload_key.get_secret_value().encode()
     found = Collector(erasure, blobs, packages, key)
-    erasure.on_ready = found.build_ready
-    return found
+    queue = PackageQueue(found.build_ready)
+    erasure.on_ready = queue.offer
+    return found, queue
 
 
 def create_app(
@@ -132,8 +137,10 @@ def create_app(
         app.state.erasure = built[0]
         stores = package_stores or (MongoPackages(runtime.db), MongoBlobs(runtime.db))
         packages = app.state.packages = packages_for(runtime, parts, stores)
-        collecting.append(collector(built[0], stores[1], packages))
-        app.state.collector = collecting[0]
+        found, queue = collector(built[0], stores[1], packages)
+        collecting.append(found)
+        app.state.collector, app.state.package_queue = found, queue
+        runtime.tasks.append(asyncio.create_task(queue.run()))
         await built[0].relay_pending()
         await packages.relay_pending()
         await record_register(runtime, register, parts.clock.now())

@@ -8,6 +8,7 @@ package side's (``shared/blobs.py``, ``services/erasure/packages.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
@@ -126,18 +127,18 @@ class Collector:
             raise reason if isinstance(reason, UploadRefused) else UploadRefused(409, str(reason))
 
     async def build_ready(self, cases: list[Case]) -> None:
-        """Build the package of each case ready for it, then close the case on it."""
+        """Build the packages of the cases ready for one (together), then close each on it."""
+        now = self.erasure.clock.now()
+        built = await asyncio.gather(*(self._build(c, now) for c in cases), return_exceptions=True)
         items = []
-        for case in cases:
-            now = self.erasure.clock.now()
-            try:
-                package_id = await self._build(case, now)
-            except Exception:  # the store may be briefly away: the sweeper tries again
-                log.exception("package of case %s not built", case.case_id)
-                retry_at = now + BUILD_RETRY
-                items.append(Item(case.case_id, None, _retry(retry_at)))
-                continue
-            items.append(Item(case.case_id, None, _built(package_id, now)))
+        for case, package_id in zip(cases, built, strict=True):
+            if isinstance(package_id, asyncio.CancelledError):
+                raise package_id
+            if isinstance(package_id, BaseException):  # the store may be briefly away
+                log.error("package of case %s not built: %r", case.case_id, package_id)
+                items.append(Item(case.case_id, None, _retry(now + BUILD_RETRY)))
+            else:
+                items.append(Item(case.case_id, None, _built(package_id, now)))
         await self.erasure.apply_steps(items)
 
     async def _build(self, case: Case, now: datetime) -> str:

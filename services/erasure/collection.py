@@ -11,7 +11,7 @@ No I/O, no clock reads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.erasure import domain
@@ -29,6 +29,7 @@ GROUNDS = {
 }
 NO_UPLOAD = "exported, but no upload was received for the command"
 Step = Callable[[Case], list[Effect] | None]
+BUILD_GRACE = timedelta(minutes=5)  # a ready case's package not built by then: offered again
 
 
 class UploadRefused(TransitionRefused):
@@ -185,6 +186,13 @@ def ready(case: Case, now: datetime) -> bool:
     if collection.build_after is not None and collection.build_after > now:
         return False
     return all(done(case, key) for key in case.systems)
+
+
+def hold_for_build(case: Case, now: datetime) -> None:
+    """A case just ready is saved due at ``now + BUILD_GRACE``: if its package is not built by
+    then (the builder's process died, its waiting list was full), the sweeper offers it again."""
+    if ready(case, now) and case.next_due_at is None:
+        case.next_due_at = now + BUILD_GRACE
 
 
 def build_failed(case: Case, retry_at: datetime) -> list[Effect]:

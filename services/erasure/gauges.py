@@ -1,5 +1,5 @@
 """The erasure service's business gauges: open cases, commands awaiting acknowledgement per
-connected system, outbox backlog.
+connected system, outbox backlog, access packages waiting to be built.
 
 Read through the case repository by the metrics task in the background, at most
 ``GAUGE_CAP`` cases per refresh; attributes are states and system ids (from the registry),
@@ -65,3 +65,16 @@ def register(app: FastAPI) -> None:
         GAUGE_EVERY,
     )
     outbox_gauge(metrics, figures.outbox)
+    metrics.gauge(
+        "gardien.erasure.packages.waiting",
+        "Access packages of ready collection cases waiting to be built in this process.",
+        "{package}",
+        lambda: packages_waiting(app),
+        15.0,  # in memory: no read to spare
+    )
+
+
+async def packages_waiting(app: FastAPI) -> Mapping[Key, float]:
+    """The builder's backlog (``services/erasure/builder.py``), once the service started."""
+    queue = getattr(app.state, "package_queue", None)
+    return {key({}): queue.backlog()} if queue is not None else {}

@@ -269,6 +269,8 @@ class Erasure:
                 fold.case.revision += 1
                 now = self.clock.now()
                 fold.events += messages.events(fold.case, effects, now, self.links)
+        if fold.changed and fold.case is not None:
+            collection.hold_for_build(fold.case, self.clock.now())
         if fold.redelivered and stored is not None and stored.outbox:
             done.left.add(case_id)  # a crash came before the relay of the first delivery
         return fold.write(), refused
