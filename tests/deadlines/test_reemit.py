@@ -18,7 +18,7 @@ from shared.events import CloudEvent
 from shared.settings import Settings
 from tests.deadlines.fakes import World, event, world
 from tests.deadlines.helpers import inbound, next_event, publish, stored, token
-from tests.deadlines.test_usecases import T0, accepted, detected, notified, step
+from tests.deadlines.test_usecases import T0, accepted, detected, ended, notified, step
 from tests.support import running, topic_reader, wait_for
 
 
@@ -65,6 +65,17 @@ async def test_the_first_time_stands_when_the_same_event_comes_with_another_time
     await w.handle(later)
     [again] = published(w, 1)
     assert again[2] == data and again[3] == at == first.time
+
+
+async def test_a_retention_clock_publishes_its_scheduled_event_again() -> None:
+    w = world(T0)
+    first = ended("CTR-R", "r@example.org")
+    await w.handle(first)
+    before = published(w)
+    assert [p[4] for p in before] == ["retention:CTR-R:customer"]
+    await w.handle(first)
+    assert published(w, len(before)) == before
+    assert "r@example.org" not in str(before)
 
 
 async def test_a_clock_created_closed_publishes_its_closing_event_again() -> None:
