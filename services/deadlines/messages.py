@@ -68,8 +68,12 @@ def timer_fields(spec: TimerSpec, fired: set[str], policy: Policy) -> Doc:
     }
 
 
-def new_timer(change: Recompute, policy: Policy, event_id: str) -> Doc:
-    """A complete new timer document (free, nothing fired, no outbox)."""
+def new_timer(change: Recompute, policy: Policy, event_id: str, at: datetime | None = None) -> Doc:
+    """A complete new timer document (free, nothing fired, no outbox).
+
+    ``first_event_time`` keeps the time ``at`` of the event ``event_id`` that created it, so
+    that its first events can be rebuilt identically (``first_events_again``).
+    """
     return {
         "_id": change.spec.timer_id,
         "version": 1,
@@ -80,6 +84,7 @@ def new_timer(change: Recompute, policy: Policy, event_id: str) -> Doc:
         "lease_until_ms": 0,
         "lease_token": None,
         "applied_events": [event_id],
+        "first_event_time": at.isoformat() if at is not None else None,
         "outbox": [],
         "outbox_pending": False,
     }
@@ -122,6 +127,26 @@ def change_events(old: Doc | None, new: Doc, cause: CloudEvent) -> list[Outgoing
         event_id = f"{cause.id}:{tid}:{kind}"
         events.append(deadline_event(new, kind, event_id, cause.time, stage="closed", **extra))
     return events
+
+
+def in_first_state(doc: Doc, event_id: str) -> bool:
+    """True while ``doc`` is as the event ``event_id`` created it: no later inbound event
+    applied (``applied_events`` is that event alone) and nothing fired by the scheduler."""
+    return list(doc.get("applied_events") or []) == [event_id] and not doc.get("fired")
+
+
+def first_events_again(doc: Doc, cause: CloudEvent, queued: set[str]) -> list[Outgoing]:
+    """The events the creation of ``doc`` caused, rebuilt identically (ids, data, time),
+    when ``cause`` (the event that created it) is delivered again while the timer is in its
+    first state (``in_first_state``); none of the ids in ``queued`` (still in the outbox
+    or already caused by this batch). The broker may have lost them after the outbox was
+    cleared; consumers keep an event id once (docs/reliability.md §3)."""
+    if not in_first_state(doc, cause.id):
+        return []
+    stored = doc.get("first_event_time")
+    at = datetime.fromisoformat(stored) if stored else cause.time
+    events = change_events(None, doc, cause.model_copy(update={"time": at}))
+    return [(e, key) for e, key in events if e.id not in queued]
 
 
 CLOSE_DETAILS = {

@@ -3,6 +3,8 @@ loaded in one read -> the decisions of ``decide.py`` folded in event order in me
 one ``save_many`` (lost races redone alone) -> one relay of every event the batch caused.
 
 Each event is applied to a timer once (its id is kept in the timer's ``applied_events``);
+the event that created a timer, delivered again while the timer is in its first state,
+publishes the timer's first events again, identically (``messages.first_events_again``);
 a refused event (``PermanentError``) does not stop the others: the batch is saved, then the
 first refusal is raised, so the consumer replays the batch one by one and dead-letters the
 refused event alone (the others are then already applied and change nothing).
@@ -27,6 +29,7 @@ from services.deadlines.messages import (
     Recompute,
     change_events,
     entries,
+    first_events_again,
     new_timer,
     timer_fields,
 )
@@ -149,9 +152,10 @@ class Deadlines:
         refused: dict[str, PermanentError],
         keys: SubjectKeys,
     ) -> Change | None:
-        state, events = doc, []
+        state, events = doc, list[Outgoing]()
         for step in steps:
             if state is not None and step.event.id in state.get("applied_events", []):
+                events += redelivered(doc, state, step.event, events)
                 continue
             try:
                 if state is None and step.required:
@@ -164,13 +168,13 @@ class Deadlines:
                 new = self._next(state, change, step.event)
                 events += change_events(state, new, step.event)
                 state = new
-        if state is None or state is doc:
+        if state is None or (state is doc and not events):
             return None
         return await self._change(doc, state, events, keys)
 
     def _next(self, state: Doc | None, change: Recompute, event: CloudEvent) -> Doc:
         if state is None:
-            return new_timer(change, self.policy, event.id)
+            return new_timer(change, self.policy, event.id, event.time)
         fired = set(state.get("fired", []))
         return {
             **state,
@@ -200,6 +204,16 @@ class Deadlines:
     async def relay_stale(self, grace_ms: int = 10_000) -> int:
         """Publish events a crashed writer left queued for longer than ``grace_ms``."""
         return await self.repos.timers.relay_pending(to_ms(self.clock.now()) - grace_ms)
+
+
+def redelivered(
+    doc: Doc | None, state: Doc, event: CloudEvent, caused: list[Outgoing]
+) -> list[Outgoing]:
+    """An event applied already: the timer's first events again if it created the timer and
+    the timer is still in its first state (``first_events_again``), except those still in
+    the stored outbox (its writer or the sweep relays them) or ``caused`` by this batch."""
+    queued = {str(e["event"]["id"]) for e in stored_outbox(doc)} | {e.id for e, _ in caused}
+    return first_events_again(state, event, queued)
 
 
 def stored_outbox(doc: Doc | None) -> list[Doc]:
