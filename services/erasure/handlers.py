@@ -37,6 +37,8 @@ WORK_REQUESTED = "gardien.erasure.work.requested"
 ACCESS_WORK_REQUESTED = "gardien.access.work.requested"
 EXPORT_RESULT = "gdpr.export.result"
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+OPEN_SLICE = 100  # new cases opened together (one read, one write, one publish each)
 
 
 def register(
@@ -51,8 +53,11 @@ def register(
         works, invalid = typed([e for e in batch if e.type == WORK_REQUESTED], work_model())
         access = [e for e in batch if e.type == ACCESS_WORK_REQUESTED]
         collections, bad = typed(access, AccessWorkRequested)
-        opened = await uses().open_work(works) if works else {}
-        opened |= await collector().open(collections) if collections else {}
+        opened: Refusals = {}
+        for part in slices(works):
+            opened |= await uses().open_work(part)
+        for items in slices(collections):
+            opened |= await collector().open(items)
         settle(batch, refused | invalid | bad | opened)
 
     async def on_results(batch: Sequence[CloudEvent]) -> None:
@@ -81,6 +86,13 @@ def register(
     runtime.consumer.batches(topics.PROCESSORS, on_processor_events)
     runtime.consumer.batches(topics.ERASURE_RESULTS, on_results)
     runtime.consumer.batches(topics.LEGAL_HOLDS, on_legal_holds, dead_letters=False)
+
+
+def slices(items: list[T], size: int = OPEN_SLICE) -> list[list[T]]:
+    """``items`` in order, ``size`` at a time: a poll of new cases is opened a slice at a
+    time, so the cases and events in memory at once stay bounded (a case with ten systems
+    is ~9 KB and 11 events) while each slice is still one read, one write, one publish."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def work_model() -> type[WorkRequested]:

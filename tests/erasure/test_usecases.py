@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from services.erasure.connector import Reply
 from services.erasure.memory import MemoryCases, memory_repositories
 from services.erasure.repository import Repositories, Stored, Write
 from services.erasure.usecases import Erasure
+from shared import topics
 from shared.clock import FakeClock
 from shared.errors import PermanentError, RefusedEvents, TransitionRefused
 from shared.events import CloudEvent, new_event
@@ -199,3 +201,14 @@ def test_refusals_are_named_to_the_consumer_with_their_reasons() -> None:
     assert raised.value.refusals[one[0].id].startswith("invalid gdpr.erasure.result data")
     assert isinstance(raised.value, PermanentError)  # alone, it is dead-lettered as such
     handlers.settle(one, {})
+
+
+async def test_a_poll_of_new_cases_is_opened_a_slice_at_a_time() -> None:
+    uses, broker, cases = build()
+    routes: dict[str, Any] = {}
+    consumer = SimpleNamespace(batches=lambda topic, h, **_: routes.__setitem__(topic, h))
+    handlers.register(SimpleNamespace(consumer=consumer), lambda: uses, lambda: None)  # type: ignore[arg-type]
+    poll = [event(handlers.WORK_REQUESTED, w.model_dump(mode="json")) for _, w in works(250)]
+    await routes[topics.ERASURE_WORK](poll)
+    assert cases.reads == [0, 0, 0] and cases.writes == [100, 100, 50]
+    assert len(broker.of_type("gardien.erasure.case.opened")) == 250
