@@ -42,9 +42,19 @@ class IndexPlan:
     """The indexes a service needs, by collection; applied at start-up, idempotently."""
 
     indexes: dict[str, list[IndexModel]] = field(default_factory=dict)
+    # Fields whose single-field index no query uses any more (dropped whatever its name:
+    # the embedded server names indexes itself).
+    retired: dict[str, list[str]] = field(default_factory=dict)
 
     async def apply(self, db: AsyncDatabase[Document]) -> None:
-        """Create every index (a no-op for those that already exist)."""
+        """Create every index (a no-op for those that already exist), drop retired ones
+        (each costs every write on the embedded server)."""
         for collection, models in self.indexes.items():
             if models:
                 await db[collection].create_indexes(models)
+        for collection, fields in self.retired.items():
+            existing = await db[collection].index_information()
+            for name, info in existing.items():
+                keys = [k for k, _ in info.get("key", [])]
+                if len(keys) == 1 and keys[0] in fields:
+                    await db[collection].drop_index(name)

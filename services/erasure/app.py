@@ -51,7 +51,9 @@ class Parts:
 
 
 PackageStores = tuple[PackageRepository, BlobStore]
-ALL_INDEXES = IndexPlan({**INDEXES.indexes, **BLOB_INDEXES, **PACKAGE_INDEXES})
+ALL_INDEXES = IndexPlan(
+    {**INDEXES.indexes, **BLOB_INDEXES, **PACKAGE_INDEXES}, retired=INDEXES.retired
+)
 
 
 def packages_for(runtime: Runtime, parts: Parts, stores: PackageStores | None) -> Packages:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -34,7 +34,9 @@ Doc = dict[str, Any]
 INDEXES = IndexPlan(
     {
         CASES: [
-            IndexModel([("next_due_at", ASCENDING)], name="next_due_at"),
+            # The sweeper's query: epoch ms, since nx-27017 serves a range on a datetime
+            # field by decoding every document (docs/devstack.md).
+            IndexModel([("next_due_ms", ASCENDING)], name="next_due_ms"),
             IndexModel([("state", ASCENDING)], name="state"),
             IndexModel([("processor_old", ASCENDING)], name="processor_old"),
             IndexModel([("outbox_pending", ASCENDING)], name="outbox_pending"),
@@ -42,9 +44,18 @@ INDEXES = IndexPlan(
             IndexModel([("subject_refs", ASCENDING)], name="subject_refs"),
         ],
         HOLDS: [IndexModel([("subject_refs", ASCENDING)], name="subject_refs")],
-    }
+    },
+    retired={CASES: ["next_due_at"]},  # replaced by next_due_ms
 )
 OPEN = {"state": {"$in": list(OPEN_STATES)}}
+
+
+def due_ms(at: datetime | str) -> int:
+    """An instant as epoch milliseconds (a stored one may come back as text)."""
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def key_id(case_id: str) -> str:
@@ -70,6 +81,7 @@ class MongoCases:
         self.db = db
         self.collection: AsyncCollection[Doc] = db[CASES]
         self.versioned = VersionedCollection(self.collection)
+        self._backfilled = False
 
     async def get_many(self, ids: Iterable[str], *, reveal: bool = False) -> dict[str, Stored]:
         docs = await self.versioned.load_many(ids)
@@ -107,8 +119,19 @@ class MongoCases:
         await SubjectVault(self.db).destroy_many([key_id(i) for i in ids], now)
 
     async def due(self, now: datetime, limit: int) -> list[str]:
-        cursor = self.collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
+        if not self._backfilled:  # once per process: cases stored before ``next_due_ms``
+            await self._backfill_due_ms()
+        query = {"next_due_ms": {"$lte": due_ms(now)}}
+        cursor = self.collection.find(query, {"_id": 1}).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
+
+    async def _backfill_due_ms(self) -> None:
+        """Give the cases stored without ``next_due_ms`` theirs (one scan, at start)."""
+        legacy = {"next_due_ms": {"$exists": False}, "next_due_at": {"$ne": None}}
+        async for doc in self.collection.find(legacy, {"next_due_at": 1}):
+            update = {"$set": {"next_due_ms": due_ms(doc["next_due_at"])}}
+            await self.collection.update_one({"_id": doc["_id"]}, update)
+        self._backfilled = True
 
     async def for_processor(self, old: str) -> list[str]:
         return await self._ids({"processor_old": old})
@@ -185,6 +208,7 @@ async def _change(write: Write, vault: SubjectVault) -> Change:
             progress["identifiers"] = await vault.seal(kid, ids, f"identifiers|{name}")
     if case.processor is not None:
         fields["processor_old"] = case.processor.old
+    fields["next_due_ms"] = due_ms(case.next_due_at) if case.next_due_at else None
     fields["applied"] = applied_after(write.loaded, write.applied)
     if write.loaded is not None:
         fields = _changed_parts(fields, write.loaded.stored_parts)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from services.erasure import domain, messages
+from services.erasure.app import ALL_INDEXES
 from services.erasure.memory import MemoryCases
 from services.erasure.mongo import MongoCases
 from services.erasure.repository import CaseRepository, Write
@@ -32,6 +33,23 @@ def opened(case: domain.Case) -> Write:
     effects = domain.open_new(case, NOW, lambda _: {})
     case.revision += 1
     return Write(case, None, ["ev-open"], messages.events(case, effects, NOW))
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+class Finds(Commands):
+    """The filters of the ``find`` commands sent to erasure's cases."""
+
+    def __init__(self) -> None:
+        super().__init__("cases")
+        self.filters: list[Doc] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        super().started(event)
+        if self.names[-1:] == ["find"] and event.command_name == "find":
+            self.filters.append(dict(event.command.get("filter") or {}))
 
 
 class CaseContract:
@@ -184,6 +202,46 @@ class TestMongoCases(CaseContract):
         doc = await service_database(mongo_client, settings, "erasure")["cases"].find_one()
         assert "a@example.org" not in json.dumps(doc, default=str)
         assert doc is not None and doc["systems"]["crm"]["identifiers"]["sealed"] == 1
+
+    async def test_due_cases_are_found_through_an_integer_index(self, settings: Settings) -> None:
+        # nx-27017 serves a range on a datetime field by decoding every document in Python
+        # (~50 us per case: the sweeper's query every second then took most of the server).
+        finds = Finds()
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            settings.mongodb_uri, tz_aware=True, event_listeners=[finds]
+        )
+        try:
+            db = service_database(client, settings, "erasure")
+            case = new_case("req:DUE-MS")
+            case.next_due_at = NOW - timedelta(days=400)  # before every other test's cases
+            repo = MongoCases(db)
+            await repo.save_many([Write(case, None, [], [])])
+            doc = await db["cases"].find_one({"_id": "req:DUE-MS"})
+            assert doc is not None and doc["next_due_ms"] == ms(case.next_due_at)
+            finds.db = db.name
+            assert "req:DUE-MS" in await repo.due(NOW - timedelta(days=399), 1000)
+            at = ms(NOW - timedelta(days=399))
+            assert finds.filters[-1] == {"next_due_ms": {"$lte": at}}
+            await db["cases"].create_index("next_due_at", name="next_due_at")  # the old one
+            await ALL_INDEXES.apply(db)
+            index = await db["cases"].index_information()
+            keys = [info["key"] for info in index.values()]
+            assert [("next_due_ms", 1)] in keys and [("next_due_at", 1)] not in keys
+        finally:
+            await client.close()
+
+    async def test_cases_stored_before_the_integer_field_are_still_found(
+        self, settings: Settings, mongo_client: Any
+    ) -> None:
+        db = service_database(mongo_client, settings, "erasure")
+        repo = MongoCases(db)
+        case = new_case("req:LEGACY")
+        case.next_due_at = NOW - timedelta(days=500)
+        await repo.save_many([Write(case, None, [], [])])
+        await db["cases"].update_one({"_id": "req:LEGACY"}, {"$unset": {"next_due_ms": ""}})
+        assert "req:LEGACY" in await MongoCases(db).due(NOW - timedelta(days=499), 1000)
+        doc = await db["cases"].find_one({"_id": "req:LEGACY"})
+        assert doc is not None and doc["next_due_ms"] == ms(case.next_due_at)
 
     async def test_a_batch_reads_and_writes_its_case_keys_in_one_go(
         self, settings: Settings
