@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.settings import Settings
@@ -58,3 +63,39 @@ class IndexPlan:
                 keys = [k for k, _ in info.get("key", [])]
                 if len(keys) == 1 and keys[0] in fields:
                     await db[collection].drop_index(name)
+
+
+# The embedded server answers ``{field: {"$in": [...]}}`` on a secondary field by decoding
+# every document of the collection (docs/devstack.md): with 20,000 documents each such read
+# costs ~70 ms, whatever the number of values. Up to this many values, one indexed equality
+# query per value is cheaper there. On MongoDB a single ``$in`` is always used.
+EQUALITY_MAX = 32
+_SCANS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+async def scans_in(db: AsyncDatabase[Any]) -> bool:
+    """Whether ``db``'s server answers ``$in`` on a secondary field by a scan (nx-27017);
+    asked once per client."""
+    client = db.client
+    if client not in _SCANS:
+        info = await client.admin.command("buildInfo")
+        _SCANS[client] = str(info.get("process", "")).startswith("nx_27017")
+    return _SCANS[client]
+
+
+async def find_any(
+    collection: AsyncCollection[Any],
+    field_name: str,
+    values: Sequence[object],
+    projection: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """The documents whose ``field_name`` is one of ``values`` (each document once)."""
+    wanted = sorted(set(values), key=str)
+    if not wanted:
+        return []
+    if len(wanted) > EQUALITY_MAX or not await scans_in(collection.database):
+        return await collection.find({field_name: {"$in": wanted}}, projection).to_list(None)
+    found = await asyncio.gather(
+        *(collection.find({field_name: v}, projection).to_list(None) for v in wanted)
+    )
+    return [doc for docs in found for doc in docs]

@@ -16,7 +16,7 @@ from pymongo.errors import BulkWriteError
 
 from shared.errors import TransientError
 from shared.figures import outbox_backlog
-from shared.mongo import IndexPlan
+from shared.mongo import IndexPlan, find_any
 from shared.outbox import relay_all
 from shared.persistence import DUPLICATE_KEY, Change, Saved, VersionedCollection, relay_saved
 from shared.subject_vault import SubjectVault
@@ -161,11 +161,8 @@ class MongoSubjectHistory:
             _only_duplicates(exc)
 
     async def of_subjects(self, hashes: Iterable[str]) -> list[HistoryEntry]:
-        """Every entry recorded under one of ``hashes``, in one ``$in`` read."""
-        wanted = sorted(set(hashes))
-        if not wanted:
-            return []
-        found = self.collection.find({"subject_hash": {"$in": wanted}})
+        """Every entry recorded under one of ``hashes`` (one ``$in`` read on MongoDB)."""
+        found = await find_any(self.collection, "subject_hash", list(hashes))
         return [
             HistoryEntry(
                 str(d["subject_hash"]),
@@ -173,7 +170,7 @@ class MongoSubjectHistory:
                 str(d["right"]),
                 date.fromisoformat(str(d["receipt_date"])),
             )
-            async for d in found
+            for d in found
         ]
 
 
