@@ -85,8 +85,8 @@ class MemoryRecords:
 
     async def records_of_subject(self, ref: str) -> list[str]:
         ids, aggregates = lookups([e for e in self.index.values() if e["ref"] == ref])
-        for field, values in aggregates.items():
-            named = [d for d in self.docs.values() if (d.get("refs") or {}).get(field) in values]
+        for name, values in aggregates.items():
+            named = [d for d in self.docs.values() if (d.get("refs") or {}).get(name) in values]
             ids |= about(ref, named)
         return sorted(ids)
 

@@ -50,7 +50,8 @@ def index_entries(records: list[Doc]) -> list[Doc]:
                 entry: Doc = {"_id": f"{ref}|{rid}", "ref": ref, "record_id": rid}
             else:
                 field, value = aggregate
-                entry = {"_id": f"{ref}|{field}:{value}", "ref": ref, "field": field, "value": value}
+                entry = {"_id": f"{ref}|{field}:{value}", "ref": ref}
+                entry.update(field=field, value=value)
             entries.setdefault(entry["_id"], entry)
     return list(entries.values())
 
