@@ -141,8 +141,10 @@ class MongoRecords:
     async def records_of_subject(self, ref: str) -> list[str]:
         ids, aggregates = lookups([d async for d in self.index.find({"ref": ref})])
         for field, values in sorted(aggregates.items()):
-            query = {f"refs.{field}": {"$in": sorted(values)}}  # a single-field index each
-            ids |= about(ref, [d async for d in self.records.find(query, {"subject_refs": 1})])
+            for value in sorted(values):  # equality: the embedded server scans for ``$in``
+                query = {f"refs.{field}": value}  # a single-field index each
+                found = self.records.find(query, {"subject_refs": 1})
+                ids |= about(ref, [d async for d in found])
         return sorted(ids)
 
     async def page(
