@@ -8,8 +8,8 @@ own indexes, then:
 * verification, in memory (``services.audit.chain.verify``, the walk `gardien audit verify`
   runs) in one process, and across chains with one process per core;
 * verification end to end through ``Verifier`` (reads from MongoDB) on a sample;
-* queries as ``GET /v1/audit/events`` builds them (subject index, then ``_id $in``;
-  ``refs.request_id``),
+* queries as ``GET /v1/audit/events`` builds them (subject index, the records of the
+  aggregates it names that name the subject, then ``_id $in``; ``refs.request_id``),
   sorted by ``recorded_at``, limit 101): p50/p99 over random subjects and requests;
 * export: records read in ``recorded_at`` order and rendered as CSV rows (views.csv_row);
 * appends through the real consumer first (``bench.audit_appends``): records/s, and the
@@ -34,7 +34,7 @@ from bench import audit_appends
 from bench.common import Progress, embedded_stack, emit, machine, median, percentile
 from services.audit import chain as chains
 from services.audit.mongo import INDEXES
-from services.audit.repository import chain_seq
+from services.audit.repository import about, chain_seq, index_entries, lookups
 
 CHAINS = [f"gardien.requests.v1/{p}" for p in range(6)]
 TYPES = [
@@ -85,6 +85,15 @@ def make_records(n: int) -> list[dict[str, Any]]:
             progress.update(i)
     progress.update(n)
     return out
+
+
+def subject_ids(db: Any, ref: str) -> list[str]:
+    """The ids of a subject's records, as ``MongoRecords.records_of_subject`` finds them."""
+    ids, aggregates = lookups(list(db.subject_index.find({"ref": ref})))
+    for field, values in sorted(aggregates.items()):
+        for value in sorted(values):
+            ids |= about(ref, list(db.records.find({f"refs.{field}": value}, {"subject_refs": 1})))
+    return sorted(ids)
 
 
 _BY_CHAIN: dict[str, list[dict[str, Any]]] = {}
@@ -152,19 +161,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             db[name].create_indexes(models)
         progress = Progress("records inserted", args.records)
         started = time.monotonic()
-        batch = 5000
+        batch, indexed = 5000, set[str]()
         for i in range(0, args.records, batch):
             chunk = records[i : i + batch]
             db.records.bulk_write([InsertOne(r) for r in chunk], ordered=False)
-            # The scalar subject index the writer keeps beside each record (AuditStore).
-            db.subject_index.insert_many(
-                [
-                    {"_id": f"{ref}|{r['_id']}", "ref": ref, "record_id": r["_id"]}
-                    for r in chunk
-                    for ref in r["subject_refs"]
-                ],
-                ordered=False,
-            )
+            # The scalar subject index the writer keeps (usecases.Auditor._write_index): the
+            # entries of the chunk it has not written yet.
+            fresh = [e for e in index_entries(chunk) if e["_id"] not in indexed]
+            indexed.update(e["_id"] for e in fresh)
+            if fresh:
+                db.subject_index.insert_many(fresh, ordered=False)
             progress.update(min(i + batch, args.records))
         insert_rate = args.records / (time.monotonic() - started)
         heads = {}
@@ -183,9 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for kind in ("subject", "request"):
                 t = time.perf_counter()
                 if kind == "subject":  # as services/audit/http.py: side index, then _id
-                    ref = f"sr-{req:08d}a"
-                    ids = [d["record_id"] for d in db.subject_index.find({"ref": ref})]
-                    query: dict[str, Any] = {"_id": {"$in": ids}}
+                    query: dict[str, Any] = {"_id": {"$in": subject_ids(db, f"sr-{req:08d}a")}}
                 else:
                     query = {"refs.request_id": f"REQ-{req:08d}"}
                 found = list(db.records.find(query).sort(sort).limit(101))

@@ -99,6 +99,12 @@ class Trail:
 
         self.db = MongoClient(uri, tz_aware=True)[db]
 
+    def documents_per_record(self) -> dict[str, float]:
+        """Documents of each audit collection per appended record (what the writer stored)."""
+        records = max(self.appended(), 1)
+        names = ("subject_index", "links", "subject_keys")
+        return {n: round(self.db[n].count_documents({}) / records, 3) for n in names}
+
     def appended(self) -> int:
         return sum(int(d["seq"]) for d in self.db.chain_heads.find({}, {"seq": 1}))
 
@@ -170,6 +176,7 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
             trail.wait(base + len(paced), 300)
             at = trail.recorded(list(sent_l))
             lat = [1000 * (at[k] - sent_l[k]) for k in sent_l if k in at]
+            per_record = trail.documents_per_record()
         finally:
             stop.set()
             child.join(timeout=30)
@@ -182,6 +189,7 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
         "p50_ms": round(percentile(lat, 50), 1),
         "p99_ms": round(percentile(lat, 99), 1),
         "max_ms": round(max(lat), 1) if lat else float("nan"),
+        "documents_per_record": per_record,
     }
 
 
@@ -198,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f" records/s (target >= 5,000), {r['cpu_s_per_1000']} CPU-s per 1000 in the service "
         f"(+{r['stack_cpu_s_per_1000']} in broker+MongoDB); "
         f"at half rate ({r['half_rate']:,.0f}/s) event -> own record p50 {r['p50_ms']} ms, "
-        f"p99 {r['p99_ms']} ms (target < 100), max {r['max_ms']} ms"
+        f"p99 {r['p99_ms']} ms (target < 100), max {r['max_ms']} ms; besides each record: "
+        + ", ".join(f"{v} {k}" for k, v in r["documents_per_record"].items())
     )
     emit({"benchmark": "audit_appends", **r})
     return r

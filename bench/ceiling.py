@@ -32,38 +32,82 @@ from bench.common import embedded_stack, emit, machine
 class Need:
     """What one request costs the servers at the least, and where the figures come from."""
 
-    documents: int
+    others: int  # documents written besides audit's subject-index entries
+    audited: tuple[dict[str, Any], ...]  # the data of the events the audit records
     produced: int
     consumed: int
     where: str
 
+    @property
+    def index_entries(self) -> int:
+        """The subject-index entries the audit writes for the request (code: index_entries)."""
+        return subject_index_entries(self.audited)
 
+    @property
+    def documents(self) -> int:
+        return self.others + self.index_entries
+
+
+def subject_index_entries(audited: tuple[dict[str, Any], ...]) -> int:
+    """Entries ``services.audit`` writes for one request's records: each record names the
+    subject's two refs (its identifiers, or its request's link); the writer skips entries it
+    wrote before, so the request costs its distinct entries."""
+    from services.audit.domain import references
+    from services.audit.repository import index_entries
+
+    subject = ["ref-email", "ref-customer"]
+    records = [
+        {"_id": f"r{i}", "refs": references(data), "subject_refs": subject}
+        for i, data in enumerate(audited)
+    ]
+    return len(index_entries(records))
+
+
+R, K = "REQ-1", "req:REQ-1"  # a request and its erasure case (erasure's case ids)
+# The data, as far as its references go, of the events one request leaves in the trail.
+ACCESS = (
+    {"request_id": R},
+    {"request_id": R},
+    {"timer_id": f"request:{R}", "ref": {"request_id": R}},
+)
+ERASURE = (
+    *ACCESS,  # received, accepted, deadline.scheduled
+    {"request_id": R},  # decided
+    {"case_id": K, "request_id": R},  # work requested
+    {"case_id": K, "request_id": R},  # case opened
+    {"command_id": f"{K}:crm", "case_id": K, "system": "crm"},  # 2 commands (2 systems)
+    {"command_id": f"{K}:billing", "case_id": K, "system": "billing"},
+)
 # Measured with `python -m bench.counts --requests 20` (stored documents, topic records and
 # committed offsets per request) plus the updates the code makes (outbox clears), see
-# docs/performance.md "What one request needs".
+# docs/performance.md "What one request needs"; the subject-index entries are counted from
+# the code (``subject_index_entries``).
 NEEDS: dict[str, Need] = {
     "access": Need(
-        documents=17,
+        others=11,
+        audited=ACCESS,
         produced=3,
         consumed=5,
         where=(
             "stored: intake request + 2 subject-history docs, deadlines timer, audit 3 records"
-            " + 6 subject-index entries + 1 link + 1 subject key = 15; updated: 2 outbox clears"
-            " (shared/outbox.py relay, deadlines repository relay); produced: request.received,"
-            " request.accepted, deadline.scheduled; consumed: intake 1, deadlines 1, audit 3"
+            " + 1 link + 1 subject key = 9, + the subject-index entries (one per subject ref"
+            " and aggregate); updated: 2 outbox clears (shared/outbox.py relay, deadlines"
+            " repository relay); produced: request.received, request.accepted,"
+            " deadline.scheduled; consumed: intake 1, deadlines 1, audit 3"
         ),
     ),
     "erasure": Need(
-        documents=38,
+        others=22,
+        audited=ERASURE,
         produced=8,
         consumed=13,
         where=(
-            "stored: intake 3, deadlines 1 timer, erasure 1 case, audit 8 records + 16"
-            " subject-index entries + 4 links + 1 key = 34; updated: 4 (intake outbox clear,"
-            " deadlines timer moved by request.decided and its outbox clear, erasure case outbox"
-            " clear); produced: received, accepted, decided, work requested, case opened,"
-            " 2 commands (2 systems), deadline.scheduled; consumed: intake 2, deadlines 2,"
-            " erasure 1, audit 8"
+            "stored: intake 3, deadlines 1 timer, erasure 1 case, audit 8 records + 4 links"
+            " + 1 key = 18, + the subject-index entries (one per subject ref and aggregate:"
+            " request, case); updated: 4 (intake outbox clear, deadlines timer moved by"
+            " request.decided and its outbox clear, erasure case outbox clear); produced:"
+            " received, accepted, decided, work requested, case opened, 2 commands (2 systems),"
+            " deadline.scheduled; consumed: intake 2, deadlines 2, erasure 1, audit 8"
         ),
     ),
 }
@@ -167,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bound = best(need, rates)
         result[name] = {**bound, "requests_per_s": round(bound["requests_per_s"], 1)}
         print(
-            f"{name} request needs {need.documents} documents, {need.produced} produced, "
+            f"{name} request needs {need.documents} documents ({need.index_entries} subject-index"
+            f" entries), {need.produced} produced, "
             f"{need.consumed} consumed messages ({need.where})\n"
             f"  -> ceiling {bound['requests_per_s']:,.1f} requests/s (documents alone "
             f"{bound['alone_documents']:,.0f}/s, produce alone {bound['alone_produce']:,.0f}/s, "

@@ -1,4 +1,5 @@
-"""A bounded in-process cache whose entries expire (subject keys and links of the audit)."""
+"""Bounded in-process caches: entries that expire (subject keys and links of the audit),
+and the keys of what this process already wrote (subject-index entries)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,31 @@ class TtlCache(Generic[V]):
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class Seen:
+    """The last ``size`` keys marked, least recently marked or asked forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def unseen(self, keys: Iterable[str]) -> list[str]:
+        """The keys not marked, each once, in their first order (the marked ones refreshed)."""
+        out: dict[str, None] = {}
+        for key in keys:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+            else:
+                out[key] = None
+        return list(out)
+
+    def mark(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -17,7 +17,9 @@ from services.audit.repository import (
     PositionTaken,
     Repositories,
     Selection,
+    about,
     chain_seq,
+    lookups,
 )
 
 
@@ -40,7 +42,7 @@ def _selected(doc: Doc, s: Selection) -> bool:
 
 @dataclass
 class MemoryRecords:
-    """Records by id, heads by chain, the subject index as (ref, record id) pairs."""
+    """Records by id, heads by chain, the subject-index entries by id."""
 
     docs: dict[str, Doc] = field(default_factory=dict)
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -82,7 +84,11 @@ class MemoryRecords:
             self.index.setdefault(entry["_id"], _c(entry))
 
     async def records_of_subject(self, ref: str) -> list[str]:
-        return [str(e["record_id"]) for e in self.index.values() if e["ref"] == ref]
+        ids, aggregates = lookups([e for e in self.index.values() if e["ref"] == ref])
+        for name, values in aggregates.items():
+            named = [d for d in self.docs.values() if (d.get("refs") or {}).get(name) in values]
+            ids |= about(ref, named)
+        return sorted(ids)
 
     async def page(
         self, selection: Selection, after: tuple[datetime, str] | None, limit: int

@@ -23,13 +23,17 @@ from services.audit.repository import (
     PositionTaken,
     Repositories,
     Selection,
+    about,
     chain_seq,
+    lookups,
 )
 from shared.mongo import IndexPlan
 
 RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
-# One entry per (subject ref, record): the embedded server does not use an index for a
-# query on an array field, so lookups by subject go through this scalar index instead.
+# One entry per (subject ref, aggregate), or per record for a record naming no aggregate
+# (``repository.index_entries``): the embedded server does not use an index for a query on
+# an array field, so lookups by subject go through this scalar index, then the records'
+# single-field ``refs.*`` indexes.
 SUBJECT_INDEX = "subject_index"
 CHECKPOINTS, WEBHOOKS, DELIVERIES = "checkpoints", "webhooks", "deliveries"
 ATTEMPTS = "delivery_attempts"  # one document per attempt: pushed subdocuments become text
@@ -125,12 +129,23 @@ class MongoRecords:
         return [d async for d in self.records.find(query).sort("chain_seq", ASCENDING)]
 
     async def insert_index(self, entries: list[Doc]) -> None:
-        if entries:
-            with contextlib.suppress(BulkWriteError):  # entries written before a crash
-                await self.index.insert_many(entries, ordered=False)
+        unique = list({e["_id"]: e for e in entries}.values())  # several batches' at once
+        if not unique:
+            return
+        try:
+            await self.index.insert_many(unique, ordered=False)
+        except BulkWriteError as exc:  # another replica's, or written before a crash
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def records_of_subject(self, ref: str) -> list[str]:
-        return [str(d["record_id"]) async for d in self.index.find({"ref": ref})]
+        ids, aggregates = lookups([d async for d in self.index.find({"ref": ref})])
+        for field, values in sorted(aggregates.items()):
+            for value in sorted(values):  # equality: the embedded server scans for ``$in``
+                query = {f"refs.{field}": value}  # a single-field index each
+                found = self.records.find(query, {"subject_refs": 1})
+                ids |= about(ref, [d async for d in found])
+        return sorted(ids)
 
     async def page(
         self, selection: Selection, after: tuple[datetime, str] | None, limit: int

@@ -26,13 +26,51 @@ def chain_seq(chain: str, seq: int) -> str:
     return f"{chain}#{seq:012d}"
 
 
+def aggregate_of(record: Doc) -> tuple[str, str] | None:
+    """(field, value) of the first of ``REFS`` a record names: the aggregate it belongs to."""
+    refs = record.get("refs") or {}
+    for field in REFS:
+        if refs.get(field) not in (None, ""):
+            return field, str(refs[field])
+    return None
+
+
 def index_entries(records: list[Doc]) -> list[Doc]:
-    """The subject-index entries of ``records``: one per (subject ref, record)."""
-    return [
-        {"_id": f"{ref}|{record['_id']}", "ref": ref, "record_id": record["_id"]}
-        for record in records
-        for ref in record.get("subject_refs") or []
-    ]
+    """The subject-index entries of ``records``, each once: one per (subject ref, aggregate).
+
+    A record naming none of ``REFS`` keeps an entry of its own (``record_id``): its subject
+    is found through it alone. Readers follow both shapes (``lookups``).
+    """
+    entries: dict[str, Doc] = {}
+    for record in records:
+        aggregate = aggregate_of(record)
+        for ref in record.get("subject_refs") or []:
+            if aggregate is None:
+                rid = record["_id"]
+                entry: Doc = {"_id": f"{ref}|{rid}", "ref": ref, "record_id": rid}
+            else:
+                field, value = aggregate
+                entry = {"_id": f"{ref}|{field}:{value}", "ref": ref}
+                entry.update(field=field, value=value)
+            entries.setdefault(entry["_id"], entry)
+    return list(entries.values())
+
+
+def lookups(entries: list[Doc]) -> tuple[set[str], dict[str, set[str]]]:
+    """What a subject's entries point to: (record ids, aggregate values by ``REFS`` field)."""
+    ids: set[str] = set()
+    aggregates: dict[str, set[str]] = {}
+    for entry in entries:
+        if "record_id" in entry:  # a record naming no aggregate, or written before aggregates
+            ids.add(str(entry["record_id"]))
+        elif entry.get("field") in REFS:
+            aggregates.setdefault(str(entry["field"]), set()).add(str(entry["value"]))
+    return ids, aggregates
+
+
+def about(ref: str, records: list[Doc]) -> set[str]:
+    """The ids of ``records`` that name the subject ``ref`` (an aggregate may hold others)."""
+    return {str(r["_id"]) for r in records if ref in (r.get("subject_refs") or [])}
 
 
 @dataclass(frozen=True)
@@ -77,11 +115,13 @@ class RecordRepository(Protocol):
         ...
 
     async def insert_index(self, entries: list[Doc]) -> None:
-        """Add subject-index entries (idempotent)."""
+        """Add subject-index entries (idempotent: an entry already there is kept)."""
         ...
 
     async def records_of_subject(self, ref: str) -> list[str]:
-        """Ids of every record about the subject with keyed hash ``ref``."""
+        """Ids of every record about the subject with keyed hash ``ref``, sorted: the records
+        of the aggregates its entries name that list ``ref`` among their ``subject_refs``,
+        and those its per-record entries name."""
         ...
 
     async def page(

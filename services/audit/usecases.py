@@ -2,7 +2,8 @@
 
 A batch (the records of one partition, in offset order) costs a handful of writes: its new
 subject keys and links, one ``insert_many`` of records chained in memory from the cached
-head, one of subject-index entries, one head update. It is cut after each erasure case's
+head, one of subject-index entries (one per subject and aggregate, none for an entry this
+process already wrote), one head update. It is cut after each erasure case's
 closure, so that no record after it is sealed under a key the closure destroys.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from services.audit import chain as chains
 from services.audit import domain
+from services.audit.cache import Seen
 from services.audit.coalesce import Coalescer
 from services.audit.repository import PositionTaken, Repositories, chain_seq, index_entries
 from services.audit.sealing import Keyring, Sealer
@@ -31,6 +33,7 @@ from shared.pseudonyms import Pseudonymiser
 
 CASE_CLOSED = "gardien.erasure.case.closed"
 LOCAL_CHAIN = "gardien.audit.local/0"  # records the audit service itself originates
+INDEXED_ENTRIES = 50_000  # subject-index entry ids this process remembers having written
 Tracer = Callable[[str], AbstractContextManager[Any]]
 
 
@@ -54,6 +57,7 @@ class Auditor:
         # The partitions of a poll are audited at once: their writes leave together.
         self._records = Coalescer(repos.records.insert_records)
         self._index = Coalescer(repos.records.insert_index)
+        self._indexed = Seen(INDEXED_ENTRIES)
         self._advance = Coalescer(repos.records.advance_many)
         # Called with the records each append stored, in order (webhook queue, checkpoints).
         self.after_append: list[Callable[[list[dict[str, Any]]], Any]] = []
@@ -91,7 +95,7 @@ class Auditor:
             await sealer.flush()  # keys and links first: the records are sealed under them
             records = await self._append(chain, [e for e in entries if e is not None])
             # Also on a re-delivery: a crash may have come between the append and these.
-            await self._index.submit(index_entries(records))
+            await self._write_index(records)
             closures = [r for r in records if r["type"] == CASE_CLOSED]
             for record in closures:
                 await self.shred(record["refs"])
@@ -100,6 +104,13 @@ class Auditor:
             if records:
                 for hook in self.after_append:
                     await hook(records)
+
+    async def _write_index(self, records: list[dict[str, Any]]) -> None:
+        """Store the subject-index entries of ``records`` this process has not written yet."""
+        entries = {e["_id"]: e for e in index_entries(records)}
+        fresh = self._indexed.unseen(entries)
+        await self._index.submit([entries[i] for i in fresh])
+        self._indexed.mark(fresh)  # only once written: a failed write is tried again
 
     async def shred(self, refs: dict[str, str]) -> int:
         """Destroy the keys of the subjects of a closed erasure case (crypto-shredding)."""

@@ -118,6 +118,55 @@ async def test_a_batch_queues_its_webhook_deliveries_in_one_write(trail: Trail) 
     assert commands.names.count("insert") <= 4, commands.names
 
 
+class IndexInserts(monitoring.CommandListener):
+    """The documents a client's ``insert`` commands send to the subject index."""
+
+    def __init__(self) -> None:
+        self.documents: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert" and event.command["insert"] == "subject_index":
+            self.documents += event.command.get("documents", [])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_second_batch_of_a_request_inserts_no_index_entry(trail: Trail) -> None:
+    rid = f"REQ-{uuid.uuid4().hex[:6]}"
+    first = [delivery(example("request-received.json", request_id=rid), topics.REQUESTS, 14)]
+    later = [
+        delivery(example(name, request_id=rid), topics.REQUESTS, 14)
+        for name in ("request-identity-verified.json", "request-extended.json")
+    ]
+    listener, runtime = IndexInserts(), trail.app.state.runtime
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        runtime.settings.mongodb_uri, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        assert trail.db is not None
+        repos = mongo_repositories(client[trail.db.name])
+        auditor = Auditor(repos, runtime.pseudonyms, runtime.span, trail.clock)
+        await auditor.record_batch(first)
+        (received,) = await trail.stored(**{"refs.request_id": rid})
+        refs = received["subject_refs"]
+        assert sorted(d["_id"] for d in listener.documents) == sorted(
+            f"{ref}|request_id:{rid}" for ref in refs
+        )
+        listener.documents.clear()
+        await auditor.record_batch(later)
+        assert listener.documents == []  # its subjects and aggregate are indexed already
+        stored = await trail.stored(**{"refs.request_id": rid})
+        assert len(stored) == 3 and all(r["subject_refs"] == refs for r in stored)
+        found = await repos.records.records_of_subject(refs[0])
+        assert set(found) >= {r["_id"] for r in stored}
+    finally:
+        await client.close()
+
+
 async def test_a_redelivered_batch_is_recognised_and_only_the_rest_appended(trail: Trail) -> None:
     run = uuid.uuid4().hex[:6]
     batch = requests(run, 10, partition=12)
@@ -128,7 +177,8 @@ async def test_a_redelivered_batch_is_recognised_and_only_the_rest_appended(trai
     assert [r["offset"] for r in stored] == [d.offset for d in batch]
     assert [r["seq"] for r in stored] == list(range(1, 11))
     assert trail.db is not None
-    index = await trail.db["subject_index"].count_documents({"record_id": stored[0]["_id"]})
+    request = {"field": "request_id", "value": stored[0]["refs"]["request_id"]}
+    index = await trail.db["subject_index"].count_documents(request)
     assert index == len(stored[0]["subject_refs"]) > 0
     await verified(trail)
 

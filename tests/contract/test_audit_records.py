@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +28,26 @@ def rec(chain: str, seq: int, **fields: Any) -> dict[str, Any]:
     doc = {"_id": f"{chain}|{seq}", "chain": chain, "seq": seq, "hash": f"h{seq}"}
     doc.update(chain_seq=chain_seq(chain, seq), recorded_at=AT + timedelta(seconds=seq))
     return {"type": "t", "refs": {}, "subject_refs": [], **doc, **fields}
+
+
+def per_record(ref: str, docs: list[dict[str, Any]]) -> list[str]:
+    """The answer of the first index (one entry per subject ref and record)."""
+    return sorted(d["_id"] for d in docs if ref in d["subject_refs"])
+
+
+def test_the_records_of_one_aggregate_make_one_entry_per_subject() -> None:
+    docs = [
+        rec("c/a", i, refs={"request_id": "R", "timer_id": f"t{i}"}, subject_refs=["a", "b"])
+        for i in range(1, 6)
+    ]
+    docs.append(rec("c/a", 6, refs={"case_id": "K", "command_id": "K:crm"}, subject_refs=["a"]))
+    docs.append(rec("c/a", 7, refs={"system": "crm"}, subject_refs=["a"]))  # no aggregate
+    assert sorted(e["_id"] for e in index_entries(docs)) == [
+        "a|c/a|7",
+        "a|case_id:K",
+        "a|request_id:R",
+        "b|request_id:R",
+    ]
 
 
 class RecordContract:
@@ -62,6 +84,52 @@ class RecordContract:
         await repo.insert_index(index_entries([doc]))  # after a crash: written again
         assert await repo.records_of_subject("ref-a") == ["c/3|1"]
         assert await repo.records_of_subject("ref-z") == []
+
+    async def test_a_subject_is_found_through_its_aggregates_and_only_its_records(
+        self, repo: RecordRepository
+    ) -> None:
+        u = uuid.uuid4().hex[:8]  # the MongoDB trail is shared by the session
+        a, b, c = f"a{u}", f"b{u}", f"c{u}"
+        breach, request = f"B{u}", f"R{u}"
+        docs = [
+            rec(f"c/6{u}", 1, refs={"breach_id": breach}, subject_refs=[a, b]),  # names two
+            rec(f"c/6{u}", 2, refs={"breach_id": breach}, subject_refs=[c]),  # not a nor b
+            rec(f"c/6{u}", 3, refs={"breach_id": breach}, subject_refs=[]),
+            rec(f"c/6{u}", 4, refs={"request_id": request}, subject_refs=[a]),
+            rec(f"c/6{u}", 5, refs={"request_id": request, "case_id": "K"}, subject_refs=[a]),
+        ]
+        await repo.insert_records(docs)
+        await repo.insert_index(index_entries(docs))
+        assert await repo.records_of_subject(a) == [f"c/6{u}|1", f"c/6{u}|4", f"c/6{u}|5"]
+        assert await repo.records_of_subject(b) == [f"c/6{u}|1"]
+        assert await repo.records_of_subject(c) == [f"c/6{u}|2"]
+
+    async def test_the_answer_is_the_per_record_one(self, repo: RecordRepository) -> None:
+        u, rng = uuid.uuid4().hex[:8], random.Random(11)
+        subjects = [f"s{i}{u}" for i in range(6)]
+        kinds = [{"request_id": f"R{u}"}, {"case_id": f"K{u}"}, {"breach_id": f"B{u}"}, {}]
+        docs = []
+        for seq in range(1, 61):
+            refs = {**rng.choice(kinds), **rng.choice([{}, {"case_id": f"L{u}"}])}
+            named = rng.sample(subjects, rng.randrange(3))
+            docs.append(rec(f"c/7{u}", seq, refs=refs, subject_refs=named))
+        await repo.insert_records(docs)
+        for first in range(0, 60, 7):  # batch by batch, as the writer stores them
+            await repo.insert_index(index_entries(docs[first : first + 7]))
+        for ref in subjects:
+            assert await repo.records_of_subject(ref) == per_record(ref, docs), ref
+
+    async def test_entries_written_per_record_are_still_followed(
+        self, repo: RecordRepository
+    ) -> None:
+        u = uuid.uuid4().hex[:8]
+        old = rec(f"c/8{u}", 1, refs={"request_id": f"R{u}"}, subject_refs=[f"a{u}"])
+        new = rec(f"c/8{u}", 2, refs={"case_id": f"K{u}"}, subject_refs=[f"a{u}"])
+        await repo.insert_records([old, new])
+        # The first index's shape: one entry per (subject ref, record), whatever its refs.
+        legacy = {"_id": f"a{u}|{old['_id']}", "ref": f"a{u}", "record_id": old["_id"]}
+        await repo.insert_index([legacy, *index_entries([new])])
+        assert await repo.records_of_subject(f"a{u}") == [old["_id"], new["_id"]]
 
     async def test_pages_follow_the_selection_and_the_cursor(self, repo: RecordRepository) -> None:
         docs = [
