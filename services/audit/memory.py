@@ -87,7 +87,7 @@ class MemoryRecords:
         ids, aggregates = lookups([e for e in self.index.values() if e["ref"] == ref])
         for name, values in aggregates.items():
             named = [d for d in self.docs.values() if (d.get("refs") or {}).get(name) in values]
-            ids |= about(ref, named)
+            ids |= about(ref, named, name)
         return sorted(ids)
 
     async def page(

@@ -27,7 +27,7 @@ from services.audit.repository import (
     chain_seq,
     lookups,
 )
-from shared.mongo import IndexPlan
+from shared.mongo import IndexPlan, find_any
 
 RECORDS, HEADS, VAULT, KEYS, LINKS = "records", "chain_heads", "vault", "subject_keys", "links"
 # One entry per (subject ref, aggregate), or per record for a record naming no aggregate
@@ -144,7 +144,7 @@ class MongoRecords:
             for value in sorted(values):  # equality: the embedded server scans for ``$in``
                 query = {f"refs.{field}": value}  # a single-field index each
                 found = self.records.find(query, {"subject_refs": 1})
-                ids |= about(ref, [d async for d in found])
+                ids |= about(ref, [d async for d in found], field)
         return sorted(ids)
 
     async def page(
@@ -163,7 +163,7 @@ class MongoRecords:
         return [d async for d in found]
 
     async def naming(self, field: str, values: list[str]) -> list[Doc]:
-        return [d async for d in self.records.find({f"refs.{field}": {"$in": values}})]
+        return await find_any(self.records, f"refs.{field}", values)
 
 
 class MongoKeys:

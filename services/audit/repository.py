@@ -68,9 +68,16 @@ def lookups(entries: list[Doc]) -> tuple[set[str], dict[str, set[str]]]:
     return ids, aggregates
 
 
-def about(ref: str, records: list[Doc]) -> set[str]:
-    """The ids of ``records`` that name the subject ``ref`` (an aggregate may hold others)."""
-    return {str(r["_id"]) for r in records if ref in (r.get("subject_refs") or [])}
+def about(ref: str, records: list[Doc], field: str) -> set[str]:
+    """The ids of ``records`` (of one ``field`` aggregate) about the subject ``ref``: those
+    naming it (a breach may hold others); in a request, those naming nobody too. A request is
+    one subject's, and a record of it audited in the same poll as the one that linked the
+    request to its subject (another partition) was sealed before the link existed."""
+    return {
+        str(r["_id"])
+        for r in records
+        if ref in (refs := r.get("subject_refs") or []) or (field == "request_id" and not refs)
+    }
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,22 @@ class RecordContract:
         assert await repo.records_of_subject(b) == [f"c/6{u}|1"]
         assert await repo.records_of_subject(c) == [f"c/6{u}|2"]
 
+    async def test_a_record_of_the_request_sealed_before_its_link_is_found(
+        self, repo: RecordRepository
+    ) -> None:
+        # Audited in the same poll as the receipt (another partition), an ``extended`` event
+        # found no link from the request to its subject yet: it names nobody.
+        u = uuid.uuid4().hex[:8]
+        received = rec(f"c/9{u}", 1, refs={"request_id": f"R{u}"}, subject_refs=[f"a{u}"])
+        extended = rec(f"c/9{u}", 2, refs={"request_id": f"R{u}"}, subject_refs=[])
+        other = rec(f"c/9{u}", 3, refs={"breach_id": f"B{u}"}, subject_refs=[])
+        mine = rec(f"c/9{u}", 4, refs={"breach_id": f"B{u}"}, subject_refs=[f"a{u}"])
+        docs = [received, extended, other, mine]
+        await repo.insert_records(docs)
+        await repo.insert_index(index_entries(docs))
+        expected = [received["_id"], extended["_id"], mine["_id"]]
+        assert await repo.records_of_subject(f"a{u}") == expected
+
     async def test_the_answer_is_the_per_record_one(self, repo: RecordRepository) -> None:
         u, rng = uuid.uuid4().hex[:8], random.Random(11)
         subjects = [f"s{i}{u}" for i in range(6)]
@@ -111,7 +127,7 @@ class RecordContract:
         docs = []
         for seq in range(1, 61):
             refs = {**rng.choice(kinds), **rng.choice([{}, {"case_id": f"L{u}"}])}
-            named = rng.sample(subjects, rng.randrange(3))
+            named = rng.sample(subjects, rng.randrange(1 if "request_id" in refs else 0, 3))
             docs.append(rec(f"c/7{u}", seq, refs=refs, subject_refs=named))
         await repo.insert_records(docs)
         for first in range(0, 60, 7):  # batch by batch, as the writer stores them
