@@ -219,7 +219,10 @@ class Stopper(threading.Thread):
 
     def run(self) -> None:
         self.at = time.time()
-        self.back_after = wait_back(self.up, stop_members(self.up, self.replicas))
+        try:
+            self.back_after = wait_back(self.up, stop_members(self.up, self.replicas))
+        except FileNotFoundError:  # the run ended and its stack went away first: not timed
+            self.back_after = float("nan")
 
 
 def _traffic(up: Up, work: Workload, replicas: int, stall: float, rejoin: bool) -> dict[str, Any]:

@@ -54,11 +54,11 @@ def test_event_published_with_gardien_publish_is_audited(system: System, tmp_pat
     print(f"publish -> audited in {time.monotonic() - started:.2f}s (includes CLI start-up)")
     assert items[0]["event_id"] == event["id"]
     assert "alice" not in json.dumps(items).lower()  # identifiers are never stored in clear
-    req = httpx.get(
-        f"{system.api}/v1/requests/{event['data']['request_id']}",
-        headers=system.headers(),
-        timeout=5,
-    )
+    # Intake and audit consume the event independently: audited does not mean recorded yet.
+    deadline, url = time.monotonic() + 20, f"{system.api}/v1/requests/{event['data']['request_id']}"
+    while (req := httpx.get(url, headers=system.headers(), timeout=5)).status_code == 404:
+        assert time.monotonic() < deadline, "the request was audited but never recorded"
+        time.sleep(0.05)
     assert req.status_code == 200 and req.json()["right"] == "access"
 
 
