@@ -73,7 +73,16 @@ class TimerRepository(Protocol):
 
     async def relay(self, saved: Sequence[Change]) -> int:
         """Publish the events of ``saved`` (from memory), then clear their outboxes and free
-        their leases (never a newer writer's outbox)."""
+        their leases (never a newer writer's outbox): ``publish`` then ``clear``."""
+        ...
+
+    async def publish(self, saved: Sequence[Change]) -> int:
+        """Publish the events of ``saved`` from memory, all in flight together; how many."""
+        ...
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        """Empty the outboxes of ``published`` (changes whose events went out) and free
+        their leases, in one write; a newer writer's outbox is never touched."""
         ...
 
     async def relay_pending(self, older_than_ms: int) -> int:
@@ -194,20 +203,28 @@ class MongoTimers(VersionedCollection):
         self._broker = broker
 
     async def relay(self, saved: Sequence[Change]) -> int:
-        with_events = [c for c in saved if c.outbox]
-        if not with_events:
-            return 0
-        await publish_all(self._broker(), [pair for c in with_events for pair in c.events])
-        ops = [UpdateOne({"_id": c.doc_id, TOKEN: c.token}, RELAYED) for c in with_events]
+        sent = await self.publish(saved)
+        await self.clear([c for c in saved if c.outbox])
+        return sent
+
+    async def publish(self, saved: Sequence[Change]) -> int:
+        pairs = [pair for c in saved if c.outbox for pair in c.events]
+        if pairs:
+            await publish_all(self._broker(), pairs)
+        return len(pairs)
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        if not published:
+            return
+        ops = [UpdateOne({"_id": c.doc_id, TOKEN: c.token}, RELAYED) for c in published]
         cleared = await self.collection.bulk_write(ops, ordered=False)
-        leases = sorted({str(c.fields["lease_token"]) for c in with_events if _leased(c)})
-        if cleared.modified_count < len(with_events) and leases:
+        leases = sorted({str(c.fields["lease_token"]) for c in published if _leased(c)})
+        if cleared.modified_count < len(published) and leases:
             # A newer writer changed some of them (it relays its own outbox): free our leases.
-            ids = [c.doc_id for c in with_events]
+            ids = [c.doc_id for c in published]
             await self.collection.update_many(
                 {"_id": {"$in": ids}, "lease_token": {"$in": leases}}, {"$set": FREE}
             )
-        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
         found = self.collection.find({"outbox_pending": True}, {"outbox_at_ms": 1})

@@ -127,6 +127,29 @@ class TimerContract:
         assert doc["outbox"] == [] and not doc["outbox_pending"]
         assert doc["lease_token"] is None and doc["lease_until_ms"] == 0
 
+    async def test_publish_leaves_the_outbox_until_clear_empties_it_and_frees_the_lease(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([timer(1), timer(2)])
+        changes = []
+        for n in (1, 2):
+            change = leased(f"t{n}", 1, "me")
+            event = new_event("gardien.deadline.due", {"timer_id": f"t{n}"}, source="test")
+            entry = {"id": event.id, "key": f"t{n}", "event": event.model_dump(mode="json")}
+            change.outbox, change.events = [entry], [(event, f"t{n}")]
+            changes.append(change)
+        fired = await repo.fire_many(changes, NOW + 1)
+        assert await repo.publish(fired.saved) == 2
+        docs = await repo.load_many(["t1", "t2"])
+        assert all(d["outbox_pending"] and d["lease_token"] == "me" for d in docs.values())
+        await repo.save_many([Change("t2", 2, {"state": "newer"})])  # a newer writer's t2
+        slim = [Change(c.doc_id, c.version, {"lease_token": "me"}, token=c.token) for c in changes]
+        await repo.clear(slim)
+        docs = await repo.load_many(["t1", "t2"])
+        assert docs["t1"]["outbox"] == [] and not docs["t1"]["outbox_pending"]
+        assert docs["t1"]["lease_token"] is None and docs["t1"]["lease_until_ms"] == 0
+        assert docs["t2"]["state"] == "newer" and docs["t2"]["lease_token"] is None
+
     async def test_pages_follow_deadline_order_filters_and_cursor(
         self, repo: TimerRepository
     ) -> None:
