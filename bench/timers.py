@@ -11,8 +11,8 @@ seconds as the service does (default 1 s): a burst of timers is made due at one 
 (their plan set to one ``due`` firing then) and, for each, the lag from that instant (or from
 the end of the write that made them due, when a loaded machine finishes it later) to its
 firing (leased and saved in a batch, its event published) is measured; the scheduler clears
-the outboxes of what it published afterwards (every 5,000 firings and at the end of a
-round), and the CPU of that write is counted in each burst's CPU per firing.
+the outboxes of what it published afterwards (at the end of a round, or after 20,000
+firings or half a lease), and the CPU of that write is counted in each burst's CPU per firing.
 ``--compare`` also runs the claim path before 2026-12-01 (``bench/timers_before.py``) on
 other timers of the same database, bursts of the two alternating.
 Two bursts at the full count: ``--batch`` (default 1,000: lag p99, target < 1 s) and

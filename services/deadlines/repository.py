@@ -29,6 +29,7 @@ from shared.subject_vault import SubjectVault
 TIMERS = "timers"
 HOLDS = "holds"
 FREE: dict[str, Any] = {"lease_until_ms": 0, "lease_token": None}
+DUE_PAGES = 3  # pages of due timers read for free ones before filtering leases on the server
 RELAYED: dict[str, Any] = {"$set": {"outbox": [], "outbox_pending": False, **FREE}}
 
 INDEXES = IndexPlan(
@@ -235,10 +236,24 @@ class MongoTimers(VersionedCollection):
 
     async def due(self, now_ms: int, limit: int) -> list[Doc]:
         # Only timers with ``next_fire_ms <= now`` are read, through the single-field index:
-        # the cost grows with due timers, never with pending ones.
-        due = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
-        cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
-        return [d async for d in cursor]
+        # the cost grows with due timers, never with pending ones. Leases are checked here:
+        # with a second condition nx-27017 sorts every due timer in Python before the limit
+        # (~130 ms for 500 of 10,000 due, against ~45 ms for the one-condition query), so
+        # pages are read until ``limit`` free ones, then the server-side filter takes over.
+        free: dict[str, Doc] = {}
+        for page in range(DUE_PAGES):
+            found = self._due_page(now_ms, page * limit, limit)
+            docs = [d async for d in found]
+            free |= {d["_id"]: d for d in docs if int(d.get("lease_until_ms") or 0) < now_ms}
+            if len(free) >= limit or len(docs) < limit:
+                return list(free.values())[:limit]
+        both = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
+        cursor = self.collection.find(both).sort("next_fire_ms", ASCENDING).limit(limit)
+        return [d async for d in cursor]  # many leased timers due (a member died): filtered
+
+    def _due_page(self, now_ms: int, skip: int, limit: int) -> Any:
+        due = self.collection.find({"next_fire_ms": {"$lte": now_ms}})
+        return due.sort("next_fire_ms", ASCENDING).skip(skip).limit(limit)
 
     async def fire_many(self, changes: Sequence[Change], now_ms: int) -> Saved:
         if not changes:

@@ -7,10 +7,10 @@ the batch, ``holdgate.py``) and written in one bulk write, each at the version i
 decided from and only while its lease is free: that write is the claim. It records the
 fired state and the events in the timer's outbox and leases the timer to this batch until
 the events are published; then all of them are produced at once. The outboxes are cleared
-and the leases freed afterwards, in one write per ``CLEAR_EVERY`` firings and at the end of
-each round, so the events of a burst go out before that housekeeping. A write that loses
-its race (an inbound event or another member changed the timer) is decided again from the
-fresh timer if it is still due and free.
+and the leases freed afterwards, at the end of each round (or once ``CLEAR_EVERY`` firings
+or half a lease have gone by), so the events of a burst go out before that housekeeping. A
+write that loses its race (an inbound event or another member changed the timer) is decided
+again from the fresh timer if it is still due and free.
 
 A holder that dies after its write leaves the events in the outbox (the sweep relays them)
 and the timer leased: its next firing is taken after the lease. One that dies after
@@ -52,7 +52,7 @@ from shared.rules import Policy, default_policy
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 SWEEP_GRACE_MS = 10_000
-CLEAR_EVERY = 5_000  # published firings whose outboxes are cleared together
+CLEAR_EVERY = 20_000  # published firings whose outboxes are cleared together, at most
 MIN_WAIT = 0.005
 
 
@@ -115,11 +115,15 @@ class Scheduler:
                 if not docs:
                     break
                 fired += await self._relay(saved, len(docs))
+                if not published:
+                    oldest[0] = loop.time()
                 published.extend(_to_clear(saved))
-                if len(published) >= CLEAR_EVERY:
+                if len(published) >= CLEAR_EVERY or loop.time() - oldest[0] >= clear_after:
                     await self._clear(published)
             return fired
 
+        loop, oldest = asyncio.get_running_loop(), [0.0]
+        clear_after = self.lease_ms / 2000  # well before another member may take them
         fired = sum(await asyncio.gather(*(worker() for _ in range(self.workers))))
         await self._clear(published)
         return fired

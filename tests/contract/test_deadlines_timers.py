@@ -86,6 +86,20 @@ class TimerContract:
         assert await repo.next_due_ms(NOW + 1, NOW + 4) == NOW + 3  # t2 moved to NOW + 50
         assert await repo.next_due_ms(NOW + 5, NOW + 49) is None
 
+    async def test_due_passes_over_leased_timers_few_or_many_earliest_free_first(
+        self, repo: TimerRepository
+    ) -> None:
+        def held(n: int) -> Change:  # leased, and due again before every free timer
+            lease = {"next_fire_ms": NOW - 100 + n, "lease_until_ms": NOW + 30_000}
+            return Change(f"t{n}", 1, {**lease, "lease_token": "me"})
+
+        await repo.save_many([timer(i) for i in range(1, 21)])
+        await repo.fire_many([held(1)], NOW)
+        assert [d["_id"] for d in await repo.due(NOW + 60, 3)] == ["t2", "t3", "t4"]
+        await repo.fire_many([held(i) for i in range(2, 15)], NOW)  # more than pages hold
+        assert [d["_id"] for d in await repo.due(NOW + 60, 3)] == ["t15", "t16", "t17"]
+        assert [d["_id"] for d in await repo.due(NOW + 60, 10)] == [f"t{i}" for i in range(15, 21)]
+
     async def test_a_leased_write_keeps_other_writes_out_until_the_lease_ends(
         self, repo: TimerRepository
     ) -> None:
