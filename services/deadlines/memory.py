@@ -42,15 +42,22 @@ class MemoryTimers(MemoryVersioned):
         return Saved(saved, lost)
 
     async def relay(self, saved: Sequence[Change]) -> int:
-        with_events = [c for c in saved if c.outbox]
-        for change in with_events:
-            self.sent.extend(change.events)
+        sent = await self.publish(saved)
+        await self.clear([c for c in saved if c.outbox])
+        return sent
+
+    async def publish(self, saved: Sequence[Change]) -> int:
+        pairs = [pair for c in saved if c.outbox for pair in c.events]
+        self.sent.extend(pairs)
+        return len(pairs)
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        for change in published:
             doc = self.docs.get(change.doc_id)
             if doc is not None and doc.get(TOKEN) == change.token:
                 doc.update(outbox=[], outbox_pending=False, lease_until_ms=0, lease_token=None)
             elif doc is not None and change.fields.get("lease_token") == doc.get("lease_token"):
                 doc.update(lease_until_ms=0, lease_token=None)  # a newer writer relays its own
-        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
         sent = 0

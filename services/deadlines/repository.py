@@ -29,6 +29,7 @@ from shared.subject_vault import SubjectVault
 TIMERS = "timers"
 HOLDS = "holds"
 FREE: dict[str, Any] = {"lease_until_ms": 0, "lease_token": None}
+DUE_PAGES = 3  # pages of due timers read for free ones before filtering leases on the server
 RELAYED: dict[str, Any] = {"$set": {"outbox": [], "outbox_pending": False, **FREE}}
 
 INDEXES = IndexPlan(
@@ -73,7 +74,16 @@ class TimerRepository(Protocol):
 
     async def relay(self, saved: Sequence[Change]) -> int:
         """Publish the events of ``saved`` (from memory), then clear their outboxes and free
-        their leases (never a newer writer's outbox)."""
+        their leases (never a newer writer's outbox): ``publish`` then ``clear``."""
+        ...
+
+    async def publish(self, saved: Sequence[Change]) -> int:
+        """Publish the events of ``saved`` from memory, all in flight together; how many."""
+        ...
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        """Empty the outboxes of ``published`` (changes whose events went out) and free
+        their leases, in one write; a newer writer's outbox is never touched."""
         ...
 
     async def relay_pending(self, older_than_ms: int) -> int:
@@ -194,20 +204,28 @@ class MongoTimers(VersionedCollection):
         self._broker = broker
 
     async def relay(self, saved: Sequence[Change]) -> int:
-        with_events = [c for c in saved if c.outbox]
-        if not with_events:
-            return 0
-        await publish_all(self._broker(), [pair for c in with_events for pair in c.events])
-        ops = [UpdateOne({"_id": c.doc_id, TOKEN: c.token}, RELAYED) for c in with_events]
+        sent = await self.publish(saved)
+        await self.clear([c for c in saved if c.outbox])
+        return sent
+
+    async def publish(self, saved: Sequence[Change]) -> int:
+        pairs = [pair for c in saved if c.outbox for pair in c.events]
+        if pairs:
+            await publish_all(self._broker(), pairs)
+        return len(pairs)
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        if not published:
+            return
+        ops = [UpdateOne({"_id": c.doc_id, TOKEN: c.token}, RELAYED) for c in published]
         cleared = await self.collection.bulk_write(ops, ordered=False)
-        leases = sorted({str(c.fields["lease_token"]) for c in with_events if _leased(c)})
-        if cleared.modified_count < len(with_events) and leases:
+        leases = sorted({str(c.fields["lease_token"]) for c in published if _leased(c)})
+        if cleared.modified_count < len(published) and leases:
             # A newer writer changed some of them (it relays its own outbox): free our leases.
-            ids = [c.doc_id for c in with_events]
+            ids = [c.doc_id for c in published]
             await self.collection.update_many(
                 {"_id": {"$in": ids}, "lease_token": {"$in": leases}}, {"$set": FREE}
             )
-        return sum(len(c.events) for c in with_events)
 
     async def relay_pending(self, older_than_ms: int) -> int:
         found = self.collection.find({"outbox_pending": True}, {"outbox_at_ms": 1})
@@ -218,10 +236,24 @@ class MongoTimers(VersionedCollection):
 
     async def due(self, now_ms: int, limit: int) -> list[Doc]:
         # Only timers with ``next_fire_ms <= now`` are read, through the single-field index:
-        # the cost grows with due timers, never with pending ones.
-        due = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
-        cursor = self.collection.find(due).sort("next_fire_ms", ASCENDING).limit(limit)
-        return [d async for d in cursor]
+        # the cost grows with due timers, never with pending ones. Leases are checked here:
+        # with a second condition nx-27017 sorts every due timer in Python before the limit
+        # (~130 ms for 500 of 10,000 due, against ~45 ms for the one-condition query), so
+        # pages are read until ``limit`` free ones, then the server-side filter takes over.
+        free: dict[str, Doc] = {}
+        for page in range(DUE_PAGES):
+            found = self._due_page(now_ms, page * limit, limit)
+            docs = [d async for d in found]
+            free |= {d["_id"]: d for d in docs if int(d.get("lease_until_ms") or 0) < now_ms}
+            if len(free) >= limit or len(docs) < limit:
+                return list(free.values())[:limit]
+        both = {"next_fire_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}}
+        cursor = self.collection.find(both).sort("next_fire_ms", ASCENDING).limit(limit)
+        return [d async for d in cursor]  # many leased timers due (a member died): filtered
+
+    def _due_page(self, now_ms: int, skip: int, limit: int) -> Any:
+        due = self.collection.find({"next_fire_ms": {"$lte": now_ms}})
+        return due.sort("next_fire_ms", ASCENDING).skip(skip).limit(limit)
 
     async def fire_many(self, changes: Sequence[Change], now_ms: int) -> Saved:
         if not changes:

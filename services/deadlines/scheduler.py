@@ -1,17 +1,22 @@
 """The scheduler: fire due timers in batches under a lease, once each, and advance them.
 
-Nothing lives in process memory: a timer's plan, what has fired and its lease are in its
-document. A batch is up to ``batch`` due timers that no live lease holds (one read through
-the ``next_fire_ms`` index); its firings are decided in memory (a purge about to fire reads
-``holds`` once for the batch, ``holdgate.py``) and written in one bulk write, each at the
-version it was decided from and only while its lease is free: that write is the claim. It
-records the fired state and the events in the timer's outbox and leases the timer to this
-batch until the events are published; then all of them are produced at once and the
-outboxes cleared and leases freed in one more write (``relay``). A write that loses its race
-(an inbound event or another member changed the timer) is decided again from the fresh
-timer if it is still due and free. A holder that dies after its write leaves the events in
-the outbox (the sweep relays them) and the timer leased: its next firing is taken after the
-lease. Event ids ``<timer_id>:<firing>:<due_at>`` make any re-publication recognisable.
+A timer's plan, what has fired and its lease are in its document. A batch is up to
+``batch`` due timers that no live lease holds (one read through the ``next_fire_ms``
+index); its firings are decided in memory (a purge about to fire reads ``holds`` once for
+the batch, ``holdgate.py``) and written in one bulk write, each at the version it was
+decided from and only while its lease is free: that write is the claim. It records the
+fired state and the events in the timer's outbox and leases the timer to this batch until
+the events are published; then all of them are produced at once. The outboxes are cleared
+and the leases freed afterwards, at the end of each round (or once ``CLEAR_EVERY`` firings
+or half a lease have gone by), so the events of a burst go out before that housekeeping. A
+write that loses its race (an inbound event or another member changed the timer) is decided
+again from the fresh timer if it is still due and free.
+
+A holder that dies after its write leaves the events in the outbox (the sweep relays them)
+and the timer leased: its next firing is taken after the lease. One that dies after
+publishing, before the clear, leaves the same: the sweep publishes those events again, as
+an inbound event written to such a timer meanwhile does. Event ids
+``<timer_id>:<firing>:<due_at>`` make any re-publication recognisable.
 
 Claim loops (``workers``) take turns at the read and the write, so they never share a timer,
 and overlap one batch's publication with the next batch's claim. ``run`` wakes at the next
@@ -47,6 +52,7 @@ from shared.rules import Policy, default_policy
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 SWEEP_GRACE_MS = 10_000
+CLEAR_EVERY = 20_000  # published firings whose outboxes are cleared together, at most
 MIN_WAIT = 0.005
 
 
@@ -79,9 +85,24 @@ class Scheduler:
         self.span = span or _no_span
 
     async def tick(self) -> int:
-        """Fire every timer due now that no live lease holds; return how many fired."""
+        """Fire every timer due now that no live lease holds; return how many fired.
+
+        Rounds of claim loops: a round's published timers stay leased until their outboxes
+        are cleared (every ``CLEAR_EVERY`` firings and at the round's end), so the events of
+        a burst go out before that housekeeping; a timer due again after its firing is taken
+        by the next round once cleared."""
         now_ms, budget = to_ms(self.clock.now()), [self.max_per_tick]
+        fired = 0
+        while budget[0] > 0:
+            got = await self._round(now_ms, budget)
+            fired += got
+            if not got:
+                break
+        return fired
+
+    async def _round(self, now_ms: int, budget: list[int]) -> int:
         claiming = asyncio.Lock()  # one claim loop at a time reads and writes
+        published: list[Change] = []
 
         async def worker() -> int:
             fired = 0
@@ -94,13 +115,31 @@ class Scheduler:
                 if not docs:
                     break
                 fired += await self._relay(saved, len(docs))
+                if not published:
+                    oldest[0] = loop.time()
+                published.extend(_to_clear(saved))
+                if len(published) >= CLEAR_EVERY or loop.time() - oldest[0] >= clear_after:
+                    await self._clear(published)
             return fired
 
-        return sum(await asyncio.gather(*(worker() for _ in range(self.workers))))
+        loop, oldest = asyncio.get_running_loop(), [0.0]
+        clear_after = self.lease_ms / 2000  # well before another member may take them
+        fired = sum(await asyncio.gather(*(worker() for _ in range(self.workers))))
+        await self._clear(published)
+        return fired
+
+    async def _clear(self, published: list[Change]) -> None:
+        taken = published[:]
+        del published[:]
+        await self.repos.timers.clear(taken)
 
     async def fire(self, docs: list[Doc], now_ms: int) -> int:
-        """Fire ``docs`` (read by ``due``) in one leased write and one relay; how many emitted."""
-        return await self._relay(await self._write(docs, now_ms), len(docs))
+        """Fire ``docs`` (read by ``due``) in one leased write, one publish and one clear;
+        how many emitted."""
+        saved = await self._write(docs, now_ms)
+        fired = await self._relay(saved, len(docs))
+        await self.repos.timers.clear(_to_clear(saved))
+        return fired
 
     async def _write(self, docs: list[Doc], now_ms: int) -> list[Change]:
         """The batch's leased write; lost races decided again while still due and free."""
@@ -122,8 +161,9 @@ class Scheduler:
         return saved
 
     async def _relay(self, saved: list[Change], claimed: int) -> int:
+        """Publish what the batch's write decided (its outboxes are cleared later)."""
         with self.span("deadlines.fire") as span:
-            sent = await self.repos.timers.relay(saved)
+            sent = await self.repos.timers.publish(saved)
             if span is not None:
                 span.set_attribute("gardien.timers", claimed)
                 span.set_attribute("gardien.events_sent", sent)
@@ -191,6 +231,15 @@ class Scheduler:
         now_ms = to_ms(self.clock.now())
         nxt = await self.repos.timers.next_due_ms(now_ms, now_ms + int(interval * 1000))
         return interval if nxt is None else max(MIN_WAIT, (nxt - now_ms) / 1000)
+
+
+def _to_clear(saved: list[Change]) -> list[Change]:
+    """What clearing needs of the published changes: no events, no outbox held in memory."""
+    return [
+        Change(c.doc_id, c.version, {"lease_token": c.fields.get("lease_token")}, token=c.token)
+        for c in saved
+        if c.outbox
+    ]
 
 
 def _free_and_due(doc: Doc, now_ms: int) -> bool:

@@ -86,6 +86,20 @@ class TimerContract:
         assert await repo.next_due_ms(NOW + 1, NOW + 4) == NOW + 3  # t2 moved to NOW + 50
         assert await repo.next_due_ms(NOW + 5, NOW + 49) is None
 
+    async def test_due_passes_over_leased_timers_few_or_many_earliest_free_first(
+        self, repo: TimerRepository
+    ) -> None:
+        def held(n: int) -> Change:  # leased, and due again before every free timer
+            lease = {"next_fire_ms": NOW - 100 + n, "lease_until_ms": NOW + 30_000}
+            return Change(f"t{n}", 1, {**lease, "lease_token": "me"})
+
+        await repo.save_many([timer(i) for i in range(1, 21)])
+        await repo.fire_many([held(1)], NOW)
+        assert [d["_id"] for d in await repo.due(NOW + 60, 3)] == ["t2", "t3", "t4"]
+        await repo.fire_many([held(i) for i in range(2, 15)], NOW)  # more than pages hold
+        assert [d["_id"] for d in await repo.due(NOW + 60, 3)] == ["t15", "t16", "t17"]
+        assert [d["_id"] for d in await repo.due(NOW + 60, 10)] == [f"t{i}" for i in range(15, 21)]
+
     async def test_a_leased_write_keeps_other_writes_out_until_the_lease_ends(
         self, repo: TimerRepository
     ) -> None:
@@ -126,6 +140,29 @@ class TimerContract:
         doc = (await repo.load_many(["t1"]))["t1"]
         assert doc["outbox"] == [] and not doc["outbox_pending"]
         assert doc["lease_token"] is None and doc["lease_until_ms"] == 0
+
+    async def test_publish_leaves_the_outbox_until_clear_empties_it_and_frees_the_lease(
+        self, repo: TimerRepository
+    ) -> None:
+        await repo.save_many([timer(1), timer(2)])
+        changes = []
+        for n in (1, 2):
+            change = leased(f"t{n}", 1, "me")
+            event = new_event("gardien.deadline.due", {"timer_id": f"t{n}"}, source="test")
+            entry = {"id": event.id, "key": f"t{n}", "event": event.model_dump(mode="json")}
+            change.outbox, change.events = [entry], [(event, f"t{n}")]
+            changes.append(change)
+        fired = await repo.fire_many(changes, NOW + 1)
+        assert await repo.publish(fired.saved) == 2
+        docs = await repo.load_many(["t1", "t2"])
+        assert all(d["outbox_pending"] and d["lease_token"] == "me" for d in docs.values())
+        await repo.save_many([Change("t2", 2, {"state": "newer"})])  # a newer writer's t2
+        slim = [Change(c.doc_id, c.version, {"lease_token": "me"}, token=c.token) for c in changes]
+        await repo.clear(slim)
+        docs = await repo.load_many(["t1", "t2"])
+        assert docs["t1"]["outbox"] == [] and not docs["t1"]["outbox_pending"]
+        assert docs["t1"]["lease_token"] is None and docs["t1"]["lease_until_ms"] == 0
+        assert docs["t2"]["state"] == "newer" and docs["t2"]["lease_token"] is None
 
     async def test_pages_follow_deadline_order_filters_and_cursor(
         self, repo: TimerRepository

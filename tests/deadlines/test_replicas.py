@@ -121,7 +121,7 @@ async def test_a_member_that_dies_after_its_leased_write_is_taken_over_after_the
             raise ConnectionError("the member died after its write, before publishing")
 
         with monkeypatch.context() as patched:  # fires everything due now (others' too)
-            patched.setattr(MongoTimers, "relay", dies)
+            patched.setattr(MongoTimers, "publish", dies)
             with pytest.raises(ConnectionError):
                 await scheduler.tick()
         written = await stored(app, tid) or {}

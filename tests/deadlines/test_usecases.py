@@ -194,15 +194,15 @@ async def test_a_holder_that_dies_after_its_leased_write_loses_no_firing_and_rep
     w = world(T0)
     await w.handle(detected("BR-D"))
     w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))  # the deadline
-    real_relay = MemoryTimers.relay
+    real_publish = MemoryTimers.publish
 
     async def dies(self: MemoryTimers, saved: Any) -> int:
         raise ConnectionError("the member died after its write, before publishing")
 
-    w.timers.relay = dies.__get__(w.timers)  # type: ignore[method-assign]
+    w.timers.publish = dies.__get__(w.timers)  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         await w.scheduler.tick()
-    w.timers.relay = real_relay.__get__(w.timers)  # type: ignore[method-assign]
+    w.timers.publish = real_publish.__get__(w.timers)  # type: ignore[method-assign]
     doc = w.doc("breach:BR-D:authority")
     assert doc["outbox_pending"] and doc["lease_token"] and w.sent("due") == []
     w.clock.set(datetime(2026, 12, 27, 17, 30, 10, tzinfo=UTC))  # the lease is still live
@@ -213,6 +213,52 @@ async def test_a_holder_that_dies_after_its_leased_write_loses_no_firing_and_rep
     await w.scheduler.tick()
     ids = [e.id for e in w.sent() if e.id.startswith("breach:BR-D")]
     assert len(ids) == len(set(ids)) and len(w.sent("due")) == 2  # authority + subjects
+
+
+async def test_a_burst_is_published_before_its_outboxes_are_cleared_and_then_all_are() -> None:
+    w = world(T0)
+    await w.handle(*(detected(f"BR-C{n}") for n in range(3)))
+    w.scheduler.batch = 2  # 6 timers: three claims, each published as soon as written
+    calls: list[tuple[str, int]] = []
+    real_publish, real_clear = MemoryTimers.publish, MemoryTimers.clear
+
+    async def publish(self: MemoryTimers, saved: Any) -> int:
+        calls.append(("publish", len(saved)))
+        return await real_publish(self, saved)
+
+    async def clear(self: MemoryTimers, published: Any) -> None:
+        calls.append(("clear", len(published)))
+        await real_clear(self, published)
+
+    w.timers.publish = publish.__get__(w.timers)  # type: ignore[method-assign]
+    w.timers.clear = clear.__get__(w.timers)  # type: ignore[method-assign]
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))
+    assert await w.scheduler.tick() == 6
+    assert calls[:4] == [("publish", 2), ("publish", 2), ("publish", 2), ("clear", 6)]
+    docs = [d for d in w.timers.docs.values() if str(d["_id"]).startswith("breach:BR-C")]
+    assert len(docs) == 6 and all(d["outbox"] == [] and not d["outbox_pending"] for d in docs)
+    assert all(d["lease_token"] is None and d["lease_until_ms"] == 0 for d in docs)
+
+
+async def test_a_holder_dying_after_publishing_before_the_clear_repeats_only_the_same_ids() -> None:
+    w = world(T0)
+    await w.handle(detected("BR-P"))
+    w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))
+    real_clear = MemoryTimers.clear
+
+    async def dies(self: MemoryTimers, published: Any) -> None:
+        raise ConnectionError("the member died after publishing, before clearing")
+
+    w.timers.clear = dies.__get__(w.timers)  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await w.scheduler.tick()
+    w.timers.clear = real_clear.__get__(w.timers)  # type: ignore[method-assign]
+    first = [e.id for e in w.sent() if e.id.startswith("breach:BR-P")]
+    assert first and w.doc("breach:BR-P:authority")["outbox_pending"]
+    w.clock.set(datetime(2026, 12, 27, 17, 30, 10, tzinfo=UTC))
+    assert await w.timers.relay_pending(int(w.clock.now().timestamp() * 1000)) == len(first)
+    again = [e.id for e in w.sent() if e.id.startswith("breach:BR-P")]
+    assert sorted(again) == sorted(first * 2)  # the same events, recognisable, none new
 
 
 async def test_the_scheduler_wakes_at_the_next_timer_due_within_its_interval() -> None:
