@@ -190,19 +190,25 @@ async def test_several_claim_loops_in_one_tick_never_fire_a_timer_twice() -> Non
     assert len(ids) == len(set(ids)) == 6
 
 
+async def tick_dying(w: Any, step: str) -> None:
+    """A scheduler tick whose ``w.timers.<step>`` fails, as when the member dies there."""
+
+    async def dies(*_: Any) -> Any:
+        raise ConnectionError(f"the member died at {step}")
+
+    setattr(w.timers, step, dies)
+    try:
+        with pytest.raises(ConnectionError):
+            await w.scheduler.tick()
+    finally:
+        delattr(w.timers, step)
+
+
 async def test_a_holder_that_dies_after_its_leased_write_loses_no_firing_and_repeats_none() -> None:
     w = world(T0)
     await w.handle(detected("BR-D"))
     w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))  # the deadline
-    real_publish = MemoryTimers.publish
-
-    async def dies(self: MemoryTimers, saved: Any) -> int:
-        raise ConnectionError("the member died after its write, before publishing")
-
-    w.timers.publish = dies.__get__(w.timers)  # type: ignore[method-assign]
-    with pytest.raises(ConnectionError):
-        await w.scheduler.tick()
-    w.timers.publish = real_publish.__get__(w.timers)  # type: ignore[method-assign]
+    await tick_dying(w, "publish")  # after its write, before publishing
     doc = w.doc("breach:BR-D:authority")
     assert doc["outbox_pending"] and doc["lease_token"] and w.sent("due") == []
     w.clock.set(datetime(2026, 12, 27, 17, 30, 10, tzinfo=UTC))  # the lease is still live
@@ -244,15 +250,7 @@ async def test_a_holder_dying_after_publishing_before_the_clear_repeats_only_the
     w = world(T0)
     await w.handle(detected("BR-P"))
     w.clock.set(datetime(2026, 12, 27, 17, 30, tzinfo=UTC))
-    real_clear = MemoryTimers.clear
-
-    async def dies(self: MemoryTimers, published: Any) -> None:
-        raise ConnectionError("the member died after publishing, before clearing")
-
-    w.timers.clear = dies.__get__(w.timers)  # type: ignore[method-assign]
-    with pytest.raises(ConnectionError):
-        await w.scheduler.tick()
-    w.timers.clear = real_clear.__get__(w.timers)  # type: ignore[method-assign]
+    await tick_dying(w, "clear")  # after publishing, before clearing
     first = [e.id for e in w.sent() if e.id.startswith("breach:BR-P")]
     assert first and w.doc("breach:BR-P:authority")["outbox_pending"]
     w.clock.set(datetime(2026, 12, 27, 17, 30, 10, tzinfo=UTC))
