@@ -6,6 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def epoch_ms(at: datetime | str) -> int:
+    """An instant as epoch milliseconds; a naive one (as some stores return it, possibly as
+    ISO text) is taken as UTC."""
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current instant, timezone-aware, in UTC."""

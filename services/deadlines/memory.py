@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.deadlines.repository import Listing, Repositories
+from services.deadlines.repository import Listing, PublishThenClear, Repositories
 from shared.events import CloudEvent
 from shared.memory import MemoryVersioned
 from shared.persistence import TOKEN, Change, Saved
@@ -18,7 +18,7 @@ from shared.subject_vault import SEALED, KeyShredded
 Doc = dict[str, Any]
 
 
-class MemoryTimers(MemoryVersioned):
+class MemoryTimers(PublishThenClear, MemoryVersioned):
     """Timers in a dict; ``sent`` collects every event relayed, in order."""
 
     # Timers add leases to the versioned documents: a leased write keeps others out.
@@ -40,11 +40,6 @@ class MemoryTimers(MemoryVersioned):
         saved = [c for c in changes if self.docs.get(c.doc_id, {}).get(TOKEN) == c.token]
         lost = [c.doc_id for c in changes if c not in saved]
         return Saved(saved, lost)
-
-    async def relay(self, saved: Sequence[Change]) -> int:
-        sent = await self.publish(saved)
-        await self.clear([c for c in saved if c.outbox])
-        return sent
 
     async def publish(self, saved: Sequence[Change]) -> int:
         pairs = [pair for c in saved if c.outbox for pair in c.events]

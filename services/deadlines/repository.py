@@ -196,17 +196,27 @@ class Repositories:
     vault: Vault
 
 
-class MongoTimers(VersionedCollection):
-    """Timers in the deadlines database, one document per clock (``_id`` = timer id)."""
+class PublishThenClear:
+    """``relay`` as the scheduler splits it: ``publish``, then ``clear`` what had events."""
 
-    def __init__(self, db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> None:
-        super().__init__(db[TIMERS])
-        self._broker = broker
+    async def publish(self, saved: Sequence[Change]) -> int:
+        raise NotImplementedError
+
+    async def clear(self, published: Sequence[Change]) -> None:
+        raise NotImplementedError
 
     async def relay(self, saved: Sequence[Change]) -> int:
         sent = await self.publish(saved)
         await self.clear([c for c in saved if c.outbox])
         return sent
+
+
+class MongoTimers(PublishThenClear, VersionedCollection):
+    """Timers in the deadlines database, one document per clock (``_id`` = timer id)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], broker: Callable[[], KafkaBroker]) -> None:
+        super().__init__(db[TIMERS])
+        self._broker = broker
 
     async def publish(self, saved: Sequence[Change]) -> int:
         pairs = [pair for c in saved if c.outbox for pair in c.events]

@@ -88,9 +88,8 @@ class Scheduler:
         """Fire every timer due now that no live lease holds; return how many fired.
 
         Rounds of claim loops: a round's published timers stay leased until their outboxes
-        are cleared (every ``CLEAR_EVERY`` firings and at the round's end), so the events of
-        a burst go out before that housekeeping; a timer due again after its firing is taken
-        by the next round once cleared."""
+        are cleared (see the module's description), and a timer due again after its firing
+        is taken by the next round once cleared."""
         now_ms, budget = to_ms(self.clock.now()), [self.max_per_tick]
         fired = 0
         while budget[0] > 0:

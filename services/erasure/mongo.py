@@ -11,7 +11,7 @@ import copy
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -23,6 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from services.erasure.domain import OPEN_STATES, Case
 from services.erasure.holds import Hold
 from services.erasure.repository import OpenCase, Repositories, Stored, Write, applied_after
+from shared.clock import epoch_ms
 from shared.events import CloudEvent
 from shared.figures import outbox_backlog
 from shared.mongo import IndexPlan
@@ -50,14 +51,6 @@ INDEXES = IndexPlan(
 )
 OPEN = {"state": {"$in": list(OPEN_STATES)}}
 GAUGE_PAGE = 200  # cases decoded at once when the gauges read every open case
-
-
-def due_ms(at: datetime | str) -> int:
-    """An instant as epoch milliseconds (a stored one may come back as text)."""
-    when = datetime.fromisoformat(at) if isinstance(at, str) else at
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
 
 
 def key_id(case_id: str) -> str:
@@ -123,7 +116,7 @@ class MongoCases:
     async def due(self, now: datetime, limit: int) -> list[str]:
         if not self._backfilled:  # once per process: cases stored before ``next_due_ms``
             await self._backfill_due_ms()
-        query = {"next_due_ms": {"$lte": due_ms(now)}}
+        query = {"next_due_ms": {"$lte": epoch_ms(now)}}
         cursor = self.collection.find(query, {"_id": 1}).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
 
@@ -131,7 +124,7 @@ class MongoCases:
         """Give the cases stored without ``next_due_ms`` theirs (one scan, at start)."""
         legacy = {"next_due_ms": {"$exists": False}, "next_due_at": {"$ne": None}}
         async for doc in self.collection.find(legacy, {"next_due_at": 1}):
-            update = {"$set": {"next_due_ms": due_ms(doc["next_due_at"])}}
+            update = {"$set": {"next_due_ms": epoch_ms(doc["next_due_at"])}}
             await self.collection.update_one({"_id": doc["_id"]}, update)
         self._backfilled = True
 
@@ -218,7 +211,7 @@ async def _change(write: Write, vault: SubjectVault) -> Change:
             progress["identifiers"] = await vault.seal(kid, ids, f"identifiers|{name}")
     if case.processor is not None:
         fields["processor_old"] = case.processor.old
-    fields["next_due_ms"] = due_ms(case.next_due_at) if case.next_due_at else None
+    fields["next_due_ms"] = epoch_ms(case.next_due_at) if case.next_due_at else None
     fields["applied"] = applied_after(write.loaded, write.applied)
     if write.loaded is not None:
         fields = _changed_parts(fields, write.loaded.stored_parts)

@@ -28,7 +28,7 @@ from services.erasure.package_repo import PackageRepository, PackageState
 from services.erasure.packages import Outcome, PackageOrder
 from services.erasure.settings import ErasureSettings
 from shared.blobs import BlobMissing
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock, epoch_ms
 from shared.errors import GardienError, NotFound, TransientError
 from shared.events import CloudEvent, new_event
 from shared.events.internal import (
@@ -88,11 +88,6 @@ def info(state: PackageState, chargeable: bool = False) -> PackageInfo:
         dict(state.systems),
         chargeable,
     )
-
-
-def ms(at: datetime) -> int:
-    """Epoch milliseconds of an aware instant."""
-    return int(at.timestamp() * 1000)
 
 
 def _event(kind: str, data: BaseModel, event_id: str, now: datetime) -> tuple[CloudEvent, str]:
@@ -233,7 +228,7 @@ class Packages:
     async def _delivery(
         self, state: PackageState, actor: str, via: str, now: datetime
     ) -> tuple[PackageState, tuple[CloudEvent, str]]:
-        since = ms(datetime.combine(add_months(now.date(), -12), now.timetz()))
+        since = epoch_ms(datetime.combine(add_months(now.date(), -12), now.timetz()))
         copy = state.downloads + 1
         updated = state.model_copy(deep=True, update={"downloads": copy})
         ids = {"request_id": state.request_id, "package_id": state.package_id}
@@ -242,8 +237,8 @@ class Packages:
                 state.subject, since, state.request_id
             )
             keep = timedelta(days=self.settings.package_keep_days)
-            updated.delivered_at, updated.delivered_ms = now.isoformat(), ms(now)
-            updated.expires_ms = ms(now + keep)
+            updated.delivered_at, updated.delivered_ms = now.isoformat(), epoch_ms(now)
+            updated.expires_ms = epoch_ms(now + keep)
             first = PackageDelivered(
                 **ids,
                 delivered_at=now.isoformat(),
@@ -271,7 +266,7 @@ class Packages:
                 secrets.token_hex(8),
                 now + timedelta(seconds=self.settings.package_link_seconds),
             )
-            token = package_links.issue(self.link_key, request_id, link_id, ms(expires))
+            token = package_links.issue(self.link_key, request_id, link_id, epoch_ms(expires))
             issued = state.model_copy(deep=True, update={"links": [*state.links, link_id]})
             data = PackageLinkIssued(
                 request_id=request_id,
@@ -290,7 +285,7 @@ class Packages:
         self, token: str, now: datetime
     ) -> tuple[PackageInfo, AsyncIterator[bytes]]:
         """The subject's download through a link: once, before it expires."""
-        request_id, link_id = package_links.verify(self.link_key, token, ms(now))
+        request_id, link_id = package_links.verify(self.link_key, token, epoch_ms(now))
         state = await self.repo.get(request_id)
         if state is None or link_id not in state.links:
             raise PackageMissing("no such link")
@@ -300,7 +295,7 @@ class Packages:
         """Delete packages whose keep period after delivery ended, with their uploads."""
         with self.span("erasure.package.expire"):
             deleted = []
-            for state in await self.repo.due(ms(now), self.settings.sweep_batch):
+            for state in await self.repo.due(epoch_ms(now), self.settings.sweep_batch):
                 removed = await self.sources.blobs.delete([state.package_id, *state.uploads])
                 if self.shred is not None and state.kid:
                     await self.shred(state.kid, now)  # copies in backups become noise too
