@@ -82,6 +82,21 @@ def test_a_command_issued_twice_or_a_case_left_open_fails() -> None:
     assert v.failures["acknowledged_once"]
 
 
+def test_a_command_relayed_again_under_its_own_id_is_one_command() -> None:
+    """A member stopped between its publish and its outbox clear leaves the outbox to the
+    next owner, which publishes the same events again (same ids): one command, not two."""
+    cmd = "gardien.erasure.command.issued"
+    one = rec(topics.ERASURE_COMMANDS, 0, 1, "s1", cmd, "k:s1:1", command_id="k:s1", case_id="k")
+    relayed = rec(
+        topics.ERASURE_COMMANDS, 0, 2, "s1", cmd, "k:s1:1", command_id="k:s1", case_id="k"
+    )
+    closed = [{"_id": "k", "state": "closed", "systems": {"s1": {"attempts": 1}}}]
+    v = Verdict()
+    check_commands(v, [one, relayed], closed, {"k"})
+    assert v.ok, v.failures
+    assert v.counts["commands"] == 1
+
+
 def audited(eid: str, seq: int, offset: int) -> dict[str, Any]:
     t = topics.REQUEST_EVENTS
     return {"topic": t, "event_id": eid, "chain": f"{t}/0", "seq": seq, "offset": offset,
