@@ -28,8 +28,12 @@ lint: env
 	$(VENV)/bin/ruff format --check shared services gardien tests examples bench
 	$(VENV)/bin/mypy shared services gardien tests/support.py
 
+# Two workers (pytest-xdist), each with its own embedded stack; a module stays on one worker
+# (tests/conftest.py). The suite waits on servers more than it computes: TEST_WORKERS=1 runs
+# it in one process.
+TEST_WORKERS ?= 2
 test: lint browser
-	$(VENV)/bin/pytest -ra
+	$(VENV)/bin/pytest -ra -n $(TEST_WORKERS) --dist loadscope
 
 # The console's browser tests drive Debian's Chromium (never a downloaded one). Installed
 # here when missing and apt-get can run as root; otherwise those tests skip with the reason.

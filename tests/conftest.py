@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,42 @@ from tests.support import StackInfo
 def pytest_configure(config: pytest.Config) -> None:
     """One pseudonym key for the test session (services and child processes inherit it)."""
     os.environ.setdefault("GARDIEN_PSEUDONYM_KEY", secrets.token_hex(32))
+
+
+# A package whose fixtures are package-scoped: its modules share one worker under xdist.
+ONE_WORKER_PACKAGES = ("tests/console/",)
+
+
+def work_unit(nodeid: str) -> str:
+    """What one xdist worker runs together: a module, or a package of ``ONE_WORKER_PACKAGES``."""
+    path = nodeid.split("::", 1)[0]
+    return next((p for p in ONE_WORKER_PACKAGES if path.startswith(p)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` (``-n 2 --dist loadscope``): each work unit on one worker, so module and
+    package fixtures (a ``gardien up``, a broker of its own) are set up once per run.
+
+    xdist's own ``loadgroup`` cannot do it on pytest 9.2: it marks groups by rewriting node
+    ids, which no longer takes effect (pytest-xdist issue 1386).
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The units that run ``gardien up`` or other processes (``e2e``) first, so that the
+    workers end on short units rather than one waiting for the other's long one."""
+    slow = {work_unit(i.nodeid) for i in items if i.get_closest_marker("e2e")}
+    items.sort(key=lambda i: work_unit(i.nodeid) not in slow)  # stable: order kept within
 
 
 @pytest.fixture(scope="session")
