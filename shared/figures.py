@@ -19,6 +19,7 @@ from shared.metrics import GaugeSource, Key, Metrics
 
 GAUGE_CAP = 10_000  # documents read per figure at most
 GAUGE_EVERY = 60.0  # seconds between two reads of a business figure (they change slowly)
+SCAN_TIMEOUT = 30.0  # seconds for a figure whose read grows with the open documents
 
 
 def key(attributes: Mapping[str, str | int]) -> Key:

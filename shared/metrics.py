@@ -8,6 +8,8 @@ values are topics, event types, partitions, outcomes and service names: never pe
 Observable figures that need a database read (timers pending, open cases, outbox backlog) are
 refreshed by one background task per process (``refresh_every`` seconds) and reported from
 memory: OpenTelemetry's callbacks are synchronous and a scrape must never wait on MongoDB.
+Each source is read on its own, bounded by its own timeout, so a slow figure (one that grows
+with the data) never holds up a quick one such as the consumer lag.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ GaugeSource = Callable[[], Awaitable[Mapping[Key, float]]]
 # Seconds; the default OTel buckets are in milliseconds-sized steps and miss fast handlers.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
-SOURCE_TIMEOUT = 5.0  # seconds one gauge's source may take per refresh
+SOURCE_TIMEOUT = 5.0  # seconds one gauge's source may take per refresh, unless it says more
 
 
 def _meter_provider(
@@ -74,6 +76,7 @@ def _meter_provider(
 class _Gauge:
     source: GaugeSource
     every: float = 0.0  # seconds between two reads of the source (0: every refresh)
+    timeout: float | None = None  # seconds one read may take (None: SOURCE_TIMEOUT)
     values: dict[Key, float] = field(default_factory=dict)
     read_at: float = float("-inf")  # monotonic time of the last read
 
@@ -89,6 +92,7 @@ class Metrics:
     ) -> None:
         self.service = service
         self.refresh_every = refresh_every
+        self.start_delay = 1.0  # seconds before the first refresh of ``run``
         self.provider, self.registry = _meter_provider(service, settings)
         meter = self.provider.get_meter("gardien")
         self._consumed = meter.create_counter(
@@ -138,11 +142,18 @@ class Metrics:
         self._duration.record(seconds, attrs)
 
     def gauge(
-        self, name: str, description: str, unit: str, source: GaugeSource, every: float = 0.0
+        self,
+        name: str,
+        description: str,
+        unit: str,
+        source: GaugeSource,
+        every: float = 0.0,
+        timeout: float | None = None,
     ) -> None:
         """An observable gauge refreshed in the background from ``source`` (at most once per
-        ``every`` seconds: figures that cost a database scan and change slowly)."""
-        gauge = _Gauge(source, every)
+        ``every`` seconds: figures that cost a database scan and change slowly), each read
+        cut short after ``timeout`` seconds (``SOURCE_TIMEOUT`` unless given)."""
+        gauge = _Gauge(source, every, timeout=timeout)
         self._gauges[name] = gauge
         self._meter.create_observable_gauge(
             name, callbacks=[gauge.observe], unit=unit, description=description
@@ -153,27 +164,44 @@ class Metrics:
         self._gauges[name].values = dict(values)
 
     async def refresh(self, *, due_only: bool = False) -> None:
-        """Recompute every database-backed gauge once; a failing source keeps its last figures.
+        """Recompute every database-backed gauge once, the sources read side by side; a
+        failing source keeps its last figures.
 
-        Each source is bounded (``SOURCE_TIMEOUT``): a frozen store leaves its gauges stale,
-        never the others (the consumer lag is refreshed by the same task).
+        Each source is bounded (its timeout): a frozen store leaves its gauges stale, never
+        the others (the consumer lag is refreshed by the same task).
         """
-        for name, gauge in self._gauges.items():
-            now = time.monotonic()
-            if due_only and now - gauge.read_at < gauge.every:
-                continue
-            gauge.read_at = now
-            try:
-                gauge.values = dict(await asyncio.wait_for(gauge.source(), SOURCE_TIMEOUT))
-            except Exception as exc:  # a metric must never take the service down
-                log.warning("metric %s not refreshed: %s", name, type(exc).__name__)
+        await asyncio.gather(*(self._read(n, g) for n, g in self._due(due_only)))
 
     async def run(self) -> None:
-        """Refresh the gauges every ``refresh_every`` seconds until cancelled."""
-        await asyncio.sleep(1.0)  # let the service finish starting
-        while True:
-            await self.refresh(due_only=True)
-            await asyncio.sleep(self.refresh_every)
+        """Every ``refresh_every`` seconds until cancelled, start a read of each due gauge
+        whose last read has finished; a slow read never delays the other gauges' reads."""
+        await asyncio.sleep(self.start_delay)  # let the service finish starting
+        reading: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for name, gauge in self._due(due_only=True):
+                    if name not in reading or reading[name].done():
+                        reading[name] = asyncio.create_task(self._read(name, gauge))
+                await asyncio.sleep(self.refresh_every)
+        finally:
+            for task in reading.values():
+                task.cancel()
+
+    def _due(self, due_only: bool) -> list[tuple[str, _Gauge]]:
+        now = time.monotonic()
+        return [
+            (name, gauge)
+            for name, gauge in self._gauges.items()
+            if not due_only or now - gauge.read_at >= gauge.every
+        ]
+
+    async def _read(self, name: str, gauge: _Gauge) -> None:
+        gauge.read_at = time.monotonic()
+        bound = gauge.timeout if gauge.timeout is not None else SOURCE_TIMEOUT
+        try:
+            gauge.values = dict(await asyncio.wait_for(gauge.source(), bound))
+        except Exception as exc:  # a metric must never take the service down
+            log.warning("metric %s not refreshed: %s", name, type(exc).__name__)
 
     def exposition(self) -> bytes:
         """Every instrument in the Prometheus text format (with HELP and TYPE lines)."""

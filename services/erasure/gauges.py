@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from fastapi import FastAPI
 
 from services.erasure.repository import CaseRepository
-from shared.figures import GAUGE_CAP, GAUGE_EVERY, key, outbox_gauge
+from shared.figures import GAUGE_CAP, GAUGE_EVERY, SCAN_TIMEOUT, key, outbox_gauge
 from shared.metrics import Key, Metrics
 
 AWAITING = ("pending", "sent", "held")  # part states that wait for a system's answer
@@ -56,6 +56,7 @@ def register(app: FastAPI) -> None:
         "{case}",
         figures.open_cases,
         GAUGE_EVERY,
+        timeout=SCAN_TIMEOUT,  # reads every open case's parts: 10,000 outlast the default 5 s
     )
     metrics.gauge(
         "gardien.erasure.commands.unacknowledged",

@@ -158,3 +158,69 @@ async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced() -> None:
     assert reads == {"lag": 3, "cases": 1}
     await metrics.refresh()  # forced: tests, or a caller that wants fresh figures now
     assert reads == {"lag": 4, "cases": 2}
+
+
+async def test_a_figure_given_a_longer_bound_is_read_to_its_end_beside_a_cut_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The open cases of a large erasure store take longer than the default bound to read:
+    such a gauge says so (``timeout``) and gets its figure; the default still cuts a frozen
+    source, and the two are read side by side, not one after the other."""
+    import asyncio
+    import time
+
+    from shared import metrics as module
+
+    monkeypatch.setattr(module, "SOURCE_TIMEOUT", 0.2)
+    metrics = Metrics("erasure")
+
+    def sleeping(seconds: float, value: float) -> Callable[[], Awaitable[Mapping[Key, float]]]:
+        async def source() -> Mapping[Key, float]:
+            await asyncio.sleep(seconds)
+            return {(("gardien.case.state", "open"),): value}
+
+        return source
+
+    metrics.gauge("gardien.slow", "Long read.", "{case}", sleeping(0.4, 7.0), timeout=2.0)
+    metrics.gauge("gardien.frozen", "Never answers in time.", "{case}", sleeping(3600, 1.0))
+    started = time.monotonic()
+    await asyncio.wait_for(metrics.refresh(), 5)
+    text = metrics.exposition().decode()
+    assert samples(text, "gardien_slow")[0][1] == 7.0
+    assert samples(text, "gardien_frozen") == []
+    assert time.monotonic() - started < 0.55  # side by side: 0.4 s, not 0.4 + 0.2
+
+
+async def test_a_slow_read_in_the_background_does_not_hold_up_the_quick_figures() -> None:
+    import asyncio
+
+    metrics, reads = Metrics("erasure", refresh_every=0.02), {"lag": 0, "cases": 0}
+    metrics.start_delay = 0.0
+    slow_done = asyncio.Event()
+
+    async def lag() -> Mapping[Key, float]:
+        reads["lag"] += 1
+        return {}
+
+    async def cases() -> Mapping[Key, float]:
+        reads["cases"] += 1
+        await slow_done.wait()
+        return {}
+
+    metrics.gauge("gardien.lag", "Every refresh.", "{message}", lag)
+    metrics.gauge("gardien.cases", "Slow.", "{case}", cases, timeout=60)
+
+    def reached(name: str, n: int) -> Callable[[], Awaitable[bool]]:
+        async def probe() -> bool:
+            return reads[name] >= n
+
+        return probe
+
+    task = asyncio.create_task(metrics.run())
+    try:
+        await wait_for(reached("lag", 5), timeout=5, interval=0.01)
+        assert reads["cases"] == 1  # still reading: not started again on top of itself
+        slow_done.set()
+        await wait_for(reached("cases", 2), timeout=5, interval=0.01)
+    finally:
+        task.cancel()
