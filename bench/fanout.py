@@ -266,7 +266,15 @@ def run(cases: int, stall: float) -> dict[str, Any]:
         stop.set()
         for thread in threads:
             thread.join()
-    return figures(cases, seen, t0, produced, samples, peak, rss_now)
+    result = figures(cases, seen, t0, produced, samples, peak, rss_now)
+    return {**result, "gauge_reads_cut_short": cut_short(st.home or Path("."))}
+
+
+def cut_short(home: Path) -> int:
+    """Gauge reads the erasure service gave up on during the run (a figure left stale)."""
+    log = home / "erasure.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return sum("not refreshed" in line for line in text.splitlines())
 
 
 def figures(
@@ -316,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{result['acks_reconciled']} acknowledgements reconciled at "
         f"{result['acks_reconciled_per_s']}/s; erasure peak RSS "
         f"{result['erasure_peak_rss_mib']} MiB (at 10/50/100%: {result['rss_mib_at_10pct']}/"
-        f"{result['rss_mib_at_50pct']}/{result['rss_mib_at_100pct']} MiB)"
+        f"{result['rss_mib_at_50pct']}/{result['rss_mib_at_100pct']} MiB); "
+        f"gauge reads cut short: {result['gauge_reads_cut_short']}"
     )
     if args.ceiling:
         result["ratio_to_ceiling"] = round(result["commands_per_s"] / args.ceiling, 3)
