@@ -17,13 +17,15 @@ from shared.figures import GAUGE_CAP, GAUGE_EVERY, SCAN_TIMEOUT, key, outbox_gau
 from shared.metrics import Key, Metrics
 
 AWAITING = ("pending", "sent", "held")  # part states that wait for a system's answer
+COMMANDS = "gardien.erasure.commands.unacknowledged"
 
 
 class CaseFigures:
     """One read of the open cases per refresh, reported by two gauges."""
 
-    def __init__(self, cases: Callable[[], CaseRepository]) -> None:
+    def __init__(self, cases: Callable[[], CaseRepository], metrics: Metrics) -> None:
         self.cases = cases
+        self.metrics = metrics
         self.commands: dict[Key, float] = {}
 
     async def open_cases(self) -> Mapping[Key, float]:
@@ -37,6 +39,7 @@ class CaseFigures:
                     c = key({"gardien.system.id": system, "gardien.command.state": state})
                     commands[c] = commands.get(c, 0) + 1
         self.commands = commands
+        self.metrics.set_gauge(COMMANDS, commands)  # with the counts, from the same read
         return counts
 
     async def unacknowledged(self) -> Mapping[Key, float]:
@@ -49,7 +52,7 @@ class CaseFigures:
 def register(app: FastAPI) -> None:
     """Register the gauges on the app's metrics (read once the use cases are built)."""
     metrics: Metrics = app.state.runtime.metrics
-    figures = CaseFigures(lambda: app.state.erasure.repos.cases)
+    figures = CaseFigures(lambda: app.state.erasure.repos.cases, metrics)
     metrics.gauge(
         "gardien.erasure.cases",
         "Open erasure cases by state (open, escalated).",
@@ -59,7 +62,7 @@ def register(app: FastAPI) -> None:
         timeout=SCAN_TIMEOUT,  # reads every open case's parts: 10,000 outlast the default 5 s
     )
     metrics.gauge(
-        "gardien.erasure.commands.unacknowledged",
+        COMMANDS,
         "Commands of open cases awaiting a system's acknowledgement, by system and state.",
         "{command}",
         figures.unacknowledged,

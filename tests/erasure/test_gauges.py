@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 from fastapi import FastAPI
 
 from services.erasure import domain, gauges
 from services.erasure.memory import MemoryCases
-from services.erasure.repository import Write
+from services.erasure.repository import OpenCase, Write
 from shared.metrics import Metrics
 from tests.contract.test_erasure_cases import NOW, new_case, opened
 from tests.shared.test_metrics import samples
 
 
+class SlowCases(MemoryCases):
+    """Cases whose read takes a while, as a large store's does."""
+
+    async def open_cases(self, cap: int) -> list[OpenCase]:
+        await asyncio.sleep(0.05)
+        return await super().open_cases(cap)
+
+
 async def test_open_cases_and_unacknowledged_commands_per_system() -> None:
-    cases = MemoryCases()
+    await _check_figures(MemoryCases())
+
+
+async def test_the_commands_figure_comes_from_the_same_read_however_long_it_takes() -> None:
+    """The gauges are read side by side: the commands figure must not be the one of the read
+    before, taken while this one was still going."""
+    await _check_figures(SlowCases())
+
+
+async def _check_figures(cases: MemoryCases) -> None:
     await cases.save_many([opened(new_case("req:A")), opened(new_case("req:B"))])
     stored = (await cases.get_many(["req:A"]))["req:A"]
     domain.answer(stored.case, "crm", "erased", NOW, lambda _: {})
