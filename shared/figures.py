@@ -60,4 +60,5 @@ def outbox_gauge(metrics: Metrics, source: GaugeSource) -> None:
         "{event}",
         source,
         GAUGE_EVERY,
+        timeout=SCAN_TIMEOUT,  # reads every pending outbox: a backlog of thousands outlasts 5 s
     )

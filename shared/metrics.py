@@ -9,7 +9,9 @@ Observable figures that need a database read (timers pending, open cases, outbox
 refreshed by one background task per process (``refresh_every`` seconds) and reported from
 memory: OpenTelemetry's callbacks are synchronous and a scrape must never wait on MongoDB.
 Each source is read on its own, bounded by its own timeout, so a slow figure (one that grows
-with the data) never holds up a quick one such as the consumer lag.
+with the data) never holds up a quick one such as the consumer lag; and a long read is not
+started again before ten times its length has passed (``READ_SHARE``), so the figures never
+take more than a tenth of the store's time.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ GaugeSource = Callable[[], Awaitable[Mapping[Key, float]]]
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 SOURCE_TIMEOUT = 5.0  # seconds one gauge's source may take per refresh, unless it says more
+# A source is read again no sooner than this many times its last read's length after it
+# started, so a read that grows with the data keeps to a tenth of the store's time.
+READ_SHARE = 10
 
 
 def _meter_provider(
@@ -79,6 +84,7 @@ class _Gauge:
     timeout: float | None = None  # seconds one read may take (None: SOURCE_TIMEOUT)
     values: dict[Key, float] = field(default_factory=dict)
     read_at: float = float("-inf")  # monotonic time of the last read
+    took: float = 0.0  # seconds the last read took
 
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(v, dict(k)) for k, v in self.values.items()]
@@ -192,7 +198,7 @@ class Metrics:
         return [
             (name, gauge)
             for name, gauge in self._gauges.items()
-            if not due_only or now - gauge.read_at >= gauge.every
+            if not due_only or now - gauge.read_at >= max(gauge.every, READ_SHARE * gauge.took)
         ]
 
     async def _read(self, name: str, gauge: _Gauge) -> None:
@@ -202,6 +208,8 @@ class Metrics:
             gauge.values = dict(await asyncio.wait_for(gauge.source(), bound))
         except Exception as exc:  # a metric must never take the service down
             log.warning("metric %s not refreshed: %s", name, type(exc).__name__)
+        finally:
+            gauge.took = time.monotonic() - gauge.read_at
 
     def exposition(self) -> bytes:
         """Every instrument in the Prometheus text format (with HELP and TYPE lines)."""

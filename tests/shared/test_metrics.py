@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -141,7 +142,21 @@ async def test_a_hanging_source_is_cut_short_and_the_others_still_refresh(
     assert samples(metrics.exposition().decode(), "gardien_fine")[0][1] == 2.0
 
 
-async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced() -> None:
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The metrics module's monotonic clock, set by hand (``.now``)."""
+    from types import SimpleNamespace
+
+    from shared import metrics as module
+
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    return clock
+
+
+async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = fake_clock(monkeypatch)
     metrics, reads = Metrics("erasure"), {"lag": 0, "cases": 0}
 
     def counting(name: str) -> Callable[[], Awaitable[Mapping[Key, float]]]:
@@ -154,7 +169,8 @@ async def test_a_slow_figure_is_read_at_its_own_cadence_unless_forced() -> None:
     metrics.gauge("gardien.lag", "Every refresh.", "{message}", counting("lag"))
     metrics.gauge("gardien.cases", "Once a minute.", "{case}", counting("cases"), every=60)
     for _ in range(3):
-        await metrics.refresh(due_only=True)  # what the background task does
+        await metrics.refresh(due_only=True)  # what the background task does, every 15 s
+        clock.now += 15
     assert reads == {"lag": 3, "cases": 1}
     await metrics.refresh()  # forced: tests, or a caller that wants fresh figures now
     assert reads == {"lag": 4, "cases": 2}
@@ -224,3 +240,24 @@ async def test_a_slow_read_in_the_background_does_not_hold_up_the_quick_figures(
         await wait_for(reached("cases", 2), timeout=5, interval=0.01)
     finally:
         task.cancel()
+
+
+async def test_a_long_read_waits_ten_times_its_length_before_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that grows with the data (every open case) keeps to a tenth of the store's
+    time: after a 2 s read, the next starts no sooner than 20 s after the first did."""
+    clock = fake_clock(monkeypatch)
+    metrics, reads = Metrics("erasure"), []
+
+    async def long_read() -> Mapping[Key, float]:
+        reads.append(clock.now)
+        clock.now += 2.0
+        return {}
+
+    metrics.gauge("gardien.cases", "Every open case.", "{case}", long_read, every=15)
+    await metrics.refresh(due_only=True)
+    for now, expected in ((115.5, 1), (119.9, 1), (120.0, 2)):
+        clock.now = now
+        await metrics.refresh(due_only=True)
+        assert len(reads) == expected, (now, reads)
