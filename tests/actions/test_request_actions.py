@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,15 @@ from services.intake.app import create_app
 from shared import topics
 from shared.events import parse_event
 from shared.settings import Settings
-from tests.support import api_key, example, read_until, running, topic_reader, wait_for
+from tests.support import (
+    api_key,
+    example,
+    read_until,
+    running,
+    structured_event,
+    topic_reader,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,11 +121,7 @@ async def test_pause_and_identity(settings: Settings) -> None:
         assert extra.status_code == 422 and "x" in extra.text
 
 
-def _event_id(value: bytes) -> str | None:
-    """The id of a structured event; None for anything else on the shared topic (binary-mode
-    records and poison that other tests published)."""
-    try:
-        event = json.loads(value)
-    except (ValueError, RecursionError):  # RecursionError: the deeply nested poison record
-        return None
-    return event.get("id") if isinstance(event, dict) else None
+def _event_id(value: bytes | None) -> str | None:
+    """The id of a structured event; None for anything else on the shared topic."""
+    event = structured_event(value)
+    return event.get("id") if event else None

@@ -247,6 +247,7 @@ async def test_retention_expiry_requests_purge_unless_a_hold_is_active(settings:
         unknown = inbound("gdpr.legal_hold.released", {**hold_data, "hold_id": f"NOPE-{t}"})
         await publish(settings, topics.LEGAL_HOLDS, "x", unknown)
         dead = await read_until(
-            reader, lambda r: r.topic.endswith(".dlq") and unknown["id"].encode() in r.value
+            reader,
+            lambda r: r.topic.endswith(".dlq") and unknown["id"].encode() in (r.value or b""),
         )
         assert "unknown legal hold" in dict(dead.headers)[DLQ_REASON].decode()
