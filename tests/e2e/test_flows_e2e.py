@@ -73,6 +73,8 @@ def flows(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -
         embedded_stack.bootstrap,
         embedded_stack.mongodb_uri,
         GARDIEN_AUDIT_WEBHOOK_POLL_SECONDS="0.2",
+        # Data of their own: other e2e tests erase the same reference customer on this server.
+        REFSYS_DB_PREFIX=f"refsys_flows_{uuid.uuid4().hex[:6]}_",
     )
     proc, api = start_up(home, env, extra_args=["--with-reference-systems"])
     try:
@@ -129,10 +131,11 @@ def test_erasure_flow_end_to_end(flows: Any, tmp_path: Path) -> None:
 
     mongo = MongoClient(env["MONGODB_URI"], tz_aware=True)
     try:
+        refsys = env["REFSYS_DB_PREFIX"]
         crm, news, billing = (
-            mongo["refsys_crm"],
-            mongo["refsys_newsletter"],
-            mongo["refsys_billing"],
+            mongo[f"{refsys}crm"],
+            mongo[f"{refsys}newsletter"],
+            mongo[f"{refsys}billing"],
         )
         assert crm["customers"].count_documents({"email": EMAIL}) == 0
         assert news["subscribers"].count_documents({"email": EMAIL}) == 0
