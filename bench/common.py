@@ -179,7 +179,7 @@ def gardien_up(
     **extra_env: str,
 ) -> Iterator[Up]:
     """`gardien up` against ``st`` as tests/e2e/conftest.py starts it; stopped afterwards."""
-    from tests.upctl import start_up, stop_up, up_env
+    from tests.upctl import free_base, start_up, stop_up, up_env
 
     home = Path(tempfile.mkdtemp(prefix="gardien-bench-up-"))
     env = up_env(
@@ -191,7 +191,7 @@ def gardien_up(
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     extra = ["--replicas", str(replicas)] if replicas != 1 else None
-    base = 30000 + (os.getpid() % 400) * 50  # room for 4 members of each service
+    base = free_base(replicas)
     proc, api = start_up(home, env, timeout, extra, base_port=base)
     try:
         yield Up(proc, home, api, env["GARDIEN_DB_PREFIX"], st.bootstrap, st.mongodb_uri)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,32 @@ def up_env(bootstrap: str | None, mongodb_uri: str | None, **extra: str) -> dict
     return env
 
 
+# Base ports are taken below the kernel's ephemeral range (32768 and up on Linux), where the
+# other worker's and the clients' own sockets would otherwise land on a service's port.
+BASE_LOW, BASE_HIGH = 20000, 32000
+
+
+def free_base(members: int = 1) -> int:
+    """A base port whose service ports (base+1..base+4, for each of ``members``) are free now,
+    searched from a start of this process's own (two test workers look in different places)."""
+    slots = (BASE_HIGH - BASE_LOW) // 100
+    start = os.getpid() % slots
+    for i in range(slots):
+        base = BASE_LOW + ((start + i) % slots) * 100
+        if all(_free(base + 10 * m + k) for m in range(members) for k in range(1, 5)):
+            return base
+    raise RuntimeError(f"no free base port between {BASE_LOW} and {BASE_HIGH}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_up(
     home: Path,
     env: dict[str, str],
@@ -49,7 +76,7 @@ def start_up(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `gardien up` and wait until its API reports every service ready."""
     port = stack.free_port()
-    base = base_port or 20000 + (os.getpid() % 2000) * 10
+    base = base_port or free_base()
     proc = subprocess.Popen(
         [
             sys.executable,

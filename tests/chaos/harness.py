@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import MongoClient
 
 from shared import topics
-from tests.upctl import start_up, up_env
+from tests.upctl import free_base, start_up, up_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,20 +120,6 @@ class Verdict:
 # A running `gardien up` -------------------------------------------------------------------
 
 
-def _free_base_port() -> int:
-    """A base port whose base+1..base+4 are free right now."""
-    for _ in range(200):
-        base = random.randint(30000, 45000) // 10 * 10
-        try:
-            for offset in range(1, 5):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free base port")
-
-
 @dataclass
 class Up:
     """`gardien up` in a subprocess with its own embedded stack and home directory."""
@@ -165,7 +149,7 @@ class Up:
         )
         if "OTEL_EXPORTER_OTLP_ENDPOINT" not in self.extra_env:
             env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-        self.base_port = _free_base_port()
+        self.base_port = free_base()
         self.proc, self.api = start_up(self.home, env, timeout, base_port=self.base_port)
         state = self.state()
         self.env = {
