@@ -28,12 +28,12 @@ lint: env
 	$(VENV)/bin/ruff format --check shared services gardien tests examples bench
 	$(VENV)/bin/mypy shared services gardien tests/support.py
 
-# Two workers (pytest-xdist), each with its own embedded stack; a module stays on one worker
-# (tests/conftest.py). The suite waits on servers more than it computes: TEST_WORKERS=1 runs
-# it in one process.
-TEST_WORKERS ?= 2
+# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers, each with its own
+# embedded stack, a module per worker (tests/conftest.py): about 9 minutes instead of 14, but
+# the flows e2e test still fails in some orders (docs/performance.md, sixth pass).
+TEST_WORKERS ?= 1
 test: lint browser
-	$(VENV)/bin/pytest -ra -n $(TEST_WORKERS) --dist loadscope
+	$(VENV)/bin/pytest -ra $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope)
 
 # The console's browser tests drive Debian's Chromium (never a downloaded one). Installed
 # here when missing and apt-get can run as root; otherwise those tests skip with the reason.

@@ -54,8 +54,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The units that run ``gardien up`` or other processes (``e2e``) first, so that the
-    workers end on short units rather than one waiting for the other's long one."""
+    """Under xdist, the units that run ``gardien up`` or other processes (``e2e``) first, so
+    that the workers end on short units rather than one waiting for the other's long one."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process: the order of the files
     slow = {work_unit(i.nodeid) for i in items if i.get_closest_marker("e2e")}
     items.sort(key=lambda i: work_unit(i.nodeid) not in slow)  # stable: order kept within
 
