@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -53,18 +52,10 @@ def free_base(members: int = 1) -> int:
     start = os.getpid() % slots
     for i in range(slots):
         base = BASE_LOW + ((start + i) % slots) * 100
-        if all(_free(base + 10 * m + k) for m in range(members) for k in range(1, 5)):
+        ports = [base + 10 * m + k for m in range(members) for k in range(1, 5)]
+        if all(stack.port_or_free(p) == p for p in ports):
             return base
     raise RuntimeError(f"no free base port between {BASE_LOW} and {BASE_HIGH}")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def start_up(
