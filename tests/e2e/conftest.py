@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gardien import stack
+from shared.kafka_admin import ensure_topics
+from shared.topics import all_topics
 from tests.e2e.otlp_receiver import Receiver
 from tests.support import REPO, StackInfo
 from tests.upctl import start_up, stop_up, up_env
 
-__all__ = ["System", "start_up", "stop_up", "up_env"]
+__all__ = ["System", "broker_of_its_own", "start_up", "stop_up", "up_env"]
+
+
+@contextmanager
+def broker_of_its_own(home: Path) -> Iterator[str]:
+    """The bootstrap of a broker for one module's `gardien up --with-reference-systems`.
+
+    The reference systems' consumer groups (``refsys-crm``...) are the same in every run:
+    on the session's broker, another run's reference CRM (``tests/erasure``'s, which lives
+    for the whole session) would take this run's commands and erase in its own database.
+    """
+    port = stack.free_port()
+    broker = stack.start_broker(home, port)
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        asyncio.run(ensure_topics(bootstrap, all_topics()))
+        yield bootstrap
+    finally:
+        stack.terminate_all([broker])
 
 
 @dataclass

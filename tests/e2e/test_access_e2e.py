@@ -9,7 +9,6 @@ opens with Python's ``csv``; once downloaded, the request is answered and its cl
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -27,10 +26,7 @@ import pytest
 import yaml
 from pymongo import MongoClient
 
-from gardien import stack
-from shared.kafka_admin import ensure_topics
-from shared.topics import all_topics
-from tests.e2e.conftest import start_up, stop_up, up_env
+from tests.e2e.conftest import broker_of_its_own, start_up, stop_up, up_env
 from tests.e2e.test_flows_e2e import wait_json
 from tests.e2e.test_no_identifiers_kept import readable
 from tests.support import REPO, StackInfo, example
@@ -53,30 +49,21 @@ def quick_registry(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def access(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("access")
-    # A broker of its own: on the session's broker, the reference systems (same consumer
-    # groups as earlier tests') would first carry out earlier tests' leftover commands, such as
-    # the flows' erasure of this same reference customer.
-    port = stack.free_port()
-    broker = stack.start_broker(home, port)
-    bootstrap = f"127.0.0.1:{port}"
-    asyncio.run(ensure_topics(bootstrap, all_topics()))
-    env = up_env(
-        bootstrap,
-        embedded_stack.mongodb_uri,
-        GARDIEN_ERASURE_REGISTRY_PATH=str(quick_registry(home / "registry.yaml")),
-        GARDIEN_ERASURE_TICK_SECONDS="0.5",
-        REFSYS_EXPORT_FAIL="billing",
-        # Data of their own: other e2e tests erase the same reference customer on this server.
-        REFSYS_DB_PREFIX=f"refsys_acc_{uuid.uuid4().hex[:6]}_",
-    )
-    try:
+    with broker_of_its_own(home) as bootstrap:
+        env = up_env(
+            bootstrap,
+            embedded_stack.mongodb_uri,
+            GARDIEN_ERASURE_REGISTRY_PATH=str(quick_registry(home / "registry.yaml")),
+            GARDIEN_ERASURE_TICK_SECONDS="0.5",
+            REFSYS_EXPORT_FAIL="billing",
+            # Data of their own: other e2e tests erase the same reference customer on this server.
+            REFSYS_DB_PREFIX=f"refsys_acc_{uuid.uuid4().hex[:6]}_",
+        )
         proc, api = start_up(home, env, timeout=240, extra_args=["--with-reference-systems"])
         try:
             yield api, env, {"X-API-Key": (home / "admin-api-key").read_text().strip()}
         finally:
             stop_up(proc)
-    finally:
-        stack.terminate_all([broker])
 
 
 def publish(env: dict[str, str], path: Path, event: dict[str, Any]) -> None:

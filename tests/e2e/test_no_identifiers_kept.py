@@ -23,7 +23,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.e2e.conftest import start_up, stop_up, up_env
+from tests.e2e.conftest import broker_of_its_own, start_up, stop_up, up_env
 from tests.support import REPO, StackInfo, example
 
 pytestmark = pytest.mark.e2e
@@ -33,17 +33,18 @@ EMAIL, CUSTOMER = "alice.martin@example.org", "C-1042"
 @pytest.fixture(scope="module")
 def up(embedded_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("no-identifiers")
-    env = up_env(
-        embedded_stack.bootstrap,
-        embedded_stack.mongodb_uri,
-        # Data of their own: other e2e tests erase the same reference customer on this server.
-        REFSYS_DB_PREFIX=f"refsys_noid_{uuid.uuid4().hex[:6]}_",
-    )
-    proc, api = start_up(home, env, extra_args=["--with-reference-systems"])
-    try:
-        yield api, env, {"X-API-Key": (home / "admin-api-key").read_text().strip()}
-    finally:
-        stop_up(proc)
+    with broker_of_its_own(home) as bootstrap:
+        env = up_env(
+            bootstrap,
+            embedded_stack.mongodb_uri,
+            # Data of their own: other e2e tests erase the same reference customer on this server.
+            REFSYS_DB_PREFIX=f"refsys_noid_{uuid.uuid4().hex[:6]}_",
+        )
+        proc, api = start_up(home, env, extra_args=["--with-reference-systems"])
+        try:
+            yield api, env, {"X-API-Key": (home / "admin-api-key").read_text().strip()}
+        finally:
+            stop_up(proc)
 
 
 def readable(value: Any, needles: tuple[str, ...], path: str = "") -> list[str]:
