@@ -28,10 +28,9 @@ lint: env
 	$(VENV)/bin/ruff format --check shared services gardien tests examples bench
 	$(VENV)/bin/mypy shared services gardien tests/support.py
 
-# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers, each with its own
-# embedded stack, a module per worker (tests/conftest.py): about 9 minutes instead of 14, but
-# the flows e2e test still fails in some orders (docs/performance.md, sixth pass).
-TEST_WORKERS ?= 1
+# Two pytest-xdist workers by default, each with its own embedded stack and whole modules
+# (tests/conftest.py): about 9 minutes on 2 cores instead of 14. TEST_WORKERS=1: one process.
+TEST_WORKERS ?= 2
 test: lint browser
 	$(VENV)/bin/pytest -ra $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope)
 
