@@ -180,7 +180,7 @@ class Launcher:
             "ports": self.member_ports(),
             "http": f"http://{self.http_host}:{self.http_port}",
         }
-        (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
+        stack.write_atomic(self.home / STATE_FILE, json.dumps(state, indent=2))
 
     def start_children(self) -> None:
         base = self.service_env()

@@ -123,8 +123,16 @@ def start_mongo(home: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: a reader sees the old file or the new one,
+    never an empty or half-written one (``write_text`` truncates first)."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    part.write_text(text)
+    os.replace(part, path)
+
+
 def save_state(home: Path, state: StackState) -> None:
-    (home / STATE_FILE).write_text(json.dumps(asdict(state)))
+    write_atomic(home / STATE_FILE, json.dumps(asdict(state)))
 
 
 def load_state(home: Path) -> StackState | None:
