@@ -13,6 +13,10 @@ the end of the write that made them due, when a loaded machine finishes it later
 firing (leased and saved in a batch, its event published) is measured; the scheduler clears
 the outboxes of what it published afterwards (at the end of a round, or after 20,000
 firings or half a lease), and the CPU of that write is counted in each burst's CPU per firing.
+The physical floor, in the same run: the burst's own timers written once more, one update of
+each at the size of its firing's leased write (fields and outbox as the scheduler set them),
+in unordered bulk writes of ``--claim``, with nothing read or produced: the least any design
+that records each firing before publishing it can cost on this server.
 ``--compare`` also runs the claim path before 2026-12-01 (``bench/timers_before.py``) on
 other timers of the same database, bursts of the two alternating.
 Two bursts at the full count: ``--batch`` (default 1,000: lag p99, target < 1 s) and
@@ -97,10 +101,12 @@ async def measure(
     broker = KafkaBroker(bootstrap, log_level=10)
     await broker.start()
     fired_at: dict[str, float] = {}
+    sample: list[Any] = []  # one firing's change, the size of the floor's writes
 
     def record(saved: list[Any]) -> None:
         at = time.time()
         fired_at.update({c.doc_id: at for c in saved})
+        sample[:] = sample or [c for c in saved if c.outbox][:1]
 
     class Timed(Scheduler):
         ended: asyncio.Event | None = None  # set when a tick ends (see ``burst``)
@@ -143,6 +149,8 @@ async def measure(
         print(f"  burst of {size:,} ({label}), load {os.getloadavg()[0]:.1f}", flush=True)
         got = await burst(scheds[label], coll, size, first, tick, fired_at)
         result[str(size) if label == "after" else f"{size}_{label}"] = got
+    size, first = max((size, first) for label, size, first in bursts if label == "after")
+    result["floor_ms"] = await write_floor(client[db]["timers"], size, first, sample, args.claim)
     await broker.stop()
     await client.close()
     return result
@@ -184,6 +192,20 @@ async def burst(
         # CPU of broker + MongoDB + this process per firing: steadier than time under load.
         "cpu_ms_per_firing": 1000 * cpu / max(len(lags), 1),
     }
+
+
+async def write_floor(coll: Any, size: int, first: int, sample: list[Any], claim: int) -> float:
+    """Milliseconds to update ``size`` timers once each as a firing does, nothing else."""
+    from pymongo import UpdateOne
+
+    change = sample[0]
+    body = {**change.fields, "outbox": change.outbox, "outbox_pending": True}
+    ids = [f"request:BT-{i:08d}" for i in range(first, first + size)]
+    started = time.perf_counter()
+    for at in range(0, size, claim):
+        ops = [UpdateOne({"_id": i}, {"$set": body}) for i in ids[at : at + claim]]
+        await coll.bulk_write(ops, ordered=False)
+    return 1000 * (time.perf_counter() - started)
 
 
 def du_mib(path: Path) -> float:
@@ -240,10 +262,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         rss1 = rss_mib(os.getpid())
         db_mib = du_mib(st.home / "mongo-data") if st.home else float("nan")
-    report(args, small, rate_small if args.timers <= small else rate_big, db_mib, rss0, rss1)
+    created = rate_small if args.timers <= small else rate_big
+    report(args, small, created, len(INDEXES.indexes["timers"]), db_mib, rss0, rss1)
     lag, many = at_big[str(args.batch)], at_big[str(args.burst)]
     at_big.update(lag_p50_ms=lag["lag_p50_ms"], lag_p99_ms=lag["lag_p99_ms"])  # run_all's keys
     at_big["burst_last_ms"] = many["last_ms"]
+    floor = at_big["floor_ms"]
     print(
         f"at {args.timers:,} pending: empty tick {at_big['empty_tick_ms']:.1f} ms (vs "
         f"{at_small['empty_tick_ms']:.1f} ms at {small:,}); claims of {args.claim}, "
@@ -251,7 +275,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  {args.batch:,} due at once: lag p50 {lag['lag_p50_ms']:.0f} ms, p99 "
         f"{lag['lag_p99_ms']:.0f} ms (target p99 < 1000 ms)\n"
         f"  {args.burst:,} due at once: last fired after {many['last_ms']:.0f} ms (target "
-        f"< 3000 ms), p50 {many['lag_p50_ms']:.0f} ms, {many['fire_rate_per_s']:.0f} firings/s"
+        f"< 3000 ms), p50 {many['lag_p50_ms']:.0f} ms, {many['fire_rate_per_s']:.0f} firings/s\n"
+        f"  physical floor, same run: one firing-sized update of each of the {args.burst:,} "
+        f"(bulk writes of {args.claim}, {len(INDEXES.indexes['timers'])} indexes), nothing "
+        f"read or produced: {floor:.0f} ms ({1000 * floor / args.burst:.0f} us per timer); "
+        f"last fired / floor = {many['last_ms'] / floor:.2f}"
     )
     if args.compare:
         old, old_many = at_big[f"{args.batch}_before"], at_big[f"{args.burst}_before"]
@@ -280,9 +308,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def report(args: Any, small: int, rate: float, db_mib: float, rss0: float, rss1: float) -> None:
+def report(
+    args: Any, small: int, rate: float, indexes: int, db_mib: float, rss0: float, rss1: float
+) -> None:
     print(
-        f"created {args.timers:,} timers at {rate:,.0f}/s (insert_many, 6 indexes); "
+        f"created {args.timers:,} timers at {rate:,.0f}/s (insert_many, {indexes} indexes); "
         f"database on disk {db_mib:,.0f} MiB; scheduler process RSS {rss0:.0f} MiB at "
         f"{small:,} pending, {rss1:.0f} MiB at {args.timers:,}"
     )
