@@ -10,6 +10,12 @@ Phase 1: all records produced at once; appended records/s from the first send to
 record in the trail (the chain heads' sum). Phase 2: records produced at half that rate;
 p50/p99 from each event's send to its own record's ``recorded_at``.
 
+The physical ceiling, measured on the same servers before the service starts: raw
+``insert_many`` documents/s and consumed messages/s (``bench.ceiling``), and from them the
+most records/s for the documents one record really stores (the record, and the subject-index
+entries, links and keys the run's trail holds per record; the chain heads' one update per
+chain and batch is left out) and the event it consumes.
+
     python -m bench.audit_appends --records 20000 --latency-seconds 15
 """
 
@@ -133,6 +139,7 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
         from shared.topics import all_topics
 
         asyncio.run(ensure_topics(st.bootstrap, all_topics()))
+        raw = physical_rates(st)
         prefix = f"b{uuid.uuid4().hex[:6]}_"
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": st.bootstrap,
@@ -190,6 +197,32 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
         "p99_ms": round(percentile(lat, 99), 1),
         "max_ms": round(max(lat), 1) if lat else float("nan"),
         "documents_per_record": per_record,
+        **ceiling_of(raw, per_record, rate),
+    }
+
+
+def physical_rates(st: Any) -> dict[str, float]:
+    """Raw ``insert_many`` documents/s and consumed messages/s on these servers, now."""
+    from bench import ceiling
+
+    rates = asyncio.run(ceiling.mongo_rates(st.mongodb_uri, 10_000, 50))
+    rates.update(asyncio.run(ceiling.kafka_rates(st.bootstrap, 20_000)))
+    return rates
+
+
+def ceiling_of(raw: dict[str, float], per_record: dict[str, float], rate: float) -> dict[str, Any]:
+    """The most records/s these servers allow for the documents one record stores (the
+    record and what the writer stored besides it) and the event consumed, and the ratio."""
+    docs = 1 + sum(per_record.values())
+    seconds = docs / raw["insert_many_docs_per_s"] + 1 / raw["consume_msgs_per_s"]
+    return {
+        "ceiling": {
+            "insert_many_docs_per_s": round(raw["insert_many_docs_per_s"]),
+            "consume_msgs_per_s": round(raw["consume_msgs_per_s"]),
+            "documents_per_record": round(docs, 3),
+            "records_per_s": round(1 / seconds, 1),
+        },
+        "ratio_to_ceiling": round(rate * seconds, 3),
     }
 
 
@@ -208,6 +241,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"at half rate ({r['half_rate']:,.0f}/s) event -> own record p50 {r['p50_ms']} ms, "
         f"p99 {r['p99_ms']} ms (target < 100), max {r['max_ms']} ms; besides each record: "
         + ", ".join(f"{v} {k}" for k, v in r["documents_per_record"].items())
+    )
+    c = r["ceiling"]
+    print(
+        f"physical ceiling, same servers before the run: {c['insert_many_docs_per_s']:,} docs/s"
+        f" insert_many, {c['consume_msgs_per_s']:,} msgs/s consumed -> {c['records_per_s']:,.0f}"
+        f" records/s for {c['documents_per_record']} documents per record; ratio "
+        f"{r['ratio_to_ceiling']:.2f}"
     )
     emit({"benchmark": "audit_appends", **r})
     return r

@@ -61,7 +61,8 @@ def main() -> None:
         print(f"pipeline [{name:7}]     {got:8.2f} requests/s  ratio {ratio:.2f} of {bound:.1f}")
     ap = results["audit"]["appends"]
     print(
-        f"audit appends           {ap['records_per_s']:8.0f} records/s (target >= 5,000); event "
+        f"audit appends           {ap['records_per_s']:8.0f} records/s (target >= 5,000), ratio "
+        f"{ap['ratio_to_ceiling']:.2f} of {ap['ceiling']['records_per_s']:,.0f}; event "
         f"-> own record p99 {ap['p99_ms']:.0f} ms at {ap['half_rate']:.0f}/s (target < 100)"
     )
     print(
