@@ -25,6 +25,7 @@ import typer
 
 from gardien import stack
 from gardien.endpoints import UP_STATE
+from shared.files import write_atomic
 from shared.kafka_admin import ensure_topics, partition_counts
 from shared.pseudonyms import ensure_key_file
 from shared.topics import INBOUND, INTERNAL, PARTITIONS, all_topics
@@ -180,7 +181,7 @@ class Launcher:
             "ports": self.member_ports(),
             "http": f"http://{self.http_host}:{self.http_port}",
         }
-        stack.write_atomic(self.home / STATE_FILE, json.dumps(state, indent=2))
+        write_atomic(self.home / STATE_FILE, json.dumps(state, indent=2))
 
     def start_children(self) -> None:
         base = self.service_env()

@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from shared.files import write_atomic
+
 STATE_FILE = "stack.json"
 
 
@@ -121,14 +123,6 @@ def start_mongo(home: Path, port: int) -> subprocess.Popen[bytes]:
     )
     wait_for_port(port, 30, proc)
     return proc
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: a reader sees the old file or the new one,
-    never an empty or half-written one (``write_text`` truncates first)."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    part.write_text(text)
-    os.replace(part, path)
 
 
 def save_state(home: Path, state: StackState) -> None:

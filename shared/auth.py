@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.files import write_atomic
 
 KEY_PREFIX = "gdn_"
 
@@ -123,10 +124,7 @@ class KeyStore:
 
     def _write(self, raw: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(raw, indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(raw, indent=2), mode=0o600)
         self._stamp = None
 
     def is_empty(self) -> bool:

@@ -8,13 +8,13 @@ import json
 import threading
 from pathlib import Path
 
-from gardien import stack
+from shared.files import write_atomic
 
 
 def test_a_state_file_read_while_it_is_rewritten_is_always_whole(tmp_path: Path) -> None:
     path = tmp_path / "up.json"
     states = [json.dumps({"children": {f"m{i}": i for i in range(n)}}) for n in (200, 400)]
-    stack.write_atomic(path, states[0])
+    write_atomic(path, states[0])
     done, seen, broken = threading.Event(), [0], []
 
     def read() -> None:
@@ -28,7 +28,7 @@ def test_a_state_file_read_while_it_is_rewritten_is_always_whole(tmp_path: Path)
     reader.start()
     try:
         for n in range(2000):
-            stack.write_atomic(path, states[n % 2])
+            write_atomic(path, states[n % 2])
     finally:
         done.set()
         reader.join()
