@@ -41,6 +41,15 @@ def member_name(service: str, member: int) -> str:
     return service if member == 1 else f"{service}-{member}"
 
 
+def member_ports(base_port: int, replicas: int) -> dict[str, int]:
+    """The HTTP port of every member of ``replicas`` per service from ``base_port``."""
+    return {
+        member_name(name, k): base_port + offset + MEMBER_STRIDE * (k - 1)
+        for k in range(1, replicas + 1)
+        for name, offset in SERVICE_OFFSETS.items()
+    }
+
+
 def check_replicas(replicas: int) -> str | None:
     """Why ``replicas`` members per service cannot run (None when they can)."""
     if replicas < 1:
@@ -163,11 +172,7 @@ class Launcher:
 
     def member_ports(self) -> dict[str, int]:
         """The HTTP port of every member, by child name (``intake``, ``intake-2``…)."""
-        return {
-            member_name(name, k): port + MEMBER_STRIDE * (k - 1)
-            for k in range(1, self.replicas + 1)
-            for name, port in self.ports().items()
-        }
+        return member_ports(self.base_port, self.replicas)
 
     def save_state(self) -> None:
         """Record every pid and address, for `gardien stack status` and for operators."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from gardien import stack
+from gardien.launcher import member_ports
 from tests.support import REPO
 
 
@@ -46,13 +47,13 @@ BASE_LOW, BASE_HIGH = 20000, 32000
 
 
 def free_base(members: int = 1) -> int:
-    """A base port whose service ports (base+1..base+4, for each of ``members``) are free now,
-    searched from a start of this process's own (two test workers look in different places)."""
+    """A base port whose service ports (each member's, laid out as `gardien up` does) are free
+    now, searched from a start of this process's own (two workers look in different places)."""
     slots = (BASE_HIGH - BASE_LOW) // 100
     start = os.getpid() % slots
     for i in range(slots):
         base = BASE_LOW + ((start + i) % slots) * 100
-        ports = [base + 10 * m + k for m in range(members) for k in range(1, 5)]
+        ports = member_ports(base, members).values()
         if all(stack.port_or_free(p) == p for p in ports):
             return base
     raise RuntimeError(f"no free base port between {BASE_LOW} and {BASE_HIGH}")
