@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import Any
 
+from bench import ceiling
 from bench.common import access_request, cpu_seconds, embedded_stack, emit, machine, percentile
 
 TOPICS = ("gdpr.requests.v1", "gardien.requests.v1", "gardien.deadlines.v1")
@@ -139,7 +140,7 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
         from shared.topics import all_topics
 
         asyncio.run(ensure_topics(st.bootstrap, all_topics()))
-        raw = physical_rates(st)
+        raw = ceiling.raw_rates(st, 10_000, 20_000, singles=50)
         prefix = f"b{uuid.uuid4().hex[:6]}_"
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": st.bootstrap,
@@ -199,15 +200,6 @@ def measure(records: int, latency_seconds: float, rate_arg: float | None = None)
         "documents_per_record": per_record,
         **ceiling_of(raw, per_record, rate),
     }
-
-
-def physical_rates(st: Any) -> dict[str, float]:
-    """Raw ``insert_many`` documents/s and consumed messages/s on these servers, now."""
-    from bench import ceiling
-
-    rates = asyncio.run(ceiling.mongo_rates(st.mongodb_uri, 10_000, 50))
-    rates.update(asyncio.run(ceiling.kafka_rates(st.bootstrap, 20_000)))
-    return rates
 
 
 def ceiling_of(raw: dict[str, float], per_record: dict[str, float], rate: float) -> dict[str, Any]:

@@ -180,6 +180,13 @@ async def kafka_rates(bootstrap: str, messages: int) -> dict[str, float]:
     return {"produce_msgs_per_s": produce, "consume_msgs_per_s": consume}
 
 
+def raw_rates(st: Any, docs: int, messages: int, singles: int) -> dict[str, float]:
+    """Every raw rate of the stack ``st`` (``embedded_stack``), now: MongoDB, then Kafka."""
+    found = asyncio.run(mongo_rates(st.mongodb_uri, docs, singles))
+    found.update(asyncio.run(kafka_rates(st.bootstrap, messages)))
+    return found
+
+
 def best(need: Need, rates: dict[str, float]) -> dict[str, float]:
     """Requests/s if each resource were alone, and when they share the machine (the ceiling)."""
     alone = {
@@ -199,8 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     print(f"ceiling benchmark — {machine()}", flush=True)
     with embedded_stack() as st:
-        rates = asyncio.run(mongo_rates(st.mongodb_uri, args.docs, args.singles))
-        rates.update(asyncio.run(kafka_rates(st.bootstrap, args.messages)))
+        rates = raw_rates(st, args.docs, args.messages, args.singles)
     print(
         "raw: insert_many {insert_many_docs_per_s:,.0f} docs/s; insert_one {insert_one_per_s:,.0f}"
         "/s, find_one {find_one_per_s:,.0f}/s, update_one {update_one_per_s:,.0f}/s; produce "

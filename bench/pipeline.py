@@ -258,8 +258,7 @@ def same_run_ceiling(st: Any, docs: int, messages: int) -> list[float]:
     """The physical ceiling (access, erasure requests/s) on these servers, now."""
     from bench import ceiling
 
-    rates = asyncio.run(ceiling.mongo_rates(st.mongodb_uri, docs, 200))
-    rates.update(asyncio.run(ceiling.kafka_rates(st.bootstrap, messages)))
+    rates = ceiling.raw_rates(st, docs, messages, singles=200)
     out = []
     for name in ("access", "erasure"):
         need, bound = ceiling.NEEDS[name], ceiling.best(ceiling.NEEDS[name], rates)
